@@ -1,0 +1,237 @@
+"""An on-device training loop for Flax NNX models on MNIST.
+
+One ``nnx.split`` when the trainer is built; an epoch is a single jit-compiled
+``lax.scan`` over minibatches with on-device shuffling and binarisation, so the
+host is only involved once per epoch (to read the epoch's mean metrics).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+from tqdm.auto import tqdm
+
+from models import mnist
+
+# loss_fn(model, x, labels, key) -> (scalar loss to minimise, {name: scalar metric}).
+LossFn = Callable[
+    [nnx.Module, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters shared by every MNIST trainer."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    binarization: str = "dynamic"
+    keep_checkpoints: int = 2
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training step produced a non-finite loss or gradient."""
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def make_epoch_fn(graphdef, loss_fn: LossFn, *, batch_size: int, binarization: str):
+    """Builds a pure ``epoch(state, images, labels, key) -> (state, metrics)`` function.
+
+    ``state`` is the ``nnx.State`` of ``(model, optimizer)``. The returned metrics hold
+    the per-step losses/metrics (arrays of length ``steps``) and ``first_bad_step``,
+    the index of the first step whose loss or gradients were not finite (-1 if none).
+    From that step on the state is frozen, so the returned state is the last good one.
+    """
+
+    grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+
+    def epoch(state, images, labels, key):
+        def step(carry, inputs):
+            state, first_bad = carry
+            index, idx, key = inputs
+            data_key, loss_key = jax.random.split(key)
+            x = mnist.binarize(images[idx], mode=binarization, key=data_key)
+            model, optimizer = nnx.merge(graphdef, state)
+            (loss, metrics), grads = grad_fn(model, x, labels[idx], loss_key)
+            optimizer.update(model, grads)
+            _, new_state = nnx.split((model, optimizer))
+            finite = jnp.isfinite(loss) & _all_finite(grads)
+            # Once a step has gone bad, keep the last good state for the checkpoint.
+            keep_old = ~finite | (first_bad >= 0)
+            state = jax.tree.map(lambda old, new: jnp.where(keep_old, old, new), state, new_state)
+            first_bad = jnp.where((first_bad < 0) & ~finite, index, first_bad)
+            return (state, first_bad), {"loss": loss, **metrics}
+
+        perm_key, step_key = jax.random.split(key)
+        batches = mnist.epoch_batches(perm_key, images.shape[0], batch_size)
+        steps = batches.shape[0]
+        inputs = (jnp.arange(steps), batches, jax.random.split(step_key, steps))
+        (state, first_bad), metrics = jax.lax.scan(step, (state, jnp.array(-1)), inputs)
+        return state, {**metrics, "first_bad_step": first_bad}
+
+    return epoch
+
+
+class Trainer:
+    """Trains an NNX model with optax, one compiled ``lax.scan`` per epoch.
+
+    Args:
+      model: the ``nnx.Module`` to train (updated in place; see :attr:`model`).
+      tx: the optax transformation.
+      loss_fn: ``loss_fn(model, x, labels, key) -> (loss, metrics)``; ``x`` is the
+        binarised float32 batch of shape ``(batch, 28, 28)``.
+      config: hyper-parameters.
+      workdir: where checkpoints and ``train_log.csv`` go; ``None`` for neither.
+    """
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        tx: optax.GradientTransformation,
+        loss_fn: LossFn,
+        config: TrainConfig,
+        *,
+        workdir: str | os.PathLike | None = None,
+    ):
+        self.config = config
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        self.graphdef, self.state = nnx.split((model, optimizer))
+        epoch = make_epoch_fn(
+            self.graphdef, loss_fn, batch_size=config.batch_size, binarization=config.binarization
+        )
+        self._epoch = jax.jit(epoch, donate_argnums=0)
+        self.epochs_done = 0
+        self.history: list[dict[str, Any]] = []
+        self.workdir = None if workdir is None else os.path.abspath(workdir)
+        self._checkpoints = None
+        if self.workdir is not None:
+            options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
+            self._checkpoints = ocp.CheckpointManager(
+                os.path.join(self.workdir, "checkpoints"), options=options
+            )
+
+    @property
+    def model(self) -> nnx.Module:
+        """A model holding the current parameters (a fresh merge of the state)."""
+        model, _ = nnx.merge(self.graphdef, self.state)
+        return model
+
+    def epoch_key(self, epoch: int) -> jax.Array:
+        # Keys derive from (seed, epoch) alone, so a resumed run draws the same batches.
+        return jax.random.fold_in(jax.random.key(self.config.seed), epoch)
+
+    def save(self) -> None:
+        if self._checkpoints is None:
+            return
+        meta = {"epochs_done": self.epochs_done, "history": self.history}
+        self._checkpoints.save(
+            self.epochs_done,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(self.state), meta=ocp.args.JsonSave(meta)
+            ),
+        )
+        self._checkpoints.wait_until_finished()
+
+    def restore_latest(self) -> bool:
+        """Restores the latest checkpoint in ``workdir``; returns whether there was one."""
+        if self._checkpoints is None or self._checkpoints.latest_step() is None:
+            return False
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, self.state)
+        restored = self._checkpoints.restore(
+            self._checkpoints.latest_step(),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+            ),
+        )
+        self.state = restored["state"]
+        self.epochs_done = int(restored["meta"]["epochs_done"])
+        self.history = list(restored["meta"]["history"])
+        return True
+
+    def run_epoch(self, images: jax.Array, labels: jax.Array) -> dict[str, float]:
+        """Runs one epoch; returns its mean metrics. Raises ``NonFiniteLossError``."""
+        epoch = self.epochs_done
+        self.state, metrics = self._epoch(self.state, images, labels, self.epoch_key(epoch))
+        first_bad = metrics.pop("first_bad_step")
+        means = {k: jnp.mean(v) for k, v in metrics.items()}
+        # The epoch's single host round trip.
+        first_bad, means = jax.device_get((first_bad, means))
+        steps = images.shape[0] // self.config.batch_size
+        if first_bad >= 0:
+            raise NonFiniteLossError(
+                f"non-finite loss or gradient at step {epoch * steps + int(first_bad)} "
+                f"(epoch {epoch + 1}, step {int(first_bad)} of {steps}); training stopped. "
+                f"The last good checkpoint (after epoch {epoch}) is kept"
+                + (f" in {self.workdir}/checkpoints." if self.workdir else ".")
+            )
+        self.epochs_done += 1
+        record = {"epoch": self.epochs_done, **{k: float(v) for k, v in means.items()}}
+        self.history.append(record)
+        return record
+
+    def fit(
+        self,
+        images: jax.Array,
+        labels: jax.Array,
+        *,
+        resume: bool = True,
+        on_epoch_end: Callable[[Trainer, dict[str, float]], dict[str, float] | None]
+        | None = None,
+        progress: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Trains up to ``config.epochs`` epochs, checkpointing after each.
+
+        Args:
+          images: uint8 ``(N, 28, 28)`` training images, ideally already on the device.
+          labels: int ``(N,)`` labels (passed to ``loss_fn``).
+          resume: continue from the latest checkpoint in ``workdir`` if there is one.
+          on_epoch_end: optional ``callback(trainer, record)``; extra metrics it returns
+            (e.g. a validation ELBO) are added to the epoch's record.
+          progress: show a progress bar.
+
+        Returns:
+          The per-epoch history (also in ``workdir/train_log.csv``).
+        """
+        if resume:
+            self.restore_latest()
+        images, labels = jax.device_put(images), jax.device_put(labels)
+        bar = tqdm(
+            total=self.config.epochs, initial=self.epochs_done, disable=not progress, unit="epoch"
+        )
+        with bar:
+            while self.epochs_done < self.config.epochs:
+                record = self.run_epoch(images, labels)
+                if on_epoch_end is not None:
+                    record.update(on_epoch_end(self, record) or {})
+                self.save()
+                self._write_log()
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+                bar.update(1)
+        return self.history
+
+    def _write_log(self) -> None:
+        if self.workdir is None or not self.history:
+            return
+        fields = list(dict.fromkeys(k for record in self.history for k in record))
+        with open(os.path.join(self.workdir, "train_log.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(self.history)
+        with open(os.path.join(self.workdir, "history.json"), "w") as f:
+            json.dump(self.history, f, indent=2)
