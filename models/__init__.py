@@ -1,0 +1,1 @@
+"""Flax MNIST models, their data path and reporting utilities, built on genmath."""

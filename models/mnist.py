@@ -1,0 +1,378 @@
+"""MNIST through tensorflow-datasets, cached as numpy arrays, and its binarisations.
+
+The first :func:`load_mnist` prepares the tfds ``mnist`` dataset, either from a local folder
+holding the four original IDX ``.gz`` files (no network needed) or by downloading them. The
+decoded splits are then cached as an ``.npz`` inside tfds's versioned dataset folder, so later
+calls read that one file and never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import operator
+import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+try:  # Cross-process lock around preparation; Windows has no fcntl and goes without.
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+BINARIZATIONS = ("dynamic", "threshold", "grey")
+
+#: Environment variable naming a folder with the four original MNIST IDX ``.gz`` files.
+MNIST_DIR_ENV = "GENMATH_MNIST_DIR"
+
+_SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+# Bump the suffix whenever the cached layout changes, so stale caches are never read.
+_CACHE_NAME = "genmath-arrays-v1.npz"
+_PROBE_TIMEOUT_S = 3.0
+
+
+class Mnist(NamedTuple):
+    """Both MNIST splits as numpy arrays, in tfds's (deterministic) example order."""
+
+    train_images: np.ndarray  # (60000, 28, 28) uint8
+    train_labels: np.ndarray  # (60000,) int32
+    test_images: np.ndarray  # (10000, 28, 28) uint8
+    test_labels: np.ndarray  # (10000,) int32
+
+
+def load_mnist(
+        data_dir: str | os.PathLike | None = None,
+        *,
+        tfds_dir: str | os.PathLike | None = None,
+) -> Mnist:
+    """Loads MNIST through tensorflow-datasets, preparing it on first use.
+
+    Args:
+        data_dir: a folder holding the four original IDX files (``train-images-idx3-ubyte.gz``,
+            ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``,
+            ``t10k-labels-idx1-ubyte.gz``). Defaults to the environment variable
+            ``GENMATH_MNIST_DIR``; when neither is set, tfds downloads the files. When given,
+            the folder is always checked (all four files, sha256 as registered in tfds), and
+            tfds prepares the dataset from it without touching the network.
+        tfds_dir: tfds's data directory. Defaults to ``TFDS_DATA_DIR``, else tfds's default
+            ``~/tensorflow_datasets``.
+
+    Returns:
+        The train and test splits as uint8 images of shape (N, 28, 28) and int32 labels.
+
+    Raises:
+        FileNotFoundError: ``data_dir`` is not a folder or lacks one of the four files.
+        ValueError: a file in ``data_dir`` does not have the checksum tfds expects.
+        ConnectionError: the dataset is not prepared, no ``data_dir`` is given and the
+            download host cannot be reached (raised within seconds, before tfds retries).
+    """
+    data_dir = _resolve_data_dir(data_dir)
+    tfds_root = _resolve_tfds_dir(tfds_dir)
+    builder = _mnist_builder(tfds_root)
+    if data_dir is not None:
+        _check_data_dir(data_dir, builder.url_infos)
+
+    cache_path = Path(builder.data_dir) / _CACHE_NAME
+    arrays = _read_cache(cache_path)
+    if arrays is not None:
+        return arrays
+    with _exclusive_lock(tfds_root / ".genmath-mnist.lock"):
+        # Another process may have prepared the dataset while this one waited for the lock.
+        arrays = _read_cache(cache_path)
+        if arrays is None:
+            if not builder.is_prepared():
+                _prepare(builder, data_dir, tfds_root)
+            arrays = _read_prepared(builder)
+            _write_cache(cache_path, arrays)
+    return arrays
+
+
+def binarize(images, *, mode: str, key: jax.Array | None = None) -> jax.Array:
+    """Turns uint8 pixels into float32 values in [0, 1], on the device.
+
+    Args:
+        images: uint8 pixel intensities in [0, 255], any shape (typically (..., 28, 28)).
+        mode: ``"dynamic"``: a fresh Bernoulli(pixel / 255) draw from ``key``;
+            ``"threshold"``: 1 where pixel / 255 > 0.5, else 0; ``"grey"``: pixel / 255.
+        key: PRNG key, required by ``"dynamic"`` and ignored otherwise.
+
+    Returns:
+        float32 array of the same shape as ``images``.
+
+    >>> import numpy as np
+    >>> pixels = np.array([0, 100, 128, 255], dtype=np.uint8)
+    >>> print(binarize(pixels, mode="threshold"))
+    [0. 0. 1. 1.]
+    >>> print(np.round(binarize(pixels, mode="grey"), 3))
+    [0.    0.392 0.502 1.   ]
+    """
+    if mode not in BINARIZATIONS:
+        raise ValueError(f"binarize: mode must be one of {BINARIZATIONS}, got {mode!r}.")
+    if mode == "dynamic" and key is None:
+        raise ValueError("binarize: mode='dynamic' draws random pixels and needs key=<PRNG key>.")
+    images = jnp.asarray(images)
+    if images.dtype != jnp.uint8:
+        raise TypeError(f"binarize: images must be uint8 pixels in [0, 255], got {images.dtype}.")
+    intensity = images.astype(jnp.float32) / 255.0
+    if mode == "grey":
+        return intensity
+    if mode == "threshold":
+        return (intensity > 0.5).astype(jnp.float32)
+    return jax.random.bernoulli(key, intensity).astype(jnp.float32)
+
+
+def fixed_binarization(images, *, seed: int) -> jax.Array:
+    """The dynamic binarisation drawn once from ``seed``: a fixed binary set for evaluation.
+
+    Evaluating every model on the same binary images makes their likelihoods comparable.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"fixed_binarization: seed must be a Python int, got {seed!r}.")
+    return binarize(images, mode="dynamic", key=jax.random.key(int(seed)))
+
+
+def epoch_batches(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
+    """Indices of one shuffled epoch, as an on-device int32 (num_batches, batch_size) array.
+
+    The last ``num_examples % batch_size`` examples of the permutation are dropped, so every
+    batch has the same shape. Under ``jax.jit`` both sizes must be static.
+
+    >>> batches = epoch_batches(jax.random.key(0), 10, 3)
+    >>> print(batches.shape, batches.dtype)
+    (3, 3) int32
+    """
+    num_examples = _static_positive_int("epoch_batches", "num_examples", num_examples)
+    batch_size = _static_positive_int("epoch_batches", "batch_size", batch_size)
+    if batch_size > num_examples:
+        raise ValueError(
+            f"epoch_batches: batch_size={batch_size} exceeds num_examples={num_examples}, "
+            "which leaves no complete batch."
+        )
+    num_batches = num_examples // batch_size
+    order = jax.random.permutation(key, num_examples)
+    return order[: num_batches * batch_size].reshape(num_batches, batch_size).astype(jnp.int32)
+
+
+def _static_positive_int(where: str, name: str, value) -> int:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{where}: {name} must be a static Python int (mark it static under jax.jit), "
+            f"got {value!r}."
+        ) from None
+    if value <= 0:
+        raise ValueError(f"{where}: {name} must be positive, got {value}.")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Locating and checking folders.
+
+
+def _resolve_data_dir(data_dir) -> Path | None:
+    if data_dir is None:
+        data_dir = os.environ.get(MNIST_DIR_ENV) or None
+    return None if data_dir is None else Path(data_dir).expanduser()
+
+
+def _resolve_tfds_dir(tfds_dir) -> Path:
+    # tfds reads TFDS_DATA_DIR once at import; reading it here honours later changes too.
+    if tfds_dir is None:
+        tfds_dir = os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets"
+    return Path(tfds_dir).expanduser()
+
+
+def _mnist_builder(tfds_root: Path):
+    import tensorflow_datasets as tfds  # heavy: imported on use only
+
+    # tfrecord is what `as_dataset` reads; array_record would need `data_source`.
+    return tfds.builder("mnist", data_dir=os.fspath(tfds_root), file_format="tfrecord")
+
+
+def _expected_filename(url: str, url_info) -> str:
+    return url_info.filename or Path(urllib.parse.urlparse(url).path).name
+
+
+def _check_data_dir(data_dir: Path, url_infos) -> None:
+    """Checks that ``data_dir`` holds the original files, so tfds never falls back to the web."""
+    names = sorted(_expected_filename(url, info) for url, info in url_infos.items())
+    expected = (
+        f"it should hold the four original MNIST IDX files ({', '.join(names)}), e.g. as "
+        f"downloaded from {sorted(url_infos)[0].rsplit('/', 1)[0]}/"
+    )
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"MNIST data folder {data_dir} does not exist; {expected}.")
+    for url, info in sorted(url_infos.items()):
+        path = data_dir / _expected_filename(url, info)
+        if not path.is_file():
+            raise FileNotFoundError(f"MNIST data folder {data_dir} lacks {path.name}; {expected}.")
+        digest = _sha256(path)
+        if digest != info.checksum:
+            raise ValueError(
+                f"{path} is not the original MNIST file: its sha256 is {digest}, but tfds expects "
+                f"{info.checksum} (the file from {url}). Replace it with an intact copy."
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Preparing and reading through tfds.
+
+
+def _prepare(builder, data_dir: Path | None, tfds_root: Path) -> None:
+    _import_tensorflow_quietly()
+    import tensorflow_datasets as tfds
+
+    if data_dir is None:
+        host, port = _download_address(builder.url_infos)
+        if not _can_connect(host, port, _PROBE_TIMEOUT_S):
+            raise ConnectionError(
+                f"MNIST is not prepared in the tfds data directory {tfds_root} and {host}:{port} "
+                "cannot be reached to download it. Pass a folder holding the four original MNIST "
+                f"IDX .gz files (data_dir=..., --data-dir on the command line, or the environment "
+                f"variable {MNIST_DIR_ENV}), or point tfds_dir / TFDS_DATA_DIR to a directory "
+                "where MNIST is already prepared."
+            )
+        config = tfds.download.DownloadConfig()
+    else:
+        # tfds takes files from `manual_dir` by their registered names and hashes them against
+        # its registered checksums (files placed in its download cache would be trusted as is).
+        config = tfds.download.DownloadConfig(manual_dir=os.fspath(data_dir))
+    builder.download_and_prepare(download_config=config)
+
+
+def _read_prepared(builder) -> Mnist:
+    _import_tensorflow_quietly()
+    import tensorflow_datasets as tfds
+
+    splits = builder.as_dataset(split=["train", "test"], batch_size=-1, as_supervised=True)
+    (train_images, train_labels), (test_images, test_labels) = tfds.as_numpy(splits)
+    arrays = Mnist(
+        train_images=np.ascontiguousarray(train_images[..., 0]),
+        train_labels=train_labels.astype(np.int32),
+        test_images=np.ascontiguousarray(test_images[..., 0]),
+        test_labels=test_labels.astype(np.int32),
+    )
+    if not _has_mnist_layout(arrays):
+        raise ValueError(
+            f"tfds returned unexpected MNIST arrays from {builder.data_dir}: "
+            f"{[(a.shape, a.dtype) for a in arrays]}"
+        )
+    return arrays
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its logs muted and without any GPU, which stays JAX's."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    with contextlib.suppress(RuntimeError):  # raised once TF has initialised its devices
+        tf.config.set_visible_devices([], "GPU")
+
+
+def _download_address(url_infos) -> tuple[str, int]:
+    """Host and port a download would connect to first: the proxy when one is configured."""
+    url = urllib.parse.urlparse(sorted(url_infos)[0])
+    default_port = 443 if url.scheme == "https" else 80
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname):
+        proxy_url = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        return proxy_url.hostname, proxy_url.port or 80
+    return url.hostname, url.port or default_port
+
+
+def _can_connect(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connection opens within about ``timeout`` seconds.
+
+    Name resolution ignores socket timeouts, so the attempt runs in a daemon thread that is
+    abandoned when it overruns.
+    """
+    connected = threading.Event()
+
+    def attempt():
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout):
+            connected.set()
+
+    threading.Thread(target=attempt, daemon=True).start()
+    connected.wait(timeout)
+    return connected.is_set()
+
+
+# --------------------------------------------------------------------------------------------
+# The .npz cache next to the prepared tfds data.
+
+
+def _has_mnist_layout(arrays: Mnist) -> bool:
+    shapes = {
+        "train_images": (_SPLIT_SIZES["train"], 28, 28),
+        "train_labels": (_SPLIT_SIZES["train"],),
+        "test_images": (_SPLIT_SIZES["test"], 28, 28),
+        "test_labels": (_SPLIT_SIZES["test"],),
+    }
+    return all(
+        array.shape == shapes[name] and array.dtype == (np.uint8 if "images" in name else np.int32)
+        for name, array in arrays._asdict().items()
+    )
+
+
+def _read_cache(path: Path) -> Mnist | None:
+    try:
+        with np.load(path) as stored:
+            arrays = Mnist(**{name: stored[name] for name in Mnist._fields})
+    except FileNotFoundError:
+        return None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None  # unreadable: rebuilt from the prepared tfds data
+    return arrays if _has_mnist_layout(arrays) else None
+
+
+def _write_cache(path: Path, arrays: Mnist) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            np.savez(file, **arrays._asdict())
+        os.replace(temporary, path)  # atomic: readers never see a partial file
+    except OSError:
+        # A read-only tfds directory still works, only without the fast path.
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path):
+    """Serialises preparation across processes sharing one tfds directory (POSIX only)."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError:  # e.g. a read-only directory that already holds everything
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
