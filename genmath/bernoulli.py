@@ -1,0 +1,484 @@
+"""Bernoulli and continuous Bernoulli distributions, parameterised by logits.
+
+A Bernoulli variable takes the value 1 with probability :math:`p = \\sigma(\\ell)`, where
+:math:`\\ell` is the logit and :math:`\\sigma` the logistic sigmoid. Every function works
+with ``logits`` only, in log space: :math:`\\log\\sigma(\\ell) = -\\operatorname{softplus}
+(-\\ell)` and :math:`\\log(1-\\sigma(\\ell)) = -\\operatorname{softplus}(\\ell)`, with
+:math:`\\operatorname{softplus}` split as :math:`\\max(\\ell, 0) + \\log(1 + e^{-|\\ell|})` so
+that each formula costs one ``exp`` and one ``log1p`` per element, like the hand-written
+``x * l - softplus(l)``, while every term keeps full relative precision.
+
+Probabilities of exactly 0 and 1 are logits of :math:`-\\infty` and :math:`+\\infty`; the
+convention :math:`0 \\cdot \\log 0 = 0` is applied, and values and gradients stay finite
+wherever the result is finite (at logits :math:`\\pm 10^4` too).
+
+Every reducing function sums only over the event ``axis`` (an int or a tuple, default
+``-1``); the other axes are batch axes and broadcast between the arguments. An optional
+boolean ``where`` mask drops elements from that sum.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from genmath._src import validation
+
+Array = jax.Array
+ArrayLike = jax.typing.ArrayLike
+Axis = int | tuple[int, ...]
+
+__all__ = [
+    "continuous_log_normalizer",
+    "continuous_log_prob",
+    "cross_entropy",
+    "entropy",
+    "kl",
+    "log_prob",
+    "logits_from_probs",
+    "sample",
+]
+
+_LOG_TWO = math.log(2.0)
+# Below this |logit| the continuous Bernoulli log-normaliser uses its Taylor series: the
+# first omitted term, 2.6e-5 * eta**8, is under 2e-17 there, below float64 resolution.
+_TAYLOR_RADIUS = 0.03
+
+
+class _LogitParts(NamedTuple):
+    """Pieces of :math:`\\log\\sigma(\\pm\\ell)` and :math:`\\sigma(\\pm\\ell)`."""
+
+    pos: Array  # max(l, 0)
+    neg: Array  # min(l, 0)
+    log1p_exp: Array  # log(1 + exp(-|l|)), so softplus(l) = pos + log1p_exp
+    prob: Array  # sigma(l)
+    prob_not: Array  # sigma(-l) = 1 - sigma(l), without the cancellation
+
+
+def _logit_parts(logits: Array) -> _LogitParts:
+    nonneg = logits >= 0
+    # |l| written as a select (not jnp.abs) so its derivative at 0 is 1, not 0: the
+    # formulas below are smooth at 0 and then their second derivatives come out right.
+    magnitude = jnp.where(nonneg, logits, -logits)
+    small = jnp.exp(-magnitude)
+    sigmoid_magnitude = 1.0 / (1.0 + small)
+    sigmoid_minus_magnitude = small * sigmoid_magnitude
+    return _LogitParts(
+            pos=jnp.where(nonneg, logits, 0.0),
+            neg=jnp.where(nonneg, 0.0, logits),
+            log1p_exp=jnp.log1p(small),
+            prob=jnp.where(nonneg, sigmoid_magnitude, sigmoid_minus_magnitude),
+            prob_not=jnp.where(nonneg, sigmoid_minus_magnitude, sigmoid_magnitude),
+    )
+
+
+def _weighted(weight: Array, value: Array) -> Array:
+    """``weight * value`` with a zero weight annihilating an infinite (or inf - inf) value.
+
+    Only non-finite values are replaced, and before the product, so that the derivative
+    with respect to ``weight`` stays ``value`` wherever that is finite and no ``0 * inf``
+    reaches the chain rule.
+    """
+    annihilated = (weight == 0) & ~jnp.isfinite(value)
+    return weight * jnp.where(annihilated, 0.0, value)
+
+
+def _reduce(name: str, terms: Array, axis: Axis, mask: Array | None) -> Array:
+    axes = validation.check_axis(name, axis, terms.ndim)
+    if mask is not None:
+        terms = jnp.where(mask, terms, 0.0)
+    return jnp.sum(terms, axis=axes)
+
+
+def _masked_inputs(
+        name: str, where: ArrayLike | None, arrays: list[Array]
+) -> tuple[Array | None, list[Array]]:
+    """Broadcasts the arrays (and mask) together and zeroes masked-out inputs.
+
+    Replacing masked inputs *before* any arithmetic keeps NaN or infinite values there out
+    of both the value and, through the chain rule, the gradients.
+    """
+    shape = jnp.broadcast_shapes(*(a.shape for a in arrays))
+    mask = validation.check_mask(name, where, shape)
+    if mask is None:
+        return None, arrays
+    shape = jnp.broadcast_shapes(shape, mask.shape)
+    mask = jnp.broadcast_to(mask, shape)
+    return mask, [jnp.where(mask, a, 0.0) for a in arrays]
+
+
+def _bernoulli_terms(x: Array, parts: _LogitParts) -> Array:
+    # x log sigma(l) + (1 - x) log sigma(-l), written with the shared pieces.
+    return _weighted(x, parts.neg) - _weighted(1.0 - x, parts.pos) - parts.log1p_exp
+
+
+def log_prob(
+        x: ArrayLike,
+        *,
+        logits: ArrayLike,
+        axis: Axis = -1,
+        where: ArrayLike | None = None,
+) -> Array:
+    """Bernoulli log-likelihood (binary cross-entropy with the sign flipped), summed.
+
+    .. math::
+
+        \\log p(x \\mid \\ell) = \\sum_i \\big[x_i \\log\\sigma(\\ell_i)
+        + (1 - x_i) \\log\\sigma(-\\ell_i)\\big]
+
+    For :math:`x \\in \\{0, 1\\}` this is the Bernoulli log-probability mass. For grey levels
+    :math:`x \\in [0, 1]` it is the same cross-entropy, which equals the expected
+    log-likelihood of a pixel binarised at random with :math:`P(\\text{pixel} = 1) = x`; it
+    is *not* a normalised density on :math:`[0, 1]` (see :func:`continuous_log_prob` for
+    one). Values of ``x`` outside :math:`[0, 1]` give NaN.
+
+    Args:
+        x: observations in :math:`[0, 1]`, bool, integer or floating, broadcastable with
+            ``logits``.
+        logits: :math:`\\ell = \\log\\frac{p}{1-p}`, floating; :math:`\\pm\\infty` allowed.
+        axis: event axis or axes of the broadcast shape to sum over.
+        where: optional boolean mask; masked-out elements contribute 0 (and may hold NaN).
+
+    Returns:
+        The log-likelihood with the batch shape (broadcast shape without the event axes),
+        in the compute dtype (float32 for half-precision inputs).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import bernoulli
+        >>> x = jnp.array([1, 0, 1])
+        >>> print(round(float(bernoulli.log_prob(x, logits=jnp.array([2.0, -1.0, 0.0]))), 4))
+        -1.1333
+
+    References:
+        C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §4.3.2.
+    """
+    name = "bernoulli.log_prob"
+    x, logits = validation.promote(name, {"logits": logits}, {"x": x})
+    mask, (x, logits) = _masked_inputs(name, where, [x, logits])
+    terms = _bernoulli_terms(x, _logit_parts(logits))
+    terms = jnp.where((x < 0) | (x > 1), jnp.nan, terms)
+    return _reduce(name, terms, axis, mask)
+
+
+def entropy(*, logits: ArrayLike, axis: Axis = -1, where: ArrayLike | None = None) -> Array:
+    """Entropy of independent Bernoulli variables, in nats, summed over the event axes.
+
+    .. math::
+
+        H[p] = -\\sum_i \\big[p_i \\log p_i + (1 - p_i)\\log(1 - p_i)\\big]
+             = \\sum_i \\big[\\log(1 + e^{-|\\ell_i|}) + |\\ell_i|\\,\\sigma(-|\\ell_i|)\\big]
+
+    The second form is even in :math:`\\ell` and free of cancellation; it is 0 at
+    :math:`\\ell = \\pm\\infty` and :math:`\\log 2` at :math:`\\ell = 0`.
+
+    Args:
+        logits: :math:`\\ell`, floating; :math:`\\pm\\infty` allowed.
+        axis: event axis or axes to sum over.
+        where: optional boolean mask; masked-out elements contribute 0.
+
+    Returns:
+        The entropy with the batch shape, in the compute dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import bernoulli
+        >>> print(round(float(bernoulli.entropy(logits=jnp.zeros(3))), 4))  # 3 log 2
+        2.0794
+
+    References:
+        T. M. Cover and J. A. Thomas, *Elements of Information Theory*, 2nd ed., Wiley
+        2006, §2.1.
+    """
+    name = "bernoulli.entropy"
+    (logits,) = validation.promote(name, {"logits": logits})
+    mask, (logits,) = _masked_inputs(name, where, [logits])
+    parts = _logit_parts(logits)
+    # Only one of the two weighted terms is nonzero: sigma(-|l|) * |l|.
+    terms = (
+            parts.log1p_exp
+            + _weighted(parts.prob_not, parts.pos)
+            - _weighted(parts.prob, parts.neg)
+    )
+    return _reduce(name, terms, axis, mask)
+
+
+def cross_entropy(
+        *,
+        logits_p: ArrayLike,
+        logits_q: ArrayLike,
+        axis: Axis = -1,
+        where: ArrayLike | None = None,
+) -> Array:
+    """Cross-entropy :math:`H(p, q) = -\\mathbb E_p[\\log q]` of Bernoulli variables, summed.
+
+    .. math::
+
+        H(p, q) = -\\sum_i \\big[p_i \\log q_i + (1 - p_i)\\log(1 - q_i)\\big],
+        \\qquad p_i = \\sigma(\\ell^p_i),\\ q_i = \\sigma(\\ell^q_i)
+
+    It equals ``-log_prob(sigmoid(logits_p), logits=logits_q)``; terms with
+    :math:`p_i \\in \\{0, 1\\}` follow :math:`0 \\cdot \\log 0 = 0`.
+
+    Args:
+        logits_p: logits of :math:`p`, floating.
+        logits_q: logits of :math:`q`, floating, broadcastable with ``logits_p``.
+        axis: event axis or axes to sum over.
+        where: optional boolean mask; masked-out elements contribute 0.
+
+    Returns:
+        :math:`H(p, q)` in nats with the batch shape, in the compute dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import bernoulli
+        >>> h = bernoulli.cross_entropy(logits_p=jnp.array([0.0]), logits_q=jnp.array([0.0]))
+        >>> print(round(float(h), 4))
+        0.6931
+
+    References:
+        T. M. Cover and J. A. Thomas, *Elements of Information Theory*, 2nd ed., Wiley
+        2006, §2.3.
+    """
+    name = "bernoulli.cross_entropy"
+    logits_p, logits_q = validation.promote(name, {"logits_p": logits_p, "logits_q": logits_q})
+    mask, (logits_p, logits_q) = _masked_inputs(name, where, [logits_p, logits_q])
+    p = _logit_parts(logits_p)
+    q = _logit_parts(logits_q)
+    # -[p log sigma(lq) + (1-p) log sigma(-lq)], using p + (1 - p) = 1 for the log1p part.
+    terms = q.log1p_exp - _weighted(p.prob, q.neg) + _weighted(p.prob_not, q.pos)
+    return _reduce(name, terms, axis, mask)
+
+
+def kl(
+        *,
+        logits_p: ArrayLike,
+        logits_q: ArrayLike,
+        axis: Axis = -1,
+        where: ArrayLike | None = None,
+) -> Array:
+    """KL divergence :math:`\\mathrm{KL}(p \\,\\|\\, q)` between Bernoulli variables, summed.
+
+    .. math::
+
+        \\mathrm{KL}(p \\,\\|\\, q) = \\sum_i \\Big[p_i \\log\\frac{p_i}{q_i}
+        + (1 - p_i)\\log\\frac{1 - p_i}{1 - q_i}\\Big]
+
+    Each log-ratio is computed as a difference of the pieces of
+    :math:`\\log\\sigma(\\pm\\ell)` (never of the nearly equal softplus values themselves), so
+    the result is accurate for tiny divergences at large logits, exactly 0 for
+    :math:`p = q`, and follows :math:`0 \\cdot \\log\\frac00 = 0`. It is :math:`+\\infty`
+    where :math:`q` gives zero probability to an outcome of positive probability under
+    :math:`p`.
+
+    Args:
+        logits_p: logits of :math:`p`, floating.
+        logits_q: logits of :math:`q`, floating, broadcastable with ``logits_p``.
+        axis: event axis or axes to sum over.
+        where: optional boolean mask; masked-out elements contribute 0.
+
+    Returns:
+        The divergence in nats with the batch shape, in the compute dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import bernoulli
+        >>> d = bernoulli.kl(logits_p=jnp.array([2.0, 0.0]), logits_q=jnp.array([0.0, 0.0]))
+        >>> print(round(float(d), 4))
+        0.3278
+
+    References:
+        S. Kullback and R. A. Leibler, "On Information and Sufficiency", *Ann. Math.
+        Statist.* 22(1), 1951.
+    """
+    name = "bernoulli.kl"
+    logits_p, logits_q = validation.promote(name, {"logits_p": logits_p, "logits_q": logits_q})
+    mask, (logits_p, logits_q) = _masked_inputs(name, where, [logits_p, logits_q])
+    p = _logit_parts(logits_p)
+    q = _logit_parts(logits_q)
+    # log p - log q = (neg_p - neg_q) - (log1p_p - log1p_q) and
+    # log(1-p) - log(1-q) = (pos_q - pos_p) - (log1p_p - log1p_q); the shared part is
+    # weighted by p + (1 - p) = 1.
+    terms = (
+            _weighted(p.prob, p.neg - q.neg)
+            + _weighted(p.prob_not, q.pos - p.pos)
+            + (q.log1p_exp - p.log1p_exp)
+    )
+    return _reduce(name, terms, axis, mask)
+
+
+def sample(
+        key: ArrayLike,
+        *,
+        logits: ArrayLike,
+        shape: tuple[int, ...] | None = None,
+) -> Array:
+    """Draws Bernoulli samples :math:`x \\sim \\mathrm{Bernoulli}(\\sigma(\\ell))`.
+
+    .. math::
+
+        x = \\mathbb 1[u < \\sigma(\\ell)], \\qquad u \\sim \\mathcal U[0, 1)
+
+    The samples are discrete, so no gradient flows to ``logits``.
+
+    Args:
+        key: a ``jax.random`` key.
+        logits: :math:`\\ell`, floating; :math:`\\pm\\infty` give always 1 / always 0.
+        shape: sample shape prepended to ``logits.shape``; ``None`` means ``()``.
+
+    Returns:
+        Values 0 and 1 of shape ``shape + logits.shape`` in the compute dtype.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from genmath import bernoulli
+        >>> logits = jnp.zeros(3, jnp.float32)
+        >>> x = bernoulli.sample(jax.random.key(0), logits=logits, shape=(4,))
+        >>> x.shape, x.dtype
+        ((4, 3), dtype('float32'))
+    """
+    name = "bernoulli.sample"
+    (logits,) = validation.promote(name, {"logits": logits})
+    sample_shape = () if shape is None else tuple(shape)
+    probs = jax.nn.sigmoid(jax.lax.stop_gradient(logits))
+    draws = jax.random.bernoulli(key, probs, sample_shape + logits.shape)
+    return draws.astype(logits.dtype)
+
+
+def logits_from_probs(probs: ArrayLike) -> Array:
+    """Logits :math:`\\ell = \\log p - \\log(1 - p)` of probabilities.
+
+    .. math::
+
+        \\ell = \\log p - \\operatorname{log1p}(-p)
+
+    Probability 0 maps to :math:`-\\infty` and 1 to :math:`+\\infty`, which every function
+    of this module accepts; values outside :math:`[0, 1]` give NaN.
+
+    Args:
+        probs: probabilities, floating.
+
+    Returns:
+        Logits of the same shape, in the compute dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import bernoulli
+        >>> print(bernoulli.logits_from_probs(jnp.array([0.0, 0.5, 1.0])))
+        [-inf  0.  inf]
+    """
+    (probs,) = validation.promote("bernoulli.logits_from_probs", {"probs": probs})
+    return jnp.log(probs) - jnp.log1p(-probs)
+
+
+def _continuous_log_normalizer(logits: Array) -> Array:
+    near_zero = jnp.abs(logits) < _TAYLOR_RADIUS
+    infinite = jnp.isinf(logits)
+    # Double where: the unused branches see harmless inputs, so neither 0/0 at eta = 0
+    # nor inf/inf at eta = +-inf can put NaN into the gradient.
+    magnitude = jnp.abs(jnp.where(near_zero | infinite, 1.0, logits))
+    one_minus_small = -jnp.expm1(-magnitude)  # 1 - exp(-|eta|), accurate for small |eta|
+    # log(eta / tanh(eta/2)) = log(|eta| / (1 - e)) + log(1 + e) with e = exp(-|eta|).
+    closed_form = jnp.log(magnitude / one_minus_small) + jnp.log1p(1.0 - one_minus_small)
+    square = jnp.square(jnp.where(near_zero, logits, 0.0))
+    taylor = _LOG_TWO + square * (
+            1.0 / 12.0 + square * (-7.0 / 1440.0 + square * (31.0 / 90720.0))
+    )
+    value = jnp.where(near_zero, taylor, closed_form)
+    return jnp.where(infinite, jnp.inf, value)
+
+
+def continuous_log_normalizer(*, logits: ArrayLike) -> Array:
+    """Log-normaliser of the continuous Bernoulli distribution, elementwise.
+
+    .. math::
+
+        \\log C(\\eta) = \\log \\frac{\\eta}{\\tanh(\\eta / 2)}
+        = \\log\\frac{2 \\operatorname{artanh}(1 - 2\\lambda)}{1 - 2\\lambda},
+        \\qquad \\lambda = \\sigma(\\eta)
+
+    It is even in :math:`\\eta`, equals :math:`\\log 2` at :math:`\\eta = 0` (where the
+    Taylor series :math:`\\log 2 + \\eta^2/12 - 7\\eta^4/1440 + 31\\eta^6/90720` is used),
+    grows like :math:`\\log|\\eta|` and is computed for large :math:`|\\eta|` as
+    :math:`\\log\\frac{|\\eta|}{1 - e^{-|\\eta|}} + \\log(1 + e^{-|\\eta|})` with
+    ``expm1``/``log1p``, accurate to a few ulps everywhere; :math:`+\\infty` at
+    :math:`\\eta = \\pm\\infty`.
+
+    Args:
+        logits: natural parameter :math:`\\eta`, floating.
+
+    Returns:
+        :math:`\\log C(\\eta)`, same shape, in the compute dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import bernoulli
+        >>> c = bernoulli.continuous_log_normalizer(logits=jnp.array([0.0, 1e4]))
+        >>> print(c.round(4))
+        [0.6931 9.2103]
+
+    References:
+        G. Loaiza-Ganem and J. P. Cunningham, "The continuous Bernoulli: fixing a
+        pervasive error in variational autoencoders", NeurIPS 2019, eq. (7).
+    """
+    (logits,) = validation.promote("bernoulli.continuous_log_normalizer", {"logits": logits})
+    return _continuous_log_normalizer(logits)
+
+
+def continuous_log_prob(
+        x: ArrayLike,
+        *,
+        logits: ArrayLike,
+        axis: Axis = -1,
+        where: ArrayLike | None = None,
+) -> Array:
+    """Continuous Bernoulli log-density on :math:`[0, 1]`, summed over the event axes.
+
+    .. math::
+
+        \\log p(x \\mid \\eta) = \\sum_i \\big[x_i \\log\\sigma(\\eta_i)
+        + (1 - x_i)\\log\\sigma(-\\eta_i) + \\log C(\\eta_i)\\big]
+
+    with :math:`\\log C` from :func:`continuous_log_normalizer`. Unlike :func:`log_prob`
+    on grey levels this is a normalised density: :math:`\\int_0^1 p(x)\\,dx = 1`. Outside
+    :math:`[0, 1]` the density is 0 (log-density :math:`-\\infty`). At
+    :math:`\\eta = \\pm\\infty` the distribution is a point mass at 1 (resp. 0): the
+    log-density is :math:`+\\infty` there and :math:`-\\infty` elsewhere.
+
+    Args:
+        x: observations in :math:`[0, 1]`, bool, integer or floating, broadcastable with
+            ``logits``.
+        logits: natural parameter :math:`\\eta = \\operatorname{logit}\\lambda`, floating.
+        axis: event axis or axes of the broadcast shape to sum over.
+        where: optional boolean mask; masked-out elements contribute 0 (and may hold NaN).
+
+    Returns:
+        The log-density with the batch shape, in the compute dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import bernoulli
+        >>> x = jnp.array([0.2, 0.9])
+        >>> print(round(float(bernoulli.continuous_log_prob(x, logits=jnp.zeros(2))), 4))
+        0.0
+
+    References:
+        G. Loaiza-Ganem and J. P. Cunningham, "The continuous Bernoulli: fixing a
+        pervasive error in variational autoencoders", NeurIPS 2019.
+    """
+    name = "bernoulli.continuous_log_prob"
+    x, logits = validation.promote(name, {"logits": logits}, {"x": x})
+    mask, (x, logits) = _masked_inputs(name, where, [x, logits])
+    infinite = jnp.isinf(logits)
+    finite_logits = jnp.where(infinite, 0.0, logits)
+    terms = _bernoulli_terms(x, _logit_parts(finite_logits))
+    terms = terms + _continuous_log_normalizer(finite_logits)
+    # The limits eta -> +-inf: a point mass at x = 1 (resp. 0).
+    at_atom = x == jnp.where(logits > 0, 1.0, 0.0)
+    terms = jnp.where(infinite, jnp.where(at_atom, jnp.inf, -jnp.inf), terms)
+    terms = jnp.where((x < 0) | (x > 1), -jnp.inf, terms)
+    return _reduce(name, terms, axis, mask)
