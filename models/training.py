@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from models import mnist
+from models import mnist, sharding
 
 # loss_fn(model, x, labels, key) -> (scalar loss to minimise, {name: scalar metric}).
 LossFn = Callable[
@@ -50,25 +51,38 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def make_epoch_fn(graphdef, loss_fn: LossFn, *, batch_size: int, binarization: str):
+def make_epoch_fn(
+        graphdef, loss_fn: LossFn, *, batch_size: int, binarization: str, mesh: Mesh | None = None
+):
     """Builds a pure ``epoch(state, images, labels, key) -> (state, metrics)`` function.
 
     ``state`` is the ``nnx.State`` of ``(model, optimizer)``. The returned metrics hold
     the per-step losses/metrics (arrays of length ``steps``) and ``first_bad_step``,
     the index of the first step whose loss or gradients were not finite (-1 if none).
     From that step on the state is frozen, so the returned state is the last good one.
+
+    With a ``mesh``, each minibatch is constrained to be split along its axis ``"data"``;
+    GSPMD then partitions the step and inserts the gradient all-reduce. The batches are
+    drawn from one global permutation, so they do not depend on the device count.
     """
 
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+    if mesh is None:
+        split_batch = lambda x: x
+    else:
+        batch_sharding = sharding.batch_sharded(mesh)
+        split_batch = lambda x: jax.lax.with_sharding_constraint(x, batch_sharding)
 
     def epoch(state, images, labels, key):
         def step(carry, inputs):
             state, first_bad = carry
             index, idx, key = inputs
             data_key, loss_key = jax.random.split(key)
-            x = mnist.binarize(images[idx], mode=binarization, key=data_key)
+            idx = split_batch(idx)
+            # Partitionable threefry draws the same bits whatever the batch's sharding.
+            x = split_batch(mnist.binarize(images[idx], mode=binarization, key=data_key))
             model, optimizer = nnx.merge(graphdef, state)
-            (loss, metrics), grads = grad_fn(model, x, labels[idx], loss_key)
+            (loss, metrics), grads = grad_fn(model, x, split_batch(labels[idx]), loss_key)
             optimizer.update(model, grads)
             _, new_state = nnx.split((model, optimizer))
             finite = jnp.isfinite(loss) & _all_finite(grads)
@@ -98,6 +112,11 @@ class Trainer:
         binarised float32 batch of shape ``(batch, 28, 28)``.
       config: hyper-parameters.
       workdir: where checkpoints and ``train_log.csv`` go; ``None`` for neither.
+      mesh: the devices to train on, data-parallel: each minibatch is split along the
+        mesh axis ``"data"``, parameters and optimizer state are replicated, and the global
+        batch is ``config.batch_size`` whatever the device count. Default:
+        ``models.sharding.data_mesh()``, all of ``jax.devices()`` (every process's, after
+        ``jax.distributed.initialize()``).
     """
 
     def __init__(
@@ -108,16 +127,28 @@ class Trainer:
         config: TrainConfig,
         *,
         workdir: str | os.PathLike | None = None,
+        mesh: Mesh | None = None,
     ):
         self.config = config
+        self.mesh = sharding.data_mesh() if mesh is None else mesh
+        sharding.check_batch_size(config.batch_size, self.mesh)
         optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-        self.graphdef, self.state = nnx.split((model, optimizer))
+        self.graphdef, state = nnx.split((model, optimizer))
+        self.state = sharding.replicate(state, self.mesh)
         epoch = make_epoch_fn(
-            self.graphdef, loss_fn, batch_size=config.batch_size, binarization=config.binarization
+            self.graphdef,
+            loss_fn,
+            batch_size=config.batch_size,
+            binarization=config.binarization,
+            mesh=self.mesh,
         )
-        self._epoch = jax.jit(epoch, donate_argnums=0)
+        # Everything the epoch returns (state, metrics) stays replicated over the mesh.
+        self._epoch = jax.jit(
+            epoch, donate_argnums=0, out_shardings=sharding.replicated(self.mesh)
+        )
         self.epochs_done = 0
         self.history: list[dict[str, Any]] = []
+        self.step_metrics: dict[str, jax.Array] = {}
         self.workdir = None if workdir is None else os.path.abspath(workdir)
         self._checkpoints = None
         if self.workdir is not None:
@@ -165,10 +196,17 @@ class Trainer:
         return True
 
     def run_epoch(self, images: jax.Array, labels: jax.Array) -> dict[str, float]:
-        """Runs one epoch; returns its mean metrics. Raises ``NonFiniteLossError``."""
+        """Runs one epoch; returns its mean metrics. Raises ``NonFiniteLossError``.
+
+        The per-step metrics (device arrays of length ``steps``) are kept in
+        :attr:`step_metrics` until the next epoch.
+        """
         epoch = self.epochs_done
-        self.state, metrics = self._epoch(self.state, images, labels, self.epoch_key(epoch))
+        images, labels = sharding.place_dataset(images, labels, self.mesh)
+        key = sharding.replicate(self.epoch_key(epoch), self.mesh)
+        self.state, metrics = self._epoch(self.state, images, labels, key)
         first_bad = metrics.pop("first_bad_step")
+        self.step_metrics = metrics
         means = {k: jnp.mean(v) for k, v in metrics.items()}
         # The epoch's single host round trip.
         first_bad, means = jax.device_get((first_bad, means))
@@ -210,7 +248,7 @@ class Trainer:
         """
         if resume:
             self.restore_latest()
-        images, labels = jax.device_put(images), jax.device_put(labels)
+        images, labels = sharding.place_dataset(images, labels, self.mesh)
         bar = tqdm(
             total=self.config.epochs, initial=self.epochs_done, disable=not progress, unit="epoch"
         )
@@ -226,7 +264,8 @@ class Trainer:
         return self.history
 
     def _write_log(self) -> None:
-        if self.workdir is None or not self.history:
+        # In a multi-process job every process holds the same history; one writes it.
+        if self.workdir is None or not self.history or jax.process_index() != 0:
             return
         fields = list(dict.fromkeys(k for record in self.history for k in record))
         with open(os.path.join(self.workdir, "train_log.csv"), "w", newline="") as f:

@@ -1,0 +1,246 @@
+"""Data parallelism over a ``jax.sharding.Mesh``, on one host or many.
+
+The trainers shard the batch along the mesh axis ``"data"`` and keep parameters and
+optimizer state replicated; GSPMD inserts the collectives (gradient all-reduce, and the
+batch gather when the dataset itself is sharded). This module holds the small pieces
+around that: building the mesh, placing arrays on it, and loading each process's shard of
+MNIST when the job spans several hosts (see :func:`load_mnist_shard`).
+
+Multi-host jobs start with JAX's own runtime, ``jax.distributed.initialize()``, before
+anything else touches JAX; after it, ``jax.devices()`` lists every process's devices and
+:func:`data_mesh` spans all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+#: The mesh axis the batch (and a sharded dataset) is split along.
+DATA_AXIS = "data"
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: ``jax.devices()``).
+
+    ``jax.devices()`` is global: after ``jax.distributed.initialize()`` it holds every
+    process's devices, ordered by process, so the default mesh spans the whole job.
+
+    >>> mesh = data_mesh()
+    >>> print(mesh.axis_names, mesh.shape["data"] == jax.device_count())
+    ('data',) True
+    """
+    devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("data_mesh: devices must hold at least one device.")
+    return Mesh(np.asarray(devices, dtype=object), (DATA_AXIS,))
+
+
+def data_axis_size(mesh: Mesh) -> int:
+    """How many ways the batch is split: the size of the mesh axis ``"data"``."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
+    if DATA_AXIS not in mesh.shape:
+        raise ValueError(
+            f"mesh must have an axis named {DATA_AXIS!r} to shard the batch along; "
+            f"its axes are {mesh.axis_names}."
+        )
+    return mesh.shape[DATA_AXIS]
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    """Raises ``ValueError`` unless ``batch_size`` splits evenly over the data axis."""
+    devices = data_axis_size(mesh)
+    batch_size = operator.index(batch_size)
+    if batch_size % devices:
+        raise ValueError(
+            f"batch_size={batch_size} is not divisible by the {devices} devices on the mesh axis "
+            f"{DATA_AXIS!r}; every device takes an equal slice of the global batch. Choose a "
+            f"multiple of {devices} (e.g. {max(devices, batch_size // devices * devices)}) or a "
+            "mesh over fewer devices."
+        )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding of an array held whole by every device of ``mesh``."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """The sharding of an array split along its leading (batch) axis over ``"data"``."""
+    data_axis_size(mesh)
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicate(tree, mesh: Mesh):
+    """Places every array of ``tree`` whole on every device of ``mesh``.
+
+    In a multi-process job every process must pass the same values (e.g. parameters
+    initialised from the same seed).
+    """
+    return jax.device_put(tree, replicated(mesh))
+
+
+def place_dataset(images, labels, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
+    """Puts a training set on ``mesh``: kept as it is if it already lives there, else replicated.
+
+    A dataset assembled by :func:`load_mnist_shard` (split over processes) or placed by the
+    caller with any sharding on ``mesh`` is left alone; host arrays and arrays on other
+    devices are copied whole to every device of the mesh, which suits a single host
+    (MNIST is 47 MB).
+    """
+    mesh_devices = set(mesh.devices.flat)
+
+    def place(array):
+        if isinstance(array, jax.Array) and set(array.sharding.device_set) == mesh_devices:
+            return array
+        if isinstance(array, jax.Array) and not array.is_fully_addressable:
+            raise ValueError(
+                "the training data span devices of other processes that are not on the "
+                "trainer's mesh; build both from the same mesh (see load_mnist_shard)."
+            )
+        return jax.device_put(array, replicated(mesh))
+
+    return place(images), place(labels)
+
+
+def to_local(tree):
+    """Copies replicated arrays of a multi-process job into this process's default device.
+
+    Arrays of a global mesh cannot be mixed with process-local ones in an eager
+    computation (e.g. evaluating the trained model on a local test set); a replicated
+    array's local copy can. Arrays that are already fully addressable are returned as is.
+    """
+
+    def local(array):
+        if not isinstance(array, jax.Array) or array.is_fully_addressable:
+            return array
+        if not array.is_fully_replicated:
+            raise ValueError(
+                "to_local: only replicated arrays have a whole copy on this process; got one "
+                f"with sharding {array.sharding}."
+            )
+        return jax.device_put(array.addressable_data(0), jax.local_devices()[0])
+
+    return jax.tree.map(local, tree)
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-host: each process loads only its rows.
+
+
+def process_rows(num_examples: int, mesh: Mesh) -> slice:
+    """The rows of a ``P("data")``-sharded array of ``num_examples`` rows held by this process.
+
+    Computed from the mesh (not assumed from ``jax.process_index()``), so any device order
+    works as long as each process's devices are contiguous on the data axis, as they are in
+    :func:`data_mesh`.
+    """
+    devices = data_axis_size(mesh)
+    if num_examples % devices:
+        raise ValueError(
+            f"num_examples={num_examples} is not divisible by the {devices} devices on the "
+            f"mesh axis {DATA_AXIS!r}."
+        )
+    indices = batch_sharded(mesh).addressable_devices_indices_map((num_examples,))
+    starts = sorted(index[0].start or 0 for index in indices.values())
+    per_device = num_examples // devices
+    if starts != list(range(starts[0], starts[0] + per_device * len(starts), per_device)):
+        raise ValueError(
+            "this process's devices are not contiguous on the mesh axis 'data', so its rows "
+            "are not one slice; order the mesh devices by process (as data_mesh does)."
+        )
+    return slice(starts[0], starts[0] + per_device * len(starts))
+
+
+def assemble(local_rows: np.ndarray, num_examples: int, mesh: Mesh) -> jax.Array:
+    """A global ``P("data")``-sharded array from this process's rows (see :func:`process_rows`)."""
+    rows = process_rows(num_examples, mesh)
+    if local_rows.shape[0] != rows.stop - rows.start:
+        raise ValueError(
+            f"this process should hold rows {rows.start}:{rows.stop} "
+            f"({rows.stop - rows.start} rows), got {local_rows.shape[0]}."
+        )
+    global_shape = (num_examples, *local_rows.shape[1:])
+    return jax.make_array_from_process_local_data(batch_sharded(mesh), local_rows, global_shape)
+
+
+class MnistShard(NamedTuple):
+    """A training split spread over the processes of a job."""
+
+    images: jax.Array  # global (num_examples, 28, 28) uint8, sharded P("data")
+    labels: jax.Array  # global (num_examples,) int32, sharded P("data")
+    rows: slice  # the rows this process read
+
+
+def load_mnist_shard(
+        data_dir: str | os.PathLike | None = None,
+        *,
+        mesh: Mesh | None = None,
+        tfds_dir: str | os.PathLike | None = None,
+        num_examples: int | None = None,
+) -> MnistShard:
+    """Loads MNIST's training split with each process reading only its own rows.
+
+    The split (its first ``num_examples`` examples, default all 60,000, trimmed to a
+    multiple of the device count) is cut into contiguous slices, one per process in mesh
+    order; each process reads its slice through a tfds split slice (``train[a:b]``) and the
+    slices are assembled into one global array sharded along ``"data"``. The example order
+    is tfds's, the same as :func:`models.mnist.load_mnist`, so the trainer's global
+    permutation draws exactly the batches a single-host run draws.
+
+    Args:
+        data_dir: folder with the four original IDX files, as for ``load_mnist`` (only read
+            when the dataset still has to be prepared; every host prepares its own copy).
+        mesh: the trainer's mesh (default :func:`data_mesh`).
+        tfds_dir: tfds's data directory, as for ``load_mnist``.
+        num_examples: use only the first ``num_examples`` training examples.
+    """
+    from models import mnist
+
+    mesh = data_mesh() if mesh is None else mesh
+    devices = data_axis_size(mesh)
+    total = 60_000 if num_examples is None else operator.index(num_examples)
+    if not 0 < total <= 60_000:
+        raise ValueError(f"num_examples must be in [1, 60000], got {num_examples}.")
+    total -= total % devices
+    if total == 0:
+        raise ValueError(f"num_examples={num_examples} is fewer than the {devices} devices.")
+    rows = process_rows(total, mesh)
+
+    builder = _mnist_builder(tfds_dir)
+    if not builder.is_prepared():
+        # First use on this host: the standard loader prepares (under its cross-process lock).
+        mnist.load_mnist(data_dir, tfds_dir=tfds_dir)
+    images, labels = _read_rows(builder, rows)
+    return MnistShard(assemble(images, total, mesh), assemble(labels, total, mesh), rows)
+
+
+def _mnist_builder(tfds_dir):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow_datasets as tfds  # heavy: imported on use only
+
+    if tfds_dir is None:
+        tfds_dir = os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
+    tfds_dir = os.path.expanduser(os.fspath(tfds_dir))
+    return tfds.builder("mnist", data_dir=tfds_dir, file_format="tfrecord")
+
+
+def _read_rows(builder, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    # TensorFlow only decodes records here; the accelerators stay JAX's.
+    with contextlib.suppress(RuntimeError):  # raised once TF has initialised its devices
+        tf.config.set_visible_devices([], "GPU")
+    split = f"train[{rows.start}:{rows.stop}]"
+    dataset = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
+    images, labels = tfds.as_numpy(dataset)
+    return np.ascontiguousarray(images[..., 0], dtype=np.uint8), labels.astype(np.int32)
