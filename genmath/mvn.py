@@ -1,0 +1,417 @@
+"""Multivariate Gaussian with full covariance, parameterised by its Cholesky factor.
+
+The distribution is :math:`\\mathcal N(\\mu, \\Sigma)` with :math:`\\Sigma = L L^\\top`,
+where ``scale_tril`` is :math:`L`, lower-triangular with shape ``(..., D, D)``; only its
+lower triangle (diagonal included) is ever read. The event axis is the last axis of
+``x`` and ``loc``; every leading axis is a batch axis, and batch axes broadcast between
+points and distributions: ``x`` of shape ``(4096, D)`` against one distribution, or
+``x`` of shape ``(16, 256, D)`` against 256 distributions (``loc`` ``(256, D)``,
+``scale_tril`` ``(256, D, D)``).
+
+Everything goes through triangular solves and sums of squares, never an explicit
+inverse and never the Cholesky factor of a product. When several points share one
+distribution, they are solved together as the columns of one right-hand side instead
+of repeating the matrix for every point.
+
+Numerical conventions:
+
+* :math:`\\log|\\det L|` is defined as :math:`\\sum_i \\log|L_{ii}|`. A negative diagonal
+  entry is therefore harmless (:math:`L` and :math:`L` with that column negated give the
+  same :math:`\\Sigma`, and every function here agrees for both). A zero on the diagonal
+  means a singular :math:`\\Sigma`: :func:`log_prob` and :func:`kl` return non-finite
+  values (``inf`` or NaN) and :func:`entropy` returns ``-inf``.
+* Diagonal entries as small as ``1e-30`` (anything representable) give finite values and
+  gradients whenever the result itself is representable.
+* :func:`scale_tril_from_covariance` of a covariance that is not positive definite
+  returns NaN (``jnp.linalg.cholesky`` semantics) rather than raising, since the check
+  would need the values; everything computed from that factor is then NaN too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+from genmath._src import validation
+from genmath.normal import _expm1_minus_identity
+
+Array = jax.Array
+ArrayLike = jax.typing.ArrayLike
+
+_LOG_TWO_PI = math.log(2.0 * math.pi)
+
+__all__ = [
+    "entropy",
+    "kl",
+    "log_prob",
+    "sample",
+    "scale_tril_from_covariance",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Shape checks (static, so they fire at trace time).
+
+
+def _check_square(where: str, name: str, matrix: Array) -> int:
+    if matrix.ndim < 2 or matrix.shape[-1] != matrix.shape[-2]:
+        raise ValueError(
+                f"{where}: `{name}` must be a square matrix (or a batch of them) with shape "
+                f"(..., D, D), got shape {matrix.shape}."
+        )
+    return matrix.shape[-1]
+
+
+def _check_event(where: str, name: str, value: Array, size: int, *, allow_scalar: bool) -> None:
+    if allow_scalar and value.ndim == 0:
+        return
+    if value.ndim == 0 or value.shape[-1] != size:
+        raise ValueError(
+                f"{where}: `{name}` must have the event size D = {size} of `scale_tril` in its "
+                f"last axis, got shape {value.shape}."
+        )
+
+
+def _batch_shape(value: Array, event_ndim: int) -> tuple[int, ...]:
+    return value.shape[: max(value.ndim - event_ndim, 0)]
+
+
+# ---------------------------------------------------------------------------------------
+# Batched triangular algebra with broadcasting.
+
+
+def _as_columns(tril: Array, vectors: Array):
+    """Arranges vectors as the columns of per-matrix right-hand sides.
+
+    ``tril`` has shape ``(*T, D, D)`` and ``vectors`` ``(*V, D)``. Batch axes where the
+    matrix has size 1 but the vectors do not are moved into the columns, so a matrix is
+    never repeated for the points it is shared by; the remaining batch axes are broadcast
+    (each matrix there meets its own vectors anyway).
+
+    Returns:
+        ``(tril, rhs, restore)``: ``tril`` of shape ``(*P, D, D)``, ``rhs`` of shape
+        ``(*P, D, K)``, and ``restore(y, event)`` mapping a result of shape ``(*P, K)``
+        (``event=False``) or ``(*P, D, K)`` (``event=True``) back to the broadcast batch
+        order ``(*B)`` or ``(*B, D)``.
+    """
+    d = tril.shape[-1]
+    batch = jnp.broadcast_shapes(tril.shape[:-2], vectors.shape[:-1])
+    n = len(batch)
+    tril_batch = (1,) * (n - (tril.ndim - 2)) + tril.shape[:-2]
+    vector_batch = (1,) * (n - (vectors.ndim - 1)) + vectors.shape[:-1]
+    column_axes = tuple(i for i in range(n) if tril_batch[i] == 1 and vector_batch[i] > 1)
+    batch_axes = tuple(i for i in range(n) if i not in column_axes)
+    kept = tuple(batch[i] for i in batch_axes)
+    columns = tuple(batch[i] for i in column_axes)
+
+    tril_target = tuple(batch[i] if i in batch_axes else 1 for i in range(n))
+    tril = jnp.broadcast_to(tril.reshape((*tril_batch, d, d)), (*tril_target, d, d))
+    tril = tril.reshape((*kept, d, d))
+    vectors = jnp.broadcast_to(vectors, (*batch, d))
+    rhs = jnp.transpose(vectors, (*batch_axes, n, *column_axes))
+    rhs = rhs.reshape((*kept, d, math.prod(columns)))
+
+    def restore(y: Array, event: bool) -> Array:
+        if event:
+            y = y.reshape((*kept, d, *columns))
+            order = (*batch_axes, n, *column_axes)
+        else:
+            y = y.reshape(kept + columns)
+            order = batch_axes + column_axes
+        return jnp.transpose(y, tuple(order.index(i) for i in range(len(order))))
+
+    return tril, rhs, restore
+
+
+def _squared_solve_norm(tril: Array, vectors: Array) -> Array:
+    """:math:`\\|L^{-1} v\\|^2` for every vector, with batch broadcasting."""
+    tril, rhs, restore = _as_columns(tril, vectors)
+    solved = solve_triangular(tril, rhs, lower=True)
+    return restore(jnp.sum(jnp.square(solved), axis=-2), event=False)
+
+
+def _tril_matvec(tril: Array, vectors: Array) -> Array:
+    """:math:`L v` for every vector (``tril`` already masked), with batch broadcasting."""
+    tril, rhs, restore = _as_columns(tril, vectors)
+    return restore(jnp.matmul(tril, rhs), event=True)
+
+
+def _log_abs_diagonal(tril: Array) -> Array:
+    return jnp.log(jnp.abs(jnp.diagonal(tril, axis1=-2, axis2=-1)))
+
+
+# ---------------------------------------------------------------------------------------
+# Public API.
+
+
+def log_prob(x: ArrayLike, *, loc: ArrayLike, scale_tril: ArrayLike) -> Array:
+    """Log-density of a full-covariance Gaussian given the Cholesky factor of its covariance.
+
+    .. math::
+
+        \\log \\mathcal N(x; \\mu, LL^\\top) = -\\tfrac D2 \\log 2\\pi - \\sum_i \\log|L_{ii}|
+        - \\tfrac12 \\big\\|L^{-1}(x-\\mu)\\big\\|^2
+
+    :math:`L^{-1}(x-\\mu)` is one triangular solve; points that share a distribution are
+    solved together as the columns of one right-hand side.
+
+    Args:
+        x: points of shape ``(..., D)``, any real numeric dtype.
+        loc: mean :math:`\\mu` of shape ``(..., D)`` (or a scalar), floating.
+        scale_tril: :math:`L` of shape ``(..., D, D)``, floating; only the lower triangle
+            is read. The batch shapes of ``x``, ``loc`` and ``scale_tril`` broadcast.
+
+    Returns:
+        The log-density with the broadcast batch shape, in the compute dtype.
+
+    Raises:
+        ValueError: ``scale_tril`` is not square, or ``x`` / ``loc`` do not have its
+            event size, or batch shapes do not broadcast.
+        TypeError: ``loc`` or ``scale_tril`` is not floating.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import mvn
+        >>> L = jnp.array([[1.0, 0.0], [0.5, 2.0]])
+        >>> v = mvn.log_prob(jnp.array([1.0, 1.0]), loc=jnp.zeros(2), scale_tril=L)
+        >>> print(round(float(v), 4))
+        -3.0623
+
+    References:
+        C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §2.3;
+        G. H. Golub and C. F. Van Loan, *Matrix Computations*, 4th ed., 2013, §4.2.
+    """
+    name = "mvn.log_prob"
+    x, loc, scale_tril = validation.promote(
+            name, {"loc": loc, "scale_tril": scale_tril}, {"x": x}, broadcast=False
+    )
+    d = _check_square(name, "scale_tril", scale_tril)
+    _check_event(name, "x", x, d, allow_scalar=False)
+    _check_event(name, "loc", loc, d, allow_scalar=True)
+    validation.check_broadcast(
+            name,
+            {
+                "x (batch)": _batch_shape(x, 1),
+                "loc (batch)": _batch_shape(loc, 1),
+                "scale_tril (batch)": _batch_shape(scale_tril, 2),
+            },
+    )
+    squared_norm = _squared_solve_norm(scale_tril, x - loc)
+    log_det = jnp.sum(_log_abs_diagonal(scale_tril), axis=-1)
+    return -0.5 * d * _LOG_TWO_PI - log_det - 0.5 * squared_norm
+
+
+def entropy(*, scale_tril: ArrayLike) -> Array:
+    """Differential entropy of a full-covariance Gaussian, in nats.
+
+    .. math::
+
+        H[\\mathcal N(\\mu, LL^\\top)] = \\tfrac D2 (1 + \\log 2\\pi) + \\sum_i \\log|L_{ii}|
+
+    Args:
+        scale_tril: :math:`L` of shape ``(..., D, D)``, floating (only the diagonal is read).
+
+    Returns:
+        The entropy with the batch shape ``(...)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import mvn
+        >>> print(round(float(mvn.entropy(scale_tril=jnp.eye(3))), 4))
+        4.2568
+
+    References:
+        T. M. Cover and J. A. Thomas, *Elements of Information Theory*, 2nd ed.,
+        Wiley 2006, Theorem 8.4.1.
+    """
+    name = "mvn.entropy"
+    (scale_tril,) = validation.promote(name, {"scale_tril": scale_tril})
+    d = _check_square(name, "scale_tril", scale_tril)
+    return 0.5 * d * (1.0 + _LOG_TWO_PI) + jnp.sum(_log_abs_diagonal(scale_tril), axis=-1)
+
+
+def kl(
+        *,
+        loc_p: ArrayLike,
+        scale_tril_p: ArrayLike,
+        loc_q: ArrayLike,
+        scale_tril_q: ArrayLike,
+) -> Array:
+    """KL divergence :math:`\\mathrm{KL}(p\\,\\|\\,q)` between two full-covariance Gaussians.
+
+    With :math:`M = L_q^{-1} L_p` (lower-triangular, :math:`M_{ii} = L_{p,ii}/L_{q,ii}`),
+
+    .. math::
+
+        \\mathrm{KL}(p\\,\\|\\,q) = \\tfrac12 \\Big[ \\sum_i \\big(e^{r_i} - 1 - r_i\\big)
+        + \\sum_{i>j} M_{ij}^2 + \\big\\|L_q^{-1}(\\mu_p - \\mu_q)\\big\\|^2 \\Big],
+        \\qquad r_i = 2(\\log|L_{p,ii}| - \\log|L_{q,ii}|),
+
+    which is :math:`\\tfrac12[\\operatorname{tr}(\\Sigma_q^{-1}\\Sigma_p) - D +
+    \\log\\det\\Sigma_q - \\log\\det\\Sigma_p + \\text{Mahalanobis}]` rearranged so that
+    nothing cancels: the off-diagonal of :math:`M` is taken from
+    :math:`L_q^{-1}(L_p - L_q)`, exactly zero when :math:`L_p = L_q`, and
+    :math:`e^{r}-1-r` is evaluated without cancellation. Hence ``kl(p, p)`` is exactly 0
+    with a zero gradient, and with diagonal factors the result equals
+    :func:`genmath.normal.kl`.
+
+    Args:
+        loc_p, scale_tril_p: mean ``(..., D)`` (or scalar) and Cholesky factor
+            ``(..., D, D)`` of :math:`p`, floating.
+        loc_q, scale_tril_q: the same for :math:`q`. All batch shapes broadcast.
+
+    Returns:
+        The divergence in nats, with the broadcast batch shape.
+
+    Raises:
+        ValueError: a factor is not square, event sizes differ, or batch shapes do not
+            broadcast.
+        TypeError: an argument is not floating.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import mvn
+        >>> v = mvn.kl(loc_p=jnp.ones(2), scale_tril_p=jnp.eye(2),
+        ...            loc_q=jnp.zeros(2), scale_tril_q=jnp.eye(2))
+        >>> print(round(float(v), 4))
+        1.0
+
+    References:
+        S. Kullback, *Information Theory and Statistics*, Wiley 1959;
+        J. Duchi, "Derivations for Linear Algebra and Optimization", 2007.
+    """
+    name = "mvn.kl"
+    loc_p, scale_tril_p, loc_q, scale_tril_q = validation.promote(
+            name,
+            {
+                "loc_p": loc_p,
+                "scale_tril_p": scale_tril_p,
+                "loc_q": loc_q,
+                "scale_tril_q": scale_tril_q,
+            },
+            broadcast=False,
+    )
+    d = _check_square(name, "scale_tril_p", scale_tril_p)
+    d_q = _check_square(name, "scale_tril_q", scale_tril_q)
+    if d_q != d:
+        raise ValueError(
+                f"{name}: `scale_tril_p` {scale_tril_p.shape} and `scale_tril_q` "
+                f"{scale_tril_q.shape} have different event sizes."
+        )
+    _check_event(name, "loc_p", loc_p, d, allow_scalar=True)
+    _check_event(name, "loc_q", loc_q, d, allow_scalar=True)
+    validation.check_broadcast(
+            name,
+            {
+                "loc_p (batch)": _batch_shape(loc_p, 1),
+                "scale_tril_p (batch)": _batch_shape(scale_tril_p, 2),
+                "loc_q (batch)": _batch_shape(loc_q, 1),
+                "scale_tril_q (batch)": _batch_shape(scale_tril_q, 2),
+            },
+    )
+    scale_tril_p = jnp.tril(scale_tril_p)
+    scale_tril_q = jnp.tril(scale_tril_q)
+
+    r = 2.0 * (_log_abs_diagonal(scale_tril_p) - _log_abs_diagonal(scale_tril_q))
+    diagonal_term = jnp.sum(_expm1_minus_identity(r), axis=-1)
+
+    pair_batch = jnp.broadcast_shapes(scale_tril_p.shape[:-2], scale_tril_q.shape[:-2])
+    tril_q = jnp.broadcast_to(scale_tril_q, (*pair_batch, d, d))
+    difference = jnp.broadcast_to(scale_tril_p - scale_tril_q, (*pair_batch, d, d))
+    m_minus_identity = solve_triangular(tril_q, difference, lower=True)
+    off_diagonal_term = jnp.sum(jnp.square(jnp.tril(m_minus_identity, -1)), axis=(-2, -1))
+
+    mean_term = _squared_solve_norm(scale_tril_q, loc_p - loc_q)
+    return 0.5 * (diagonal_term + off_diagonal_term + mean_term)
+
+
+def sample(
+        key: ArrayLike,
+        *,
+        loc: ArrayLike,
+        scale_tril: ArrayLike,
+        shape: tuple[int, ...] | None = None,
+) -> Array:
+    """Reparameterised samples :math:`x = \\mu + L\\varepsilon`, :math:`\\varepsilon \\sim
+    \\mathcal N(0, I)`.
+
+    .. math::
+
+        x = \\mu + L\\varepsilon \\sim \\mathcal N(\\mu, LL^\\top)
+
+    Gradients flow to ``loc`` and to the lower triangle of ``scale_tril``.
+
+    Args:
+        key: a ``jax.random`` key.
+        loc: mean of shape ``(..., D)`` (or a scalar), floating.
+        scale_tril: :math:`L` of shape ``(..., D, D)``, floating; only the lower triangle
+            is read.
+        shape: sample shape prepended to the broadcast batch shape; ``None`` means ``()``.
+
+    Returns:
+        Samples of shape ``shape + batch + (D,)`` in the compute dtype.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from genmath import mvn
+        >>> x = mvn.sample(jax.random.key(0), loc=jnp.zeros(2), scale_tril=jnp.eye(2),
+        ...                shape=(5,))
+        >>> x.shape
+        (5, 2)
+
+    References:
+        D. P. Kingma and M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014, §2.4.
+    """
+    name = "mvn.sample"
+    loc, scale_tril = validation.promote(
+            name, {"loc": loc, "scale_tril": scale_tril}, broadcast=False
+    )
+    d = _check_square(name, "scale_tril", scale_tril)
+    _check_event(name, "loc", loc, d, allow_scalar=True)
+    batch = validation.check_broadcast(
+            name,
+            {
+                "loc (batch)": _batch_shape(loc, 1),
+                "scale_tril (batch)": _batch_shape(scale_tril, 2),
+            },
+    )
+    sample_shape = () if shape is None else tuple(shape)
+    noise = jax.random.normal(key, sample_shape + batch + (d,), scale_tril.dtype)
+    return loc + _tril_matvec(jnp.tril(scale_tril), noise)
+
+
+def scale_tril_from_covariance(covariance: ArrayLike) -> Array:
+    """The lower Cholesky factor :math:`L` of a covariance matrix, :math:`\\Sigma = LL^\\top`.
+
+    .. math::
+
+        L = \\operatorname{chol}\\big(\\tfrac12(\\Sigma + \\Sigma^\\top)\\big)
+
+    The input is symmetrised first (as ``jnp.linalg.cholesky`` does). A matrix that is
+    not positive definite gives NaN entries instead of an error, because checking would
+    need its values.
+
+    Args:
+        covariance: symmetric positive-definite matrices of shape ``(..., D, D)``, floating.
+
+    Returns:
+        Lower-triangular factors of the same shape, with a positive diagonal.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import mvn
+        >>> print(mvn.scale_tril_from_covariance(jnp.array([[4.0, 2.0], [2.0, 2.0]])))
+        [[2. 0.]
+         [1. 1.]]
+
+    References:
+        G. H. Golub and C. F. Van Loan, *Matrix Computations*, 4th ed., 2013, §4.2.
+    """
+    name = "mvn.scale_tril_from_covariance"
+    (covariance,) = validation.promote(name, {"covariance": covariance})
+    _check_square(name, "covariance", covariance)
+    return jnp.linalg.cholesky(covariance)
