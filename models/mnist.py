@@ -122,11 +122,13 @@ def binarize(images, *, mode: str, key: jax.Array | None = None) -> jax.Array:
     images = jnp.asarray(images)
     if images.dtype != jnp.uint8:
         raise TypeError(f"binarize: images must be uint8 pixels in [0, 255], got {images.dtype}.")
-    intensity = images.astype(jnp.float32) / 255.0
+    if mode == "threshold":
+        return (images > 127).astype(jnp.float32)  # pixel / 255 > 0.5, exactly
+    # A multiplication rather than a division: XLA turns division by a constant into this
+    # under jit, so eager and jitted results agree to the bit.
+    intensity = images.astype(jnp.float32) * (1.0 / 255.0)
     if mode == "grey":
         return intensity
-    if mode == "threshold":
-        return (intensity > 0.5).astype(jnp.float32)
     return jax.random.bernoulli(key, intensity).astype(jnp.float32)
 
 
@@ -237,25 +239,28 @@ def _sha256(path: Path) -> str:
 
 
 def _prepare(builder, data_dir: Path | None, tfds_root: Path) -> None:
+    if data_dir is None:
+        _require_download_host(builder.url_infos, tfds_root)
     _import_tensorflow_quietly()
     import tensorflow_datasets as tfds
 
-    if data_dir is None:
-        host, port = _download_address(builder.url_infos)
-        if not _can_connect(host, port, _PROBE_TIMEOUT_S):
-            raise ConnectionError(
-                f"MNIST is not prepared in the tfds data directory {tfds_root} and {host}:{port} "
-                "cannot be reached to download it. Pass a folder holding the four original MNIST "
-                f"IDX .gz files (data_dir=..., --data-dir on the command line, or the environment "
-                f"variable {MNIST_DIR_ENV}), or point tfds_dir / TFDS_DATA_DIR to a directory "
-                "where MNIST is already prepared."
-            )
-        config = tfds.download.DownloadConfig()
-    else:
-        # tfds takes files from `manual_dir` by their registered names and hashes them against
-        # its registered checksums (files placed in its download cache would be trusted as is).
-        config = tfds.download.DownloadConfig(manual_dir=os.fspath(data_dir))
-    builder.download_and_prepare(download_config=config)
+    # tfds takes files from `manual_dir` by their registered names and hashes them against its
+    # registered checksums (files placed in its download cache would be trusted unchecked).
+    manual_dir = None if data_dir is None else os.fspath(data_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+
+
+def _require_download_host(url_infos, tfds_root: Path) -> None:
+    """Fails within seconds when offline, where tfds would retry for minutes."""
+    host, port = _download_address(url_infos)
+    if not _can_connect(host, port, _PROBE_TIMEOUT_S):
+        raise ConnectionError(
+            f"MNIST is not prepared in the tfds data directory {tfds_root} and {host}:{port} "
+            "cannot be reached to download it. Pass a folder holding the four original MNIST "
+            "IDX .gz files (data_dir=..., --data-dir on the command line, or the environment "
+            f"variable {MNIST_DIR_ENV}), or point tfds_dir / TFDS_DATA_DIR to a directory "
+            "where MNIST is already prepared."
+        )
 
 
 def _read_prepared(builder) -> Mnist:
@@ -305,15 +310,21 @@ def _can_connect(host: str, port: int, timeout: float) -> bool:
     Name resolution ignores socket timeouts, so the attempt runs in a daemon thread that is
     abandoned when it overruns.
     """
-    connected = threading.Event()
+    outcome = []
+    finished = threading.Event()
 
     def attempt():
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout):
-            connected.set()
+        try:
+            socket.create_connection((host, port), timeout).close()
+            outcome.append(True)
+        except OSError:
+            pass
+        finally:
+            finished.set()
 
     threading.Thread(target=attempt, daemon=True).start()
-    connected.wait(timeout)
-    return connected.is_set()
+    finished.wait(timeout)
+    return bool(outcome)
 
 
 # --------------------------------------------------------------------------------------------
