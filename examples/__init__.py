@@ -1,0 +1,1 @@
+"""Scripts that train the MNIST models: ``python -m examples.<name>``."""
