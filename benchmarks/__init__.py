@@ -1,0 +1,1 @@
+"""Benchmarks of genmath: kernels (``python -m benchmarks.kernels``) and, later, training."""

@@ -1,0 +1,79 @@
+"""Interleaved steady-state timing.
+
+On a shared machine the load drifts over seconds, so timing one implementation
+after another would compare different machines. Instead every repetition runs
+each implementation once, in a rotating order, and the median over repetitions
+is reported. A sample is the mean of a few back-to-back calls (each one blocked
+until its result is ready) so that a sample lasts long enough to be measured
+reliably; the calls per sample are fixed per implementation after warm-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+
+@dataclasses.dataclass
+class Runner:
+    """One implementation in one mode, ready to call.
+
+    ``call`` runs the computation once and returns only when its result is ready.
+    """
+
+    key: tuple
+    call: Callable[[], object]
+    calls_per_sample: int = 1
+    samples: list[float] = dataclasses.field(default_factory=list)
+
+    def calibrate(self, min_sample_s: float, warmup: int = 2) -> None:
+        for _ in range(warmup):
+            self.call()
+        start = time.perf_counter()
+        self.call()
+        single = time.perf_counter() - start
+        self.calls_per_sample = max(1, min(1000, math.ceil(min_sample_s / max(single, 1e-7))))
+
+    def sample(self) -> None:
+        start = time.perf_counter()
+        for _ in range(self.calls_per_sample):
+            self.call()
+        self.samples.append((time.perf_counter() - start) / self.calls_per_sample)
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    median_s: float
+    p25_s: float
+    p75_s: float
+    samples: int
+    calls_per_sample: int
+
+
+def summarise(runner: Runner) -> Summary:
+    values = sorted(runner.samples)
+    if len(values) >= 2:
+        p25, _, p75 = statistics.quantiles(values, n=4, method="inclusive")
+    else:
+        p25 = p75 = values[0]
+    return Summary(statistics.median(values), p25, p75, len(values), runner.calls_per_sample)
+
+
+def run_interleaved(runners: Sequence[Runner], reps: int, min_sample_s: float) -> None:
+    """Calibrates every runner, then takes ``reps`` samples of each, interleaved."""
+    for runner in runners:
+        runner.calibrate(min_sample_s)
+    for rep in range(reps):
+        shift = rep % max(1, len(runners))
+        for runner in (*runners[shift:], *runners[:shift]):
+            runner.sample()
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float]:
+    """Calls ``fn`` once and returns its result with the wall time it took."""
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
