@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import socket
+import threading
 import time
 
 import jax
@@ -156,10 +157,19 @@ def test_offline_without_folder_fails_fast(tmp_path, monkeypatch):
 
 def test_probe_gives_up_on_a_hanging_connection(monkeypatch):
     # Name resolution can hang regardless of socket timeouts; the probe must not.
-    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: time.sleep(30))
+    release = threading.Event()
+
+    def hang(*args, **kwargs):
+        release.wait(30.0)
+        raise OSError("simulated hang")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     start = time.perf_counter()
-    assert not mnist_module._can_connect("example.invalid", 443, timeout=0.5)
-    assert time.perf_counter() - start < 5.0
+    try:
+        assert not mnist_module._can_connect("example.invalid", 443, timeout=0.5)
+        assert time.perf_counter() - start < 5.0
+    finally:
+        release.set()  # lets the abandoned probe thread end cleanly
 
 
 def test_probe_connects_to_a_listening_port():
