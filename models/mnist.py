@@ -89,6 +89,7 @@ def load_mnist(
         # Another process may have prepared the dataset while this one waited for the lock.
         arrays = _read_cache(cache_path)
         if arrays is None:
+            builder = _mnist_builder(tfds_root)  # sees splits another process may have written
             if not builder.is_prepared():
                 _prepare(builder, data_dir, tfds_root)
             arrays = _read_prepared(builder)
