@@ -177,17 +177,19 @@ class FactorizedBernoulli(nnx.Module):
         return x.reshape((num_samples, *IMAGE_SHAPE))
 
 
-def make_loss_fn(num_train: int, pseudo_count: float = PSEUDO_COUNT):
-    """The Trainer loss: minibatch NLL minus ``1/num_train`` of the Beta log-prior.
+def make_loss_fn(num_train: int, **prior_kwargs):
+    """The Trainer loss: minibatch NLL minus ``1/num_train`` of the log-prior.
 
-    Works for any model with ``log_prob(x)`` and ``log_prior(pseudo_count)``; the labels
-    and key are unused.
+    Works for any model with ``log_prob(x)`` and ``log_prior(**prior_kwargs)`` (e.g.
+    ``pseudo_count=...``; the mixture also takes ``weight_pseudo_count=...``); the labels
+    and key are unused. Counting ``1/num_train`` of the prior per minibatch makes one
+    epoch's expected loss the negative log-posterior divided by ``num_train``.
     """
 
     def loss_fn(model, x, labels, key):
         del labels, key
         nll = -jnp.mean(model.log_prob(x))
-        loss = nll - model.log_prior(pseudo_count) / num_train
+        loss = nll - model.log_prior(**prior_kwargs) / num_train
         return loss, {"nll": nll}
 
     return loss_fn
