@@ -1,0 +1,423 @@
+"""Tests for genmath.mvn against scipy / numpy float64 with explicit inverses."""
+
+from __future__ import annotations
+
+import functools
+import math
+import zlib
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+from scipy import stats
+
+from genmath import mvn, normal
+
+# float32 by default, float64 under JAX_ENABLE_X64=1.
+DTYPE = jnp.asarray(0.0).dtype
+X64 = DTYPE == jnp.float64
+
+
+def tol(dtype) -> float:
+    """Relative tolerance for a few roundings in ``dtype`` through well-conditioned solves."""
+    return {jnp.dtype(jnp.float32): 2e-5, jnp.dtype(jnp.float64): 1e-12}[jnp.dtype(dtype)]
+
+
+def assert_close(actual, expected, dtype=DTYPE, scale=None):
+    """Compares with a float64 reference; ``scale`` sets the absolute tolerance for sums of
+    terms with mixed signs, whose error follows the size of the terms."""
+    expected = np.asarray(expected, np.float64)
+    scale = np.max(np.abs(expected)) if scale is None else scale
+    np.testing.assert_allclose(
+            np.asarray(actual, np.float64), expected, rtol=tol(dtype), atol=tol(dtype) * scale
+    )
+
+
+@pytest.fixture
+def rng(request):
+    """A fresh generator per test, reproducible from the test's name."""
+    return np.random.default_rng(zlib.crc32(request.node.name.encode()))
+
+
+def _as(value, dtype=DTYPE):
+    """The value in the test dtype, and exactly the same numbers in float64."""
+    value = jnp.asarray(value, dtype)
+    return value, np.asarray(value, np.float64)
+
+
+def _random_tril(rng, batch_shape, d, dtype=DTYPE):
+    """Well-conditioned Cholesky factors with a positive diagonal."""
+    strict = np.tril(rng.normal(0.0, 0.5 / math.sqrt(d), (*batch_shape, d, d)), k=-1)
+    diagonal = np.exp(rng.uniform(-0.5, 0.5, (*batch_shape, d)))
+    return _as(strict + diagonal[..., None] * np.eye(d), dtype)
+
+
+def _covariance(tril64):
+    return tril64 @ np.swapaxes(tril64, -1, -2)
+
+
+def _reference_log_prob(x64, loc64, tril64):
+    d = tril64.shape[-1]
+    batch = np.broadcast_shapes(x64.shape[:-1], np.shape(loc64)[:-1], tril64.shape[:-2])
+    x64 = np.broadcast_to(x64, (*batch, d))
+    loc64 = np.broadcast_to(loc64, (*batch, d))
+    tril64 = np.broadcast_to(tril64, (*batch, d, d))
+    out = np.empty(batch)
+    for index in np.ndindex(*batch):
+        out[index] = stats.multivariate_normal.logpdf(
+                x64[index], loc64[index], _covariance(tril64[index]))
+    return out
+
+
+def _reference_kl(loc_p, tril_p, loc_q, tril_q):
+    """Textbook closed form with explicit inverses and log-determinants, in float64."""
+    cov_p, cov_q = _covariance(tril_p), _covariance(tril_q)
+    inv_q = np.linalg.inv(cov_q)
+    diff = (np.asarray(loc_p) - np.asarray(loc_q))[..., None]
+    d = cov_p.shape[-1]
+    trace = np.trace(inv_q @ cov_p, axis1=-2, axis2=-1)
+    mahalanobis = (np.swapaxes(diff, -1, -2) @ inv_q @ diff)[..., 0, 0]
+    log_det = np.linalg.slogdet(cov_q)[1] - np.linalg.slogdet(cov_p)[1]
+    return 0.5 * (trace - d + mahalanobis + log_det)
+
+
+# (x shape, loc shape, scale_tril batch shape), D = 3
+LOG_PROB_CASES = [
+    ((64, 3), (3,), ()),  # one distribution, many points
+    ((16, 8, 3), (8, 3), (8,)),  # 8 distributions, 16 points each
+    ((6, 3), (6, 3), (6,)),  # one point per distribution
+    ((5, 1, 3), (), (4,)),  # scalar loc
+    ((3,), (4, 3), ()),  # one point, several means
+    ((2, 1, 4, 3), (3, 1, 3), (4,)),  # mixed column and batch axes
+]
+
+
+@pytest.mark.parametrize(("x_shape", "loc_shape", "tril_batch"), LOG_PROB_CASES)
+def test_log_prob_matches_scipy(rng, x_shape, loc_shape, tril_batch):
+    x, x64 = _as(rng.normal(0.0, 1.5, x_shape))
+    loc, loc64 = _as(rng.normal(0.0, 1.0, loc_shape))
+    tril, tril64 = _random_tril(rng, tril_batch, 3)
+    expected = _reference_log_prob(x64, loc64, tril64)
+    value = jax.jit(mvn.log_prob)(x, loc=loc, scale_tril=tril)
+    chex.assert_shape(value, expected.shape)
+    assert value.dtype == DTYPE
+    assert_close(value, expected)
+
+
+def _triangular_solves(jaxpr):
+    """Every triangular_solve equation, including those inside nested jaxprs."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "triangular_solve":
+            found.append(eqn)
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", None)
+            if inner is not None:
+                found.extend(_triangular_solves(getattr(inner, "jaxpr", inner)))
+    return found
+
+
+@pytest.mark.parametrize(("x_shape", "loc_shape", "tril_batch", "a_shape", "b_shape"), [
+    ((4096, 5), (5,), (), (5, 5), (5, 4096)),
+    ((16, 256, 5), (256, 5), (256,), (256, 5, 5), (256, 5, 16)),
+])
+def test_shared_factors_are_solved_once_with_points_as_columns(
+        x_shape, loc_shape, tril_batch, a_shape, b_shape):
+    """One distribution x 4096 points is one solve with a (D, 4096) right-hand side: the
+    factor is never repeated per point."""
+    jaxpr = jax.make_jaxpr(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(
+            jnp.zeros(x_shape, DTYPE), jnp.zeros(loc_shape, DTYPE),
+            jnp.zeros((*tril_batch, 5, 5), DTYPE))
+    (solve,) = _triangular_solves(jaxpr.jaxpr)
+    assert solve.invars[0].aval.shape == a_shape
+    assert solve.invars[1].aval.shape == b_shape
+
+
+@pytest.mark.parametrize("tril_batch", [(), (2, 3)])
+def test_entropy_matches_scipy(rng, tril_batch):
+    tril, tril64 = _random_tril(rng, tril_batch, 4)
+    value = jax.jit(mvn.entropy)(scale_tril=tril)
+    expected = np.empty(tril_batch)
+    for index in np.ndindex(*tril_batch):
+        expected[index] = stats.multivariate_normal(cov=_covariance(tril64[index])).entropy()
+    chex.assert_shape(value, tril_batch)
+    assert_close(value, expected, scale=np.max(np.abs(expected)) + 4)
+
+
+# (loc_p shape, tril_p batch, loc_q shape, tril_q batch), D = 4
+KL_CASES = [
+    ((5, 4), (5,), (5, 4), (5,)),
+    ((5, 4), (5,), (4,), ()),  # one q for every p
+    ((2, 3, 4), (3,), (), (2, 1)),  # scalar loc_q, factors broadcast (3,) x (2, 1)
+]
+
+
+@pytest.mark.parametrize(("loc_p_shape", "tril_p_batch", "loc_q_shape", "tril_q_batch"), KL_CASES)
+def test_kl_matches_closed_form_and_cross_entropy(
+        rng, loc_p_shape, tril_p_batch, loc_q_shape, tril_q_batch):
+    loc_p, loc_p64 = _as(rng.normal(0.0, 1.0, loc_p_shape))
+    loc_q, loc_q64 = _as(rng.normal(0.0, 1.0, loc_q_shape))
+    tril_p, tril_p64 = _random_tril(rng, tril_p_batch, 4)
+    tril_q, tril_q64 = _random_tril(rng, tril_q_batch, 4)
+    value = jax.jit(mvn.kl)(loc_p=loc_p, scale_tril_p=tril_p, loc_q=loc_q, scale_tril_q=tril_q)
+    expected = _reference_kl(loc_p64, tril_p64, loc_q64, tril_q64)
+    chex.assert_shape(value, expected.shape)
+    assert value.dtype == DTYPE
+    assert_close(value, expected)
+    assert np.all(np.asarray(value) >= 0.0)
+
+    # KL = H(p, q) - H(p) with H(p, q) = E_p[-log q] = -log q(mu_p) + tr(Sigma_q^-1 Sigma_p) / 2.
+    batch = expected.shape
+    loc_p64, loc_q64 = np.broadcast_to(loc_p64, (*batch, 4)), np.broadcast_to(loc_q64, (*batch, 4))
+    tril_p64 = np.broadcast_to(tril_p64, (*batch, 4, 4))
+    tril_q64 = np.broadcast_to(tril_q64, (*batch, 4, 4))
+    cross = np.empty(batch)
+    own = np.empty(batch)
+    for index in np.ndindex(*batch):
+        cov_p, cov_q = _covariance(tril_p64[index]), _covariance(tril_q64[index])
+        cross[index] = (-stats.multivariate_normal.logpdf(loc_p64[index], loc_q64[index], cov_q)
+                        + 0.5 * np.trace(np.linalg.solve(cov_q, cov_p)))
+        own[index] = stats.multivariate_normal(cov=cov_p).entropy()
+    assert_close(value, cross - own, scale=np.max(np.abs(cross)))
+
+
+def test_kl_of_identical_distributions_is_exactly_zero_with_zero_gradient(rng):
+    loc, _ = _as(rng.normal(0.0, 1.0, (3, 6)))
+    tril, _ = _random_tril(rng, (3,), 6)
+
+    def kl_pp(loc_p, tril_p):
+        return jnp.sum(mvn.kl(loc_p=loc_p, scale_tril_p=tril_p, loc_q=loc, scale_tril_q=tril))
+
+    value, grads = jax.jit(jax.value_and_grad(kl_pp, argnums=(0, 1)))(loc, tril)
+    assert float(value) == 0.0
+    for grad in grads:
+        np.testing.assert_array_equal(np.asarray(grad), 0.0)
+
+
+def test_diagonal_factors_agree_with_normal(rng):
+    loc_p, _ = _as(rng.normal(0.0, 1.0, (5, 4)))
+    loc_q, _ = _as(rng.normal(0.0, 1.0, (5, 4)))
+    log_scale_p, _ = _as(rng.uniform(-1.0, 1.0, (5, 4)))
+    log_scale_q, _ = _as(rng.uniform(-1.0, 1.0, (5, 4)))
+    x, _ = _as(rng.normal(0.0, 1.5, (7, 5, 4)))
+    eye = jnp.eye(4, dtype=DTYPE)
+    tril_p = jnp.exp(log_scale_p)[..., None] * eye
+    tril_q = jnp.exp(log_scale_q)[..., None] * eye
+    full = mvn.kl(loc_p=loc_p, scale_tril_p=tril_p, loc_q=loc_q, scale_tril_q=tril_q)
+    diagonal = normal.kl(loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc_q,
+                         log_scale_q=log_scale_q)
+    assert_close(full, diagonal)
+    assert_close(mvn.log_prob(x, loc=loc_p, scale_tril=tril_p),
+                 normal.log_prob(x, loc=loc_p, log_scale=log_scale_p))
+    assert_close(mvn.entropy(scale_tril=tril_p), normal.entropy(log_scale=log_scale_p))
+
+
+def test_only_the_lower_triangle_is_read(rng):
+    loc, _ = _as(rng.normal(0.0, 1.0, (2, 3)))
+    x, _ = _as(rng.normal(0.0, 1.0, (5, 2, 3)))
+    tril, _ = _random_tril(rng, (2,), 3)
+    garbage = tril + jnp.triu(jnp.asarray(rng.normal(0.0, 10.0, (2, 3, 3)), DTYPE), k=1)
+    for fn in (
+        lambda t: mvn.log_prob(x, loc=loc, scale_tril=t),
+        lambda t: mvn.entropy(scale_tril=t),
+        lambda t: mvn.kl(loc_p=loc, scale_tril_p=t, loc_q=0.0, scale_tril_q=t[::-1]),
+        lambda t: mvn.sample(jax.random.key(0), loc=loc, scale_tril=t, shape=(4,)),
+    ):
+        np.testing.assert_array_equal(np.asarray(fn(garbage)), np.asarray(fn(tril)))
+
+
+def test_negative_diagonal_gives_the_same_distribution(rng):
+    """L and L with some columns negated have the same covariance; log|det| uses |diag|."""
+    x, x64 = _as(rng.normal(0.0, 1.5, (6, 4)))
+    loc, loc64 = _as(rng.normal(0.0, 1.0, (4,)))
+    tril, tril64 = _random_tril(rng, (), 4)
+    signs = np.array([1.0, -1.0, -1.0, 1.0])
+    flipped, _ = _as(tril64 * signs)
+    assert_close(mvn.log_prob(x, loc=loc, scale_tril=flipped),
+                 _reference_log_prob(x64, loc64, tril64))
+    assert_close(mvn.entropy(scale_tril=flipped), mvn.entropy(scale_tril=tril))
+    other, other64 = _random_tril(rng, (), 4)
+    assert_close(mvn.kl(loc_p=loc, scale_tril_p=flipped, loc_q=0.0, scale_tril_q=other),
+                 _reference_kl(loc64, tril64, 0.0, other64))
+    assert float(mvn.kl(loc_p=loc, scale_tril_p=flipped, loc_q=loc, scale_tril_q=tril)) < (
+            10 * tol(DTYPE))
+
+
+def _standard_errors_apart(samples, expected):
+    mean = np.mean(samples, axis=0)
+    standard_error = np.std(samples, axis=0, ddof=1) / math.sqrt(samples.shape[0])
+    return np.abs(mean - expected) / standard_error
+
+
+def test_monte_carlo_moments_and_kl(rng):
+    n, d = 20000, 3
+    loc_p, loc_p64 = _as(rng.normal(0.0, 1.0, (d,)))
+    tril_p, tril_p64 = _random_tril(rng, (), d)
+    loc_q, _ = _as(rng.normal(0.0, 1.0, (d,)))
+    tril_q, _ = _random_tril(rng, (), d)
+    x = jax.jit(functools.partial(mvn.sample, shape=(n,)))(
+            jax.random.key(0), loc=loc_p, scale_tril=tril_p)
+    chex.assert_shape(x, (n, d))
+    x64 = np.asarray(x, np.float64)
+    assert np.all(_standard_errors_apart(x64, loc_p64) < 5)
+    cov = _covariance(tril_p64)
+    # Standard error of a sample covariance entry: sqrt((S_ii S_jj + S_ij^2) / n).
+    std_error_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
+    assert np.all(np.abs(np.cov(x64, rowvar=False) - cov) < 5 * std_error_cov)
+
+    log_ratio = (mvn.log_prob(x, loc=loc_p, scale_tril=tril_p)
+                 - mvn.log_prob(x, loc=loc_q, scale_tril=tril_q))
+    kl = mvn.kl(loc_p=loc_p, scale_tril_p=tril_p, loc_q=loc_q, scale_tril_q=tril_q)
+    assert _standard_errors_apart(np.asarray(log_ratio, np.float64)[:, None], float(kl)) < 5
+
+
+@pytest.mark.parametrize(("shape", "loc_shape", "tril_batch", "expected"), [
+    (None, (3,), (), (3,)),
+    ((5,), (), (), (5, 3)),
+    ((5,), (2, 1, 3), (4,), (5, 2, 4, 3)),
+])
+def test_sample_shape_and_dtype(shape, loc_shape, tril_batch, expected):
+    loc = jnp.zeros(loc_shape, DTYPE)
+    tril = jnp.broadcast_to(jnp.eye(3, dtype=DTYPE), (*tril_batch, 3, 3))
+    x = mvn.sample(jax.random.key(1), loc=loc, scale_tril=tril, shape=shape)
+    chex.assert_shape(x, expected)
+    assert x.dtype == DTYPE
+
+
+def test_gradients(rng):
+    x, _ = _as(rng.normal(0.0, 1.0, (3, 2, 3)))
+    loc, _ = _as(rng.normal(0.0, 1.0, (2, 3)))
+    loc_q, _ = _as(rng.normal(0.0, 1.0, (3,)))
+    tril, _ = _random_tril(rng, (2,), 3)
+    tril_q, _ = _random_tril(rng, (2,), 3)
+    # Central differences: float32 needs a larger step for the rounding noise to stay small.
+    eps = 1e-3 if DTYPE == jnp.float32 else 1e-6
+
+    def check(f, args, modes=("fwd", "rev")):
+        # jit: one compilation per transformation instead of one per primitive.
+        check_grads(jax.jit(f), args, order=1, modes=modes, eps=eps)
+
+    check(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t), (x, loc, tril))
+    check(lambda t: mvn.entropy(scale_tril=t), (tril,))
+    check(lambda a, b, c, d: mvn.kl(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d),
+          (loc, tril, loc_q, tril_q))
+    key = jax.random.key(2)
+    # Reparameterised sampling (reverse mode only: each transformation recompiles the
+    # random-bit generator).
+    check(lambda m, t: mvn.sample(key, loc=m, scale_tril=t, shape=(2,)), (loc, tril),
+          modes=("rev",))
+
+
+def test_jit_and_vmap_agree_with_batched_call(rng):
+    x, _ = _as(rng.normal(0.0, 1.0, (7, 4, 3)))
+    loc, _ = _as(rng.normal(0.0, 1.0, (4, 3)))
+    tril, _ = _random_tril(rng, (4,), 3)
+    batched = mvn.log_prob(x, loc=loc, scale_tril=tril)
+    over_distributions = jax.vmap(
+            lambda m, t, x: mvn.log_prob(x, loc=m, scale_tril=t), in_axes=(0, 0, 1), out_axes=1
+    )(loc, tril, x)
+    over_points = jax.jit(jax.vmap(lambda x: mvn.log_prob(x, loc=loc, scale_tril=tril)))(x)
+    np.testing.assert_allclose(over_distributions, batched, rtol=tol(DTYPE))
+    np.testing.assert_allclose(over_points, batched, rtol=tol(DTYPE))
+    kl = jax.vmap(lambda m, t: mvn.kl(loc_p=m, scale_tril_p=t, loc_q=0.0, scale_tril_q=tril[0]))(
+            loc, tril)
+    np.testing.assert_allclose(
+            kl, mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=0.0, scale_tril_q=tril[0]),
+            rtol=tol(DTYPE))
+
+
+def test_tiny_scales_stay_finite(rng):
+    """Factors scaled by 1e-30 (representable in float32): finite values and gradients."""
+    scale = 1e-30
+    base, base64 = _random_tril(rng, (), 3)
+    tril = base * scale
+    unit_x, unit_x64 = _as(rng.normal(0.0, 1.0, (4, 3)))
+    x = unit_x * scale
+
+    def total(x, tril):
+        return jnp.sum(mvn.log_prob(x, loc=0.0, scale_tril=tril))
+
+    value, grads = jax.jit(jax.value_and_grad(total, argnums=(0, 1)))(x, tril)
+    # log N(s v; 0, s^2 L L^T) = log N(v; 0, L L^T) - D log s.
+    expected = np.sum(_reference_log_prob(unit_x64, 0.0, base64)) - 4 * 3 * math.log(scale)
+    assert_close(value, expected)
+    for grad in grads:
+        assert np.all(np.isfinite(np.asarray(grad)))
+    other, other64 = _random_tril(rng, (), 3)
+    kl = mvn.kl(loc_p=x[0], scale_tril_p=tril, loc_q=0.0, scale_tril_q=other * scale)
+    assert_close(kl, _reference_kl(unit_x64[0], base64, 0.0, other64))
+    assert np.isfinite(float(mvn.entropy(scale_tril=tril)))
+
+
+def test_singular_factor_and_non_positive_definite_covariance_are_not_finite():
+    tril = jnp.array([[1.0, 0.0], [0.5, 0.0]], DTYPE)
+    assert not np.isfinite(float(mvn.log_prob(jnp.ones(2, DTYPE), loc=0.0, scale_tril=tril)))
+    assert float(mvn.entropy(scale_tril=tril)) == -np.inf
+    not_positive_definite = jnp.array([[1.0, 2.0], [2.0, 1.0]], DTYPE)
+    assert np.isnan(np.asarray(mvn.scale_tril_from_covariance(not_positive_definite))).any()
+
+
+def test_scale_tril_from_covariance(rng):
+    _, tril64 = _random_tril(rng, (3,), 4)
+    covariance, covariance64 = _as(_covariance(tril64))
+    value = jax.jit(mvn.scale_tril_from_covariance)(covariance)
+    chex.assert_shape(value, (3, 4, 4))
+    assert value.dtype == DTYPE
+    assert_close(value, np.linalg.cholesky(covariance64), scale=1.0)
+    np.testing.assert_array_equal(np.triu(np.asarray(value), k=1), 0.0)
+
+
+@pytest.mark.parametrize("in_dtype", [jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64])
+def test_dtypes(rng, in_dtype):
+    if in_dtype == jnp.float64 and not X64:
+        pytest.skip("float64 needs JAX_ENABLE_X64=1")
+    expected_dtype = jnp.dtype(jnp.float64 if in_dtype == jnp.float64 else jnp.float32)
+    x, x64 = _as(rng.normal(0.0, 1.0, (5, 3)), in_dtype)
+    loc, loc64 = _as(rng.normal(0.0, 1.0, (3,)), in_dtype)
+    tril, tril64 = _random_tril(rng, (), 3, in_dtype)
+    value = mvn.log_prob(x, loc=loc, scale_tril=tril)
+    assert value.dtype == expected_dtype
+    # Half-precision inputs are exact in float32, so the float32 tolerance applies.
+    assert_close(value, _reference_log_prob(x64, loc64, tril64), dtype=expected_dtype)
+    outputs = [
+        mvn.entropy(scale_tril=tril),
+        mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=x, scale_tril_q=tril),
+        mvn.sample(jax.random.key(0), loc=loc, scale_tril=tril),
+        mvn.scale_tril_from_covariance(tril @ tril.T),
+    ]
+    for output in outputs:
+        assert output.dtype == expected_dtype
+
+
+def test_errors():
+    x = jnp.zeros((5, 3), DTYPE)
+    loc = jnp.zeros(3, DTYPE)
+    tril = jnp.eye(3, dtype=DTYPE)
+    with pytest.raises(ValueError, match="`scale_tril` must be a square"):
+        mvn.log_prob(x, loc=loc, scale_tril=jnp.zeros((3, 4), DTYPE))
+    with pytest.raises(ValueError, match="`scale_tril` must be a square"):
+        mvn.entropy(scale_tril=jnp.zeros(3, DTYPE))
+    with pytest.raises(ValueError, match="`x` must have the event size D = 3"):
+        mvn.log_prob(jnp.zeros((5, 4), DTYPE), loc=loc, scale_tril=tril)
+    with pytest.raises(ValueError, match="`x` must have the event size"):
+        mvn.log_prob(jnp.zeros((), DTYPE), loc=loc, scale_tril=tril)
+    with pytest.raises(ValueError, match="`loc` must have the event size"):
+        mvn.log_prob(x, loc=jnp.zeros(4, DTYPE), scale_tril=tril)
+    with pytest.raises(ValueError, match=r"`x \(batch\)` \(5,\).*`scale_tril \(batch\)` \(4,\)"):
+        mvn.log_prob(x, loc=loc, scale_tril=jnp.broadcast_to(tril, (4, 3, 3)))
+    with pytest.raises(TypeError, match="scale_tril"):
+        mvn.log_prob(x, loc=loc, scale_tril=jnp.eye(3, dtype=jnp.int32))
+    with pytest.raises(TypeError, match="loc"):
+        mvn.sample(jax.random.key(0), loc=jnp.zeros(3, jnp.int32), scale_tril=tril)
+    with pytest.raises(ValueError, match="different event sizes"):
+        mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=0.0, scale_tril_q=jnp.eye(2, dtype=DTYPE))
+    with pytest.raises(ValueError, match="`loc_q` must have the event size"):
+        mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=jnp.zeros(2, DTYPE), scale_tril_q=tril)
+    with pytest.raises(ValueError, match="`covariance` must be a square"):
+        mvn.scale_tril_from_covariance(jnp.zeros((2, 3), DTYPE))
+    # The checks are static, so they fire while tracing under jit.
+    with pytest.raises(ValueError, match="`scale_tril` must be a square"):
+        jax.jit(mvn.log_prob)(x, loc=loc, scale_tril=jnp.zeros((3, 4), DTYPE))
