@@ -40,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--peers", default=None,
                         help=f"comma-separated peers, from {','.join(peers.ALL_PEERS)} "
                              "(genmath is always included)")
+    parser.add_argument("--sweep-peers", default=",".join(peers.SWEEP_PEERS),
+                        help="peers also timed away from the headline sizes (default %(default)s)")
     parser.add_argument("--reps", type=int, default=None,
                         help="interleaved repetitions per measurement (default 30, quick 5)")
     parser.add_argument("--workloads", default=None,
@@ -72,8 +74,9 @@ def _cast(inputs: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=jnp.dtype(dtype)) for k, v in inputs.items()}
 
 
-def run_case(workload: Workload, batch: int, dim: int, dtype: str, sweeps, loaded, reps,
-             min_sample_s, bandwidth_gbps) -> list[dict]:
+def run_case(workload: Workload, batch: int, dim: int, dtype: str, sweeps, loaded, *,
+             sweep_peers, quick, reps, min_sample_s, bandwidth_gbps) -> list[dict]:
+    """Measures every peer at one size; away from the headline size only ``sweep_peers``."""
     rng = np.random.default_rng(_case_seed(workload.name, batch, dim))
     inputs = _cast(workload.make_inputs(rng, batch, dim), dtype)
     reference = workload.reference(**{k: v.astype(np.float64) for k, v in inputs.items()})
@@ -83,8 +86,11 @@ def run_case(workload: Workload, batch: int, dim: int, dtype: str, sweeps, loade
     base = {"workload": workload.name, "batch": batch, "dim": dim, "dtype": dtype,
             "sweeps": list(sweeps)}
 
+    headline = batch == workload.headline_batch(quick) and dim == workload.dim
     records, to_time = [], []
     for peer in loaded:
+        if not headline and peer.name not in sweep_peers:
+            continue
         fn = peer.impls.get(workload.name)
         if fn is None:
             continue
@@ -118,7 +124,8 @@ def run_case(workload: Workload, batch: int, dim: int, dtype: str, sweeps, loade
     timing.run_interleaved([r for _, r in to_time], reps=reps, min_sample_s=min_sample_s)
     for record, runner in to_time:
         summary = timing.summarise(runner)
-        record.update(median_s=summary.median_s, p25_s=summary.p25_s, p75_s=summary.p75_s,
+        record.update(median_s=summary.median_s, min_s=summary.min_s,
+                      p25_s=summary.p25_s, p75_s=summary.p75_s,
                       samples=summary.samples, calls_per_sample=summary.calls_per_sample)
         if workload.memory_bound:
             floor_s = record["min_bytes"] / (bandwidth_gbps * 1e9)
@@ -157,6 +164,7 @@ def main(argv=None) -> int:
         if name not in peers.ALL_PEERS:
             raise SystemExit(f"--peers: unknown peer {name!r}; choose from "
                              f"{', '.join(peers.ALL_PEERS)}")
+    sweep_peers = {"genmath", *args.sweep_peers.split(",")}
     selected = WORKLOADS
     if args.workloads:
         wanted = set(args.workloads.split(","))
@@ -190,10 +198,12 @@ def main(argv=None) -> int:
     for workload in selected:
         for batch, dim, sweeps in _cases(workload, quick):
             for dtype in dtypes:
-                case = run_case(workload, batch, dim, dtype, sweeps, loaded, reps, min_sample_s,
-                                bandwidth["gbps"])
+                case = run_case(workload, batch, dim, dtype, sweeps, loaded,
+                                sweep_peers=sweep_peers, quick=quick, reps=reps,
+                                min_sample_s=min_sample_s, bandwidth_gbps=bandwidth["gbps"])
                 records.extend(case)
-                print(render.case_text(workload, batch, dim, dtype, case), flush=True)
+                print(render.case_text(workload, batch, dim, dtype, case)
+                      + f"\n({time.perf_counter() - started:.0f} s elapsed)", flush=True)
 
     result = {
             "suite": "kernels",
@@ -206,6 +216,7 @@ def main(argv=None) -> int:
             "load_average_after": device.load_average(),
             "wall_s": time.perf_counter() - started,
             "peers": versions,
+            "sweep_peers": sorted(sweep_peers),
             "peer_notes": notes,
             "unavailable": unavailable,
             "tolerance": checks.TOLERANCE,

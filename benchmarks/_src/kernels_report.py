@@ -85,7 +85,9 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
     for name, reason in result["unavailable"].items():
         lines.append(f"{name}: {reason}.")
     lines += ["", "#### genmath against the targets (headline sizes)", "",
-              render.summary_table(result, markdown=True), ""]
+              render.summary_table(result, markdown=True), "",
+              "#### genmath / jnp at every batch size", "",
+              render.ratios_by_batch_table(result, markdown=True), ""]
 
     dtypes = sorted({r["dtype"] for r in result["records"]}, key=lambda d: d != "float32")
     lines += ["#### Every peer at the headline sizes", ""]

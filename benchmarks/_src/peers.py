@@ -25,6 +25,8 @@ Impls = dict[str, Callable]
 JAX_LIBRARY_PEERS = ("jax.scipy", "optax", "numpyro", "distrax", "tfp")
 ALL_PEERS = ("genmath", "jnp", *JAX_LIBRARY_PEERS, "torch")
 QUICK_PEERS = ("genmath", "jnp", "jax.scipy", "optax", "numpyro")
+# Away from the headline size (the scaling sweeps) only these run, to bound the run time.
+SWEEP_PEERS = ("genmath", "jnp", "jax.scipy", "numpyro")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -135,4 +135,24 @@ def summary_text(result: dict) -> str:
     for name, reason in result["unavailable"].items():
         lines.append(f"{name}: {reason}")
     lines.append(summary_table(result))
+    lines += ["", ratios_by_batch_table(result)]
     return "\n".join(lines)
+
+
+def ratios_by_batch_table(result: dict, markdown: bool = False) -> str:
+    """genmath / jnp median-time ratio at every batch size of the batch sweep."""
+    headers = ["workload", "dtype", "mode", "genmath / jnp at each batch size"]
+    rows = []
+    for name in result["workloads"]:
+        for dtype in sorted({r["dtype"] for r in result["records"]}, key=lambda d: d != "float32"):
+            for mode in ("forward", "value_and_grad"):
+                medians: dict[int, dict[str, float]] = {}
+                for r in result["records"]:
+                    if (r["workload"] == name and r["dtype"] == dtype and r["mode"] == mode
+                            and "batch" in r["sweeps"] and _ok(r)):
+                        medians.setdefault(r["batch"], {})[r["peer"]] = r["median_s"]
+                cells = [f"{batch}: {m['genmath'] / m['jnp']:.2f}×"
+                         for batch, m in sorted(medians.items()) if "genmath" in m and "jnp" in m]
+                if cells:
+                    rows.append([name, dtype, mode, ", ".join(cells)])
+    return table(headers, rows, markdown)

@@ -47,6 +47,7 @@ class Runner:
 @dataclasses.dataclass(frozen=True)
 class Summary:
     median_s: float
+    min_s: float
     p25_s: float
     p75_s: float
     samples: int
@@ -59,7 +60,8 @@ def summarise(runner: Runner) -> Summary:
         p25, _, p75 = statistics.quantiles(values, n=4, method="inclusive")
     else:
         p25 = p75 = values[0]
-    return Summary(statistics.median(values), p25, p75, len(values), runner.calls_per_sample)
+    return Summary(statistics.median(values), values[0], p25, p75, len(values),
+                   runner.calls_per_sample)
 
 
 def run_interleaved(runners: Sequence[Runner], reps: int, min_sample_s: float) -> None:
