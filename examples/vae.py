@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
 import time
 
@@ -71,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--train-examples", type=int, help="train on the first N training images only")
     add("--test-examples", type=int, help="evaluate on the first N test images only")
     add("--probe-steps", type=int, default=500, help="Adam steps of the linear probe")
-    add("--no-resume", action="store_true", help="ignore checkpoints already in --workdir")
+    add("--no-resume", action="store_true",
+        help="start afresh, deleting the checkpoints already in --workdir")
     add("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -127,25 +129,29 @@ def evaluation_images(images, *, binarization: str, seed: int) -> jax.Array:
     return mnist.binarize(images, mode=binarization)
 
 
-def _save_pictures(model: vae.VAE, workdir: str, x_test, y_test, key) -> list[str]:
+@nnx.jit
+def _picture_arrays(model: vae.VAE, key, x, y) -> dict[str, jax.Array]:
+    """Every picture's images in one compiled call."""
     config = model.config
-    written = []
     # Prior samples; a conditional model draws digit d in row d.
     labels = jnp.repeat(jnp.arange(10), 10) if config.conditional else None
-    path = os.path.join(workdir, "samples.png")
-    reporting.save_image_grid(path, np.asarray(model.generate(key, 100, labels)), ncols=10)
-    written.append(path)
-    # Rows of eight test images, each row followed by the reconstructions.
-    originals = np.asarray(x_test[:64]).reshape(8, 8, 28, 28)
-    recon = np.asarray(model.reconstruct(x_test[:64], y_test[:64])).reshape(8, 8, 28, 28)
-    pairs = np.stack([originals, recon], axis=1).reshape(-1, 28, 28)
-    path = os.path.join(workdir, "reconstructions.png")
-    reporting.save_image_grid(path, pairs, ncols=8)
-    written.append(path)
+    arrays = {"samples": model.generate(key, 100, labels)}
+    # Rows of eight test images, each row followed by its reconstructions.
+    originals = x[:64].reshape(8, 8, 28, 28)
+    recon = model.reconstruct(x[:64], y[:64]).reshape(8, 8, 28, 28)
+    arrays["reconstructions"] = jnp.stack([originals, recon], axis=1).reshape(-1, 28, 28)
     if config.latent_dim == 2 and not config.conditional:
-        path = os.path.join(workdir, "manifold.png")
-        grid = model.mean(model.decode(vae.latent_grid(20)))
-        reporting.save_image_grid(path, np.asarray(grid), ncols=20)
+        arrays["manifold"] = model.mean(model.decode(vae.latent_grid(20)))
+    return arrays
+
+
+def _save_pictures(model: vae.VAE, workdir: str, x_test, y_test, key) -> list[str]:
+    arrays = jax.device_get(_picture_arrays(model, key, x_test, y_test))
+    columns = {"samples": 10, "reconstructions": 8, "manifold": 20}
+    written = []
+    for name, images in arrays.items():
+        path = os.path.join(workdir, f"{name}.png")
+        reporting.save_image_grid(path, np.asarray(images), ncols=columns[name])
         written.append(path)
     return written
 
@@ -157,10 +163,15 @@ def main(argv: list[str] | None = None) -> dict:
     model_config, train_config, chosen = build_configs(args)
     workdir = os.path.abspath(args.workdir)
     os.makedirs(workdir, exist_ok=True)
+    if args.no_resume:
+        # Otherwise the old checkpoints would shadow the new run's (same step numbers).
+        shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
 
     data = mnist.load_mnist(args.data_dir)
     train_images, train_labels = _subset(data.train_images, data.train_labels, args.train_examples)
     test_images, test_labels = _subset(data.test_images, data.test_labels, args.test_examples)
+    if test_images.shape[0] < 64:
+        raise ValueError("--test-examples must be at least 64: the reconstruction grid shows 64.")
     x_test = evaluation_images(
         test_images, binarization=train_config.binarization, seed=args.eval_seed
     )
@@ -183,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     fit_start = time.perf_counter()
     history = trainer.fit(
-        train_images, train_labels, resume=not args.no_resume,
+        train_images, train_labels, resume=True,
         on_epoch_end=on_epoch_end, progress=not args.no_progress,
     )
     fit_seconds = time.perf_counter() - fit_start - eval_seconds[0]

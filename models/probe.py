@@ -97,5 +97,9 @@ def fit_linear_probe(
 def probe_accuracy(probe: LinearProbe, features: jax.Array, labels: jax.Array) -> float:
     """Fraction of ``features`` whose most likely class is the label."""
     features, labels = _check_features("probe_accuracy", features, labels)
-    predictions = jnp.argmax(probe_logits(probe, features), axis=-1)
-    return float(jnp.mean(predictions == labels))
+    return float(_accuracy(probe, features, labels))
+
+
+@jax.jit
+def _accuracy(probe, features, labels):
+    return jnp.mean(jnp.argmax(probe_logits(probe, features), axis=-1) == labels)

@@ -332,7 +332,7 @@ def _sample_and_decode(model: VAE, x, labels, key, num_samples: int):
 def _elbo_from(loc, log_scale, log_lik) -> ElboTerms:
     reconstruction = jnp.mean(log_lik, axis=0)
     kl = normal.kl_standard(loc=loc, log_scale=log_scale, axis=-1)
-    return ElboTerms(reconstruction - kl, reconstruction, kl)
+    return ElboTerms(latent.elbo(reconstruction, kl), reconstruction, kl)
 
 
 def _log_weights_from(loc, log_scale, z, log_lik) -> jax.Array:
