@@ -375,7 +375,8 @@ def logits_from_probs(probs: ArrayLike) -> Array:
     return jnp.log(probs) - jnp.log1p(-probs)
 
 
-def _continuous_log_normalizer(logits: Array) -> Array:
+def _continuous_log_normalizer(logits: Array, log1p_exp: Array) -> Array:
+    """``log C(eta)``, given ``log1p_exp = log(1 + exp(-|eta|))`` (shared with the caller)."""
     near_zero = jnp.abs(logits) < _TAYLOR_RADIUS
     infinite = jnp.isinf(logits)
     # Double where: the unused branches see harmless inputs, so neither 0/0 at eta = 0
@@ -383,7 +384,7 @@ def _continuous_log_normalizer(logits: Array) -> Array:
     magnitude = jnp.abs(jnp.where(near_zero | infinite, 1.0, logits))
     one_minus_small = -jnp.expm1(-magnitude)  # 1 - exp(-|eta|), accurate for small |eta|
     # log(eta / tanh(eta/2)) = log(|eta| / (1 - e)) + log(1 + e) with e = exp(-|eta|).
-    closed_form = jnp.log(magnitude / one_minus_small) + jnp.log1p(1.0 - one_minus_small)
+    closed_form = jnp.log(magnitude / one_minus_small) + log1p_exp
     square = jnp.square(jnp.where(near_zero, logits, 0.0))
     taylor = _LOG_TWO + square * (
             1.0 / 12.0 + square * (-7.0 / 1440.0 + square * (31.0 / 90720.0))
@@ -426,7 +427,7 @@ def continuous_log_normalizer(*, logits: ArrayLike) -> Array:
         pervasive error in variational autoencoders", NeurIPS 2019, eq. (7).
     """
     (logits,) = validation.promote("bernoulli.continuous_log_normalizer", {"logits": logits})
-    return _continuous_log_normalizer(logits)
+    return _continuous_log_normalizer(logits, _logit_parts(logits).log1p_exp)
 
 
 def continuous_log_prob(
@@ -475,8 +476,9 @@ def continuous_log_prob(
     mask, (x, logits) = _masked_inputs(name, where, [x, logits])
     infinite = jnp.isinf(logits)
     finite_logits = jnp.where(infinite, 0.0, logits)
-    terms = _bernoulli_terms(x, _logit_parts(finite_logits))
-    terms = terms + _continuous_log_normalizer(finite_logits)
+    parts = _logit_parts(finite_logits)
+    terms = _bernoulli_terms(x, parts)
+    terms = terms + _continuous_log_normalizer(finite_logits, parts.log1p_exp)
     # The limits eta -> +-inf: a point mass at x = 1 (resp. 0).
     at_atom = x == jnp.where(logits > 0, 1.0, 0.0)
     terms = jnp.where(infinite, jnp.where(at_atom, jnp.inf, -jnp.inf), terms)

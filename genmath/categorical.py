@@ -96,7 +96,9 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike) -> Array:
     labels = jnp.broadcast_to(labels, batch_shape)
     valid = (labels >= 0) & (labels < num_classes)
     index = jnp.where(valid, labels, 0)[..., None]
-    chosen = jnp.take_along_axis(logits, index, axis=-1)[..., 0]
+    chosen = jnp.take_along_axis(
+            jnp.broadcast_to(logits, (*batch_shape, num_classes)), index, axis=-1
+    )[..., 0]
     log_normaliser = jax.nn.logsumexp(logits, axis=-1)
     return jnp.where(valid, chosen - log_normaliser, jnp.nan)
 

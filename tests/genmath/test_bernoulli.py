@@ -1,0 +1,477 @@
+"""genmath.bernoulli against scipy/numpy float64 references, identities and extremes."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import test_util
+from scipy import integrate, special, stats
+
+from genmath import bernoulli
+
+X64 = jax.config.jax_enable_x64
+DTYPES = [np.float32, np.float64] if X64 else [np.float32]
+
+
+def tol(dtype) -> dict:
+    """Tolerance for comparing a result in ``dtype`` with a float64 reference of its inputs."""
+    eps = float(np.finfo(dtype).eps)
+    return {"rtol": 32 * eps, "atol": 32 * eps}
+
+
+def grad_tol(dtype) -> dict:
+    """Finite-difference step and tolerance for ``check_grads`` in ``dtype``."""
+    if np.dtype(dtype) == np.float64:
+        return {"eps": 1e-5, "atol": 1e-6, "rtol": 1e-6}
+    return {"eps": 1e-2, "atol": 2e-2, "rtol": 2e-2}
+
+
+def f64(a) -> np.ndarray:
+    return np.asarray(a, np.float64)
+
+
+def rand_logits(rng, shape, dtype, scale=3.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+# --- float64 references -------------------------------------------------------------
+
+
+def ref_log_prob(x, logits, axis=-1):
+    x, logits = f64(x), f64(logits)
+    return np.sum(x * special.log_expit(logits) + (1 - x) * special.log_expit(-logits), axis)
+
+
+def ref_entropy(logits, axis=-1):
+    p = special.expit(f64(logits))
+    return np.sum(stats.entropy(np.stack([p, 1 - p]), axis=0), axis)
+
+
+def ref_kl(logits_p, logits_q, axis=-1):
+    p, q = special.expit(f64(logits_p)), special.expit(f64(logits_q))
+    return np.sum(special.rel_entr(p, q) + special.rel_entr(1 - p, 1 - q), axis)
+
+
+def ref_cross_entropy(logits_p, logits_q, axis=-1):
+    p = special.expit(f64(logits_p))
+    lq = f64(logits_q)
+    return -np.sum(p * special.log_expit(lq) + (1 - p) * special.log_expit(-lq), axis)
+
+
+def ref_continuous_log_normalizer(logits):
+    eta = np.abs(f64(logits))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # eta / tanh(eta/2) is accurate in float64 for every eta != 0 (tanh keeps full
+        # relative precision for small arguments); its limit at 0 is 2.
+        return np.where(eta == 0, np.log(2.0), np.log(eta / np.tanh(eta / 2)))
+
+
+# --- values against references ------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_kind", ["bool", "int", "float"])
+def test_log_prob_binary_matches_scipy(dtype, x_kind):
+    rng = np.random.default_rng(0)
+    # scipy's logpmf works from p = expit(logits), whose 1 - p loses digits as the logit
+    # grows; moderate logits keep the reference itself accurate to a few ulps.
+    logits = rng.uniform(-2.0, 2.0, (4, 7, 10)).astype(dtype)
+    bits = rng.random((4, 7, 10)) < 0.5
+    x = {"bool": bits, "int": bits.astype(np.int32), "float": bits.astype(dtype)}[x_kind]
+    got = jax.jit(lambda x, lg: bernoulli.log_prob(x, logits=lg))(x, logits)
+    ref = np.sum(stats.bernoulli.logpmf(bits, special.expit(f64(logits))), -1)
+    assert got.dtype == dtype and got.shape == (4, 7)
+    np.testing.assert_allclose(got, ref, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_prob_grey_levels_is_cross_entropy(dtype):
+    rng = np.random.default_rng(1)
+    logits = rand_logits(rng, (5, 20), dtype)
+    x = rng.random((5, 20)).astype(dtype)
+    got = jax.jit(lambda x, lg: bernoulli.log_prob(x, logits=lg))(x, logits)
+    np.testing.assert_allclose(got, ref_log_prob(x, logits), **tol(dtype))
+    # The expected log-likelihood under random binarisation with P(1) = x.
+    p1 = ref_log_prob(np.ones_like(x), logits, axis=())
+    p0 = ref_log_prob(np.zeros_like(x), logits, axis=())
+    np.testing.assert_allclose(got, np.sum(f64(x) * p1 + (1 - f64(x)) * p0, -1), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_entropy_cross_entropy_kl_match_scipy(dtype):
+    rng = np.random.default_rng(2)
+    lp, lq = rand_logits(rng, (6, 9), dtype), rand_logits(rng, (6, 9), dtype)
+    h = jax.jit(lambda lg: bernoulli.entropy(logits=lg))(lp)
+    ce = jax.jit(lambda a, b: bernoulli.cross_entropy(logits_p=a, logits_q=b))(lp, lq)
+    d = jax.jit(lambda a, b: bernoulli.kl(logits_p=a, logits_q=b))(lp, lq)
+    np.testing.assert_allclose(h, ref_entropy(lp), **tol(dtype))
+    np.testing.assert_allclose(ce, ref_cross_entropy(lp, lq), **tol(dtype))
+    np.testing.assert_allclose(d, ref_kl(lp, lq), **tol(dtype))
+    # scipy.stats.entropy(pk, qk) is the KL divergence of one Bernoulli pair.
+    p, q = special.expit(f64(lp)), special.expit(f64(lq))
+    ref = stats.entropy(np.stack([p, 1 - p]), np.stack([q, 1 - q]), axis=0).sum(-1)
+    np.testing.assert_allclose(d, ref, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_identities(dtype):
+    rng = np.random.default_rng(3)
+    lp, lq = rand_logits(rng, (50, 8), dtype), rand_logits(rng, (50, 8), dtype)
+    h = bernoulli.entropy(logits=lp)
+    ce = bernoulli.cross_entropy(logits_p=lp, logits_q=lq)
+    d = bernoulli.kl(logits_p=lp, logits_q=lq)
+    np.testing.assert_allclose(d, ce - h, **tol(dtype))
+    assert np.all(np.asarray(d) >= 0)
+    # H(p) = H(p, p) = -E_p[log p(x)].
+    np.testing.assert_allclose(bernoulli.cross_entropy(logits_p=lp, logits_q=lp), h, **tol(dtype))
+    probs = jax.nn.sigmoid(lp)
+    np.testing.assert_allclose(-bernoulli.log_prob(probs, logits=lp), h, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kl_of_equal_distributions_is_exactly_zero_with_zero_gradient(dtype):
+    logits = np.array([-1e4, -40.0, -3.0, -0.2, 0.0, 1e-6, 0.7, 5.0, 40.0, 1e4,
+                       -np.inf, np.inf], dtype)
+    kl_same = jax.jit(lambda lg: bernoulli.kl(logits_p=lg, logits_q=lg, axis=()))
+    kl_pq = lambda lp, lq: bernoulli.kl(logits_p=lp, logits_q=lq)
+    assert np.all(np.asarray(kl_same(logits)) == 0)
+    for grad in (jax.grad(kl_pq, argnums=(0, 1)), jax.jacfwd(kl_pq, argnums=(0, 1))):
+        g_p, g_q = jax.jit(grad)(logits, logits)
+        assert np.all(np.asarray(g_p) == 0) and np.all(np.asarray(g_q) == 0)
+
+
+def test_continuous_log_normalizer_matches_float64_formula():
+    eta = np.concatenate([
+            np.logspace(-8, 4, 97), -np.logspace(-8, 4, 97), [0.0, 0.0299, 0.03, 0.0301],
+            np.random.default_rng(4).uniform(-20, 20, 50),
+    ])
+    for dtype in DTYPES:
+        eta_d = eta.astype(dtype)
+        got = jax.jit(lambda e: bernoulli.continuous_log_normalizer(logits=e))(eta_d)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, ref_continuous_log_normalizer(eta_d), **tol(dtype))
+
+
+@pytest.mark.parametrize("eta", [-25.0, -3.0, -0.4, -0.01, 0.0, 0.02, 1.0, 7.5, 30.0])
+def test_continuous_log_normalizer_matches_quad(eta):
+    dtype = DTYPES[-1]
+    # Integrate the unnormalised density lam^x (1 - lam)^(1 - x) over [0, 1] in float64,
+    # from log lam and log(1 - lam) (1 - lam itself would lose digits at large eta).
+    log_lam, log_one_minus_lam = special.log_expit(eta), special.log_expit(-eta)
+    mass, err = integrate.quad(lambda x: np.exp(x * log_lam + (1 - x) * log_one_minus_lam),
+                               0.0, 1.0, epsabs=0.0, epsrel=1.2e-14)
+    assert err < 1e-13 * mass
+    got = bernoulli.continuous_log_normalizer(logits=jnp.asarray(eta, dtype))
+    np.testing.assert_allclose(got, -np.log(mass), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_density_integrates_to_one(dtype):
+    # 64-point Gauss-Legendre on [0, 1] is exact to float64 rounding for these smooth
+    # integrands (|eta| <= 30).
+    nodes, weights = np.polynomial.legendre.leggauss(64)
+    nodes, weights = (nodes + 1) / 2, weights / 2
+    eta = np.array([-30.0, -4.0, -0.5, 0.0, 0.01, 1.3, 12.0, 30.0], dtype)
+    log_density = jax.jit(lambda x, e: bernoulli.continuous_log_prob(x, logits=e, axis=()))(
+            nodes.astype(dtype)[:, None], eta[None, :]
+    )
+    total = np.sum(weights[:, None] * np.exp(f64(log_density)), 0)
+    # The log-density holds terms of size |eta| (x * eta), so its absolute rounding error,
+    # which is the relative error of the density, is a few ulps of |eta|.
+    rtol = 32 * np.finfo(dtype).eps * (1 + np.abs(f64(eta)))
+    assert np.all(np.abs(total - 1) <= rtol), (total - 1, rtol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_log_prob_matches_reference(dtype):
+    rng = np.random.default_rng(5)
+    eta = rand_logits(rng, (3, 40), dtype, scale=8.0)
+    x = rng.random((3, 40)).astype(dtype)
+    got = jax.jit(lambda x, e: bernoulli.continuous_log_prob(x, logits=e))(x, eta)
+    ref = ref_log_prob(x, eta) + ref_continuous_log_normalizer(eta).sum(-1)
+    np.testing.assert_allclose(got, ref, **tol(dtype))
+
+
+# --- extremes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_extreme_logits_values_and_gradients(dtype):
+    big = np.array([1e4, -1e4, np.inf, -np.inf], dtype)
+    ones, zeros, half = np.ones_like(big), np.zeros_like(big), np.full_like(big, 0.5)
+    lp = lambda x, lg: bernoulli.log_prob(x, logits=lg, axis=())
+    np.testing.assert_array_equal(lp(ones, big), [0.0, -1e4, 0.0, -np.inf])
+    np.testing.assert_array_equal(lp(zeros, big), [-1e4, 0.0, -np.inf, 0.0])
+    np.testing.assert_array_equal(lp(half, big), [-5e3, -5e3, -np.inf, -np.inf])
+    for x in (ones, zeros, half):
+        g = jax.grad(lambda lg, x=x: jnp.sum(lp(x, lg)))(big)
+        np.testing.assert_array_equal(g, x - (big > 0))  # x - sigmoid(lg)
+    np.testing.assert_array_equal(bernoulli.entropy(logits=big, axis=()), np.zeros(4))
+    g = jax.grad(lambda lg: bernoulli.entropy(logits=lg))(big)
+    np.testing.assert_array_equal(g, np.zeros(4))
+    # KL between degenerate distributions: 0, log 2 or infinite as appropriate.
+    kl = jax.jit(lambda a, b: bernoulli.kl(logits_p=a, logits_q=b, axis=()))
+    kl = functools.partial(lambda a, b, kl: kl(jnp.asarray(a, dtype), jnp.asarray(b, dtype)),
+                           kl=kl)
+    assert float(kl(np.inf, np.inf)) == 0 and float(kl(-np.inf, -np.inf)) == 0
+    assert float(kl(np.inf, -np.inf)) == np.inf and float(kl(0.0, np.inf)) == np.inf
+    np.testing.assert_allclose(kl(np.inf, 0.0), np.log(2.0), **tol(dtype))
+    np.testing.assert_allclose(kl(-1e4, 0.0), np.log(2.0), **tol(dtype))
+    np.testing.assert_allclose(kl(0.0, -1e4), 1e4 / 2 - np.log(2.0), **tol(dtype))
+    for args in [(np.inf, 0.0), (0.0, 1e4), (-1e4, 1e4), (np.inf, np.inf)]:
+        g = jax.grad(kl, argnums=(0, 1))(*args)
+        assert np.all(np.isfinite(g)), (args, g)
+    ce = bernoulli.cross_entropy(logits_p=big, logits_q=big, axis=())
+    np.testing.assert_array_equal(ce, np.zeros(4))
+    g = jax.grad(lambda a, b: bernoulli.cross_entropy(logits_p=a, logits_q=b), (0, 1))(big, big)
+    assert np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tiny_divergences_keep_relative_precision_at_large_logits(dtype):
+    # Where naive forms cancel: KL between two nearly certain Bernoullis, and the
+    # log-probability of the likely outcome.
+    lp, lq = np.array(20.0, dtype), np.array(21.0, dtype)
+    ref = ref_kl(lp, lq, axis=())
+    np.testing.assert_allclose(bernoulli.kl(logits_p=lp, logits_q=lq, axis=()), ref,
+                               **tol(dtype))
+    np.testing.assert_allclose(bernoulli.log_prob(1, logits=lp, axis=()),
+                               special.log_expit(20.0), **tol(dtype))
+    np.testing.assert_allclose(bernoulli.entropy(logits=lp, axis=()), ref_entropy(lp, ()),
+                               **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_extremes(dtype):
+    eta = np.array([1e4, -1e4, np.inf, -np.inf], dtype)
+    clp = lambda x, e: bernoulli.continuous_log_prob(x, logits=e, axis=())
+    log_c = np.log(1e4)
+    np.testing.assert_allclose(clp(np.ones_like(eta), eta)[:2], [log_c, log_c - 1e4],
+                               **tol(dtype))
+    np.testing.assert_array_equal(clp(np.ones_like(eta), eta)[2:], [np.inf, -np.inf])
+    np.testing.assert_array_equal(clp(np.zeros_like(eta), eta)[2:], [-np.inf, np.inf])
+    np.testing.assert_array_equal(clp(np.full_like(eta, 0.5), eta)[2:], [-np.inf, -np.inf])
+    for x in (0.0, 0.3, 1.0):
+        g = jax.grad(lambda e, x=x: jnp.sum(clp(np.full_like(eta, x), e)))(eta)
+        assert np.all(np.isfinite(g))
+    np.testing.assert_array_equal(bernoulli.continuous_log_normalizer(logits=eta)[2:], np.inf)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_of_range_data(dtype):
+    x = np.array([-0.5, 1.5, 2.0], dtype)
+    assert np.all(np.isnan(bernoulli.log_prob(x, logits=np.zeros(3, dtype), axis=())))
+    cb = bernoulli.continuous_log_prob(x, logits=np.zeros(3, dtype), axis=())
+    np.testing.assert_array_equal(cb, -np.inf)
+
+
+def test_logits_from_probs():
+    for dtype in DTYPES:
+        probs = np.array([0.0, 1e-30, 0.1, 0.5, 0.9, 1.0], dtype)
+        logits = bernoulli.logits_from_probs(probs)
+        assert logits.dtype == dtype
+        logits = np.asarray(logits)
+        np.testing.assert_array_equal(logits[[0, -1]], [-np.inf, np.inf])
+        np.testing.assert_allclose(logits[1:-1], special.logit(f64(probs[1:-1])), **tol(dtype))
+        # Through infinite logits, probabilities 0 and 1 are exact in every function.
+        np.testing.assert_array_equal(
+                bernoulli.log_prob(np.array([0.0, 1.0], dtype), logits=logits[[0, -1]]), 0.0
+        )
+    with pytest.raises(TypeError, match="probs"):
+        bernoulli.logits_from_probs(np.array([0, 1]))
+
+
+# --- gradients ----------------------------------------------------------------------
+
+
+def all_functions(x, lg, q):
+    """Every differentiable function of the module, stacked, for one gradient check."""
+    return jnp.stack([
+            bernoulli.log_prob(x, logits=lg),
+            bernoulli.continuous_log_prob(x, logits=lg),
+            bernoulli.entropy(logits=lg),
+            bernoulli.cross_entropy(logits_p=lg, logits_q=q),
+            bernoulli.kl(logits_p=lg, logits_q=q),
+            bernoulli.continuous_log_normalizer(logits=lg).sum(-1),
+    ])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradients_match_finite_differences(dtype):
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0.1, 0.9, (2, 6)).astype(dtype)
+    # Logits on both sides of 0 and inside the Taylor region |eta| < 0.03 of the CB
+    # normaliser (the finite-difference steps stay inside it there).
+    lg = np.concatenate([rand_logits(rng, (2, 4), dtype), [[0.0, 0.011], [-0.002, 0.0]]], 1)
+    lg = lg.astype(dtype)
+    q = rand_logits(rng, (2, 6), dtype)
+    if np.dtype(dtype) == np.float32:
+        lg = np.where(np.abs(lg) < 0.03, 0.0, lg).astype(dtype)  # steps of 1e-2 cross it
+    # With respect to all three inputs (grey levels x included); one check covers every
+    # function through the stacked output. Second order in forward mode, first order in
+    # reverse mode (second-order reverse adds compile time and no new rule to check).
+    fn = jax.jit(all_functions)
+    test_util.check_grads(fn, (x, lg, q), order=2, modes=("fwd",), **grad_tol(dtype))
+    test_util.check_grads(fn, (x, lg, q), order=1, modes=("rev",), **grad_tol(dtype))
+
+
+def test_second_derivative_at_zero_logit():
+    # log_prob and entropy are smooth at lg = 0: d2/dl2 = -sigma(0)(1 - sigma(0)) = -1/4.
+    d2 = lambda f: jax.grad(jax.grad(f))(jnp.asarray(0.0, DTYPES[-1]))
+    for f in (lambda lg: bernoulli.log_prob(1.0, logits=lg, axis=()),
+              lambda lg: bernoulli.entropy(logits=lg, axis=())):
+        assert float(d2(f)) == pytest.approx(-0.25, rel=1e-6)
+    # log C(eta) = log 2 + eta^2 / 12 + ...: second derivative 1/6.
+    f = lambda lg: bernoulli.continuous_log_normalizer(logits=lg)
+    assert float(d2(f)) == pytest.approx(1 / 6, rel=1e-6)
+
+
+# --- transformations, axes, masks ---------------------------------------------------
+
+
+def test_jit_and_vmap_agree_with_eager():
+    rng = np.random.default_rng(7)
+    dtype = DTYPES[-1]
+    x = (rng.random((5, 3, 4)) < 0.5).astype(dtype)
+    lg, q = rand_logits(rng, (5, 3, 4), dtype), rand_logits(rng, (5, 3, 4), dtype)
+    fns = [
+            lambda x, lg, q: bernoulli.log_prob(x, logits=lg),
+            lambda x, lg, q: bernoulli.continuous_log_prob(x, logits=lg),
+            lambda x, lg, q: bernoulli.entropy(logits=lg),
+            lambda x, lg, q: bernoulli.cross_entropy(logits_p=lg, logits_q=q),
+            lambda x, lg, q: bernoulli.kl(logits_p=lg, logits_q=q),
+    ]
+    for fn in fns:
+        eager = fn(x, lg, q)
+        np.testing.assert_allclose(jax.jit(fn)(x, lg, q), eager, **tol(dtype))
+        np.testing.assert_allclose(jax.vmap(fn)(x, lg, q), eager, **tol(dtype))
+
+
+@pytest.mark.parametrize("axis", [-1, 0, (0, 2), (), (-1, -2, -3)])
+def test_axis_reduces_only_the_event_axes(axis):
+    rng = np.random.default_rng(8)
+    dtype = DTYPES[-1]
+    x = rng.random((2, 3, 4)).astype(dtype)
+    lg, q = rand_logits(rng, (2, 3, 4), dtype), rand_logits(rng, (2, 3, 4), dtype)
+    np.testing.assert_allclose(bernoulli.log_prob(x, logits=lg, axis=axis),
+                               ref_log_prob(x, lg, axis), **tol(dtype))
+    np.testing.assert_allclose(bernoulli.entropy(logits=lg, axis=axis), ref_entropy(lg, axis),
+                               **tol(dtype))
+    np.testing.assert_allclose(bernoulli.kl(logits_p=lg, logits_q=q, axis=axis),
+                               ref_kl(lg, q, axis), **tol(dtype))
+    np.testing.assert_allclose(bernoulli.cross_entropy(logits_p=lg, logits_q=q, axis=axis),
+                               ref_cross_entropy(lg, q, axis), **tol(dtype))
+
+
+def test_broadcasting_between_data_and_logits():
+    rng = np.random.default_rng(9)
+    dtype = DTYPES[-1]
+    x = (rng.random((6, 1, 5)) < 0.5).astype(dtype)
+    lg = rand_logits(rng, (4, 5), dtype)
+    got = bernoulli.log_prob(x, logits=lg)
+    assert got.shape == (6, 4)
+    np.testing.assert_allclose(got, ref_log_prob(x, lg), **tol(dtype))
+
+
+def test_where_mask_drops_elements_from_value_and_gradient():
+    rng = np.random.default_rng(10)
+    dtype = DTYPES[-1]
+    x = rng.random((3, 8)).astype(dtype)
+    lg, q = rand_logits(rng, (3, 8), dtype), rand_logits(rng, (3, 8), dtype)
+    mask = rng.random((3, 8)) < 0.6
+    # Masked-out positions hold garbage that must reach neither value nor gradient.
+    x_bad = np.where(mask, x, np.nan).astype(dtype)
+    l_bad = np.where(mask, lg, np.inf).astype(dtype)
+    q_bad = np.where(mask, q, np.nan).astype(dtype)
+    cases = [
+            (lambda lg: bernoulli.log_prob(x_bad, logits=lg, where=mask),
+             np.sum(np.where(mask, ref_log_prob(x, lg, ()), 0), -1)),
+            (lambda lg: bernoulli.entropy(logits=lg, where=mask),
+             np.sum(np.where(mask, ref_entropy(lg, ()), 0), -1)),
+            (lambda lg: bernoulli.kl(logits_p=lg, logits_q=q_bad, where=mask),
+             np.sum(np.where(mask, ref_kl(lg, q, ()), 0), -1)),
+            (lambda lg: bernoulli.cross_entropy(logits_p=lg, logits_q=q_bad, where=mask),
+             np.sum(np.where(mask, ref_cross_entropy(lg, q, ()), 0), -1)),
+            (lambda lg: bernoulli.continuous_log_prob(x_bad, logits=lg, where=mask),
+             np.sum(np.where(mask, ref_log_prob(x, lg, ())
+                             + ref_continuous_log_normalizer(lg), 0), -1)),
+    ]
+    for fn, ref in cases:
+        np.testing.assert_allclose(fn(l_bad), ref, **tol(dtype))
+        g = jax.grad(lambda lg, fn=fn: jnp.sum(fn(lg)))(l_bad)
+        assert np.all(np.isfinite(g)) and np.all(np.asarray(g)[~mask] == 0)
+
+
+def test_where_mask_broadcasts():
+    dtype = DTYPES[-1]
+    lg = np.zeros((2, 4), dtype)
+    mask = np.array([True, False, True, False])
+    got = bernoulli.entropy(logits=lg, where=mask)
+    np.testing.assert_allclose(got, [2 * np.log(2.0)] * 2, **tol(dtype))
+
+
+# --- sampling -----------------------------------------------------------------------
+
+
+def test_sample_moments_shape_and_dtype():
+    logits = np.array([-2.0, 0.0, 0.5, 3.0, -np.inf, np.inf], np.float32)
+    n = 20_000
+    draw = jax.jit(lambda k, lg: bernoulli.sample(k, logits=lg, shape=(n,)))
+    x = draw(jax.random.key(0), logits)
+    assert x.shape == (n, 6) and x.dtype == np.float32
+    assert set(np.unique(np.asarray(x))) <= {0.0, 1.0}
+    p = special.expit(f64(logits))
+    se = np.sqrt(p * (1 - p) / n)
+    # Five standard errors of a binomial proportion; exact for probabilities 0 and 1.
+    assert np.all(np.abs(np.asarray(x).mean(0) - p) <= 5 * se), (np.asarray(x).mean(0), p)
+    assert bernoulli.sample(jax.random.key(1), logits=logits).shape == (6,)
+    assert bernoulli.sample(jax.random.key(1), logits=0.3, shape=(2, 3)).shape == (2, 3)
+
+
+# --- dtypes and errors --------------------------------------------------------------
+
+
+def test_dtype_promotion():
+    l32 = np.zeros(3, np.float32)
+    assert bernoulli.log_prob(np.ones(3, np.uint8), logits=l32).dtype == np.float32
+    assert bernoulli.entropy(logits=jnp.zeros(3, jnp.bfloat16)).dtype == np.float32
+    assert bernoulli.kl(logits_p=jnp.zeros(3, jnp.bfloat16), logits_q=l32).dtype == np.float32
+    assert bernoulli.continuous_log_prob(
+            jnp.ones(3, jnp.bfloat16), logits=jnp.zeros(3, jnp.bfloat16)
+    ).dtype == np.float32
+    x = bernoulli.sample(jax.random.key(0), logits=jnp.zeros(3, jnp.bfloat16))
+    assert x.dtype == np.float32
+    if X64:
+        assert bernoulli.log_prob(np.ones(3), logits=np.zeros(3)).dtype == np.float64
+        assert bernoulli.entropy(logits=0.0, axis=()).dtype == np.float64
+    else:
+        assert bernoulli.entropy(logits=0.0, axis=()).dtype == np.float32
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(TypeError, match="logits"):
+        bernoulli.log_prob(np.ones(3), logits=np.zeros(3, np.int32))
+    with pytest.raises(TypeError, match="logits_q"):
+        bernoulli.kl(logits_p=np.zeros(3, np.float32), logits_q=np.zeros(3, np.int32))
+    with pytest.raises(TypeError, match="logits"):
+        bernoulli.sample(jax.random.key(0), logits=np.zeros(3, np.int32))
+    with pytest.raises(TypeError, match="x"):
+        bernoulli.log_prob(np.ones(3, np.complex64), logits=np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match=r"`x`.*`logits`"):
+        bernoulli.log_prob(np.ones(3), logits=np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match=r"`logits_p`.*`logits_q`"):
+        bernoulli.cross_entropy(logits_p=np.zeros(3, np.float32),
+                                logits_q=np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="axis 2"):
+        bernoulli.entropy(logits=np.zeros((2, 2), np.float32), axis=2)
+    with pytest.raises(TypeError, match="where"):
+        bernoulli.entropy(logits=np.zeros(3, np.float32), where=np.ones(3))
+    with pytest.raises(ValueError, match="where"):
+        bernoulli.log_prob(np.ones(3), logits=np.zeros(3, np.float32), where=np.ones(2, bool))
+    # The checks fire at trace time under jit as well.
+    with pytest.raises(TypeError, match="logits"):
+        jax.jit(lambda lg: bernoulli.entropy(logits=lg))(np.zeros(3, np.int32))
