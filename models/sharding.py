@@ -14,6 +14,7 @@ anything else touches JAX; after it, ``jax.devices()`` lists every process's dev
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import operator
 import os
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 #: The mesh axis the batch (and a sharded dataset) is split along.
@@ -83,9 +85,35 @@ def replicate(tree, mesh: Mesh):
     """Places every array of ``tree`` whole on every device of ``mesh``.
 
     In a multi-process job every process must pass the same values (e.g. parameters
-    initialised from the same seed).
+    initialised from the same seed); JAX checks that they do.
     """
-    return jax.device_put(tree, replicated(mesh))
+    target = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, target)
+
+    def host_value(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return _Key(np.asarray(jax.random.key_data(x)), jax.random.key_impl(x))
+        return np.asarray(x)
+
+    def put(x):
+        if isinstance(x, _Key):  # typed PRNG keys travel as their raw key data
+            return jax.random.wrap_key_data(put(x.data), impl=x.impl)
+        return jax.make_array_from_process_local_data(target, x, x.shape)
+
+    values = jax.tree.map(host_value, tree)
+    # One collective for the whole tree, rather than one per array in jax.device_put.
+    multihost_utils.assert_equal(
+        [v.data if isinstance(v, _Key) else v for v in jax.tree.leaves(values)],
+        fail_message="replicate: the processes passed different values",
+    )
+    return jax.tree.map(put, values)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Key:  # a pytree leaf: not registered with jax.tree
+    data: np.ndarray
+    impl: object
 
 
 def place_dataset(images, labels, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
@@ -191,9 +219,9 @@ def load_mnist_shard(
 
     The split (its first ``num_examples`` examples, default all 60,000, trimmed to a
     multiple of the device count) is cut into contiguous slices, one per process in mesh
-    order; each process reads its slice through a tfds split slice (``train[a:b]``) and the
-    slices are assembled into one global array sharded along ``"data"``. The example order
-    is tfds's, the same as :func:`models.mnist.load_mnist`, so the trainer's global
+    order; each process reads its slice (:func:`read_mnist_rows`) and the slices are
+    assembled into one global array sharded along ``"data"``. The example order is
+    tfds's, the same as :func:`models.mnist.load_mnist`, so the trainer's global
     permutation draws exactly the batches a single-host run draws.
 
     Args:
@@ -203,24 +231,60 @@ def load_mnist_shard(
         tfds_dir: tfds's data directory, as for ``load_mnist``.
         num_examples: use only the first ``num_examples`` training examples.
     """
-    from models import mnist
-
     mesh = data_mesh() if mesh is None else mesh
     devices = data_axis_size(mesh)
-    total = 60_000 if num_examples is None else operator.index(num_examples)
-    if not 0 < total <= 60_000:
+    total = _SPLIT_SIZES["train"] if num_examples is None else operator.index(num_examples)
+    if not 0 < total <= _SPLIT_SIZES["train"]:
         raise ValueError(f"num_examples must be in [1, 60000], got {num_examples}.")
     total -= total % devices
     if total == 0:
         raise ValueError(f"num_examples={num_examples} is fewer than the {devices} devices.")
     rows = process_rows(total, mesh)
+    images, labels = read_mnist_rows("train", rows, data_dir=data_dir, tfds_dir=tfds_dir)
+    return MnistShard(assemble(images, total, mesh), assemble(labels, total, mesh), rows)
 
+
+def read_mnist_rows(
+        split: str,
+        rows: slice,
+        *,
+        data_dir: str | os.PathLike | None = None,
+        tfds_dir: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads rows ``rows.start:rows.stop`` of an MNIST split, and nothing else, into host memory.
+
+    Goes through a tfds split slice (``"train[a:b]"``) of the prepared dataset, so only
+    those records are decoded; on a host where MNIST is not prepared yet,
+    :func:`models.mnist.load_mnist` prepares it first (under its cross-process lock).
+
+    Returns:
+        uint8 images ``(b - a, 28, 28)`` and int32 labels ``(b - a,)``, in tfds's order.
+    """
+    if split not in _SPLIT_SIZES:
+        raise ValueError(f"read_mnist_rows: split must be one of {tuple(_SPLIT_SIZES)}, "
+                         f"got {split!r}.")
+    start, stop, step = rows.indices(_SPLIT_SIZES[split])
+    if step != 1 or stop <= start:
+        raise ValueError(f"read_mnist_rows: rows must be a non-empty contiguous slice, got {rows}.")
     builder = _mnist_builder(tfds_dir)
     if not builder.is_prepared():
-        # First use on this host: the standard loader prepares (under its cross-process lock).
+        from models import mnist
+
         mnist.load_mnist(data_dir, tfds_dir=tfds_dir)
-    images, labels = _read_rows(builder, rows)
-    return MnistShard(assemble(images, total, mesh), assemble(labels, total, mesh), rows)
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    # TensorFlow only decodes records here; the accelerators stay JAX's.
+    with contextlib.suppress(RuntimeError):  # raised once TF has initialised its devices
+        tf.config.set_visible_devices([], "GPU")
+    dataset = builder.as_dataset(
+        split=f"{split}[{start}:{stop}]", batch_size=-1, as_supervised=True
+    )
+    images, labels = tfds.as_numpy(dataset)
+    return np.ascontiguousarray(images[..., 0], dtype=np.uint8), labels.astype(np.int32)
+
+
+_SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 
 
 def _mnist_builder(tfds_dir):
@@ -231,16 +295,3 @@ def _mnist_builder(tfds_dir):
         tfds_dir = os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
     tfds_dir = os.path.expanduser(os.fspath(tfds_dir))
     return tfds.builder("mnist", data_dir=tfds_dir, file_format="tfrecord")
-
-
-def _read_rows(builder, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    # TensorFlow only decodes records here; the accelerators stay JAX's.
-    with contextlib.suppress(RuntimeError):  # raised once TF has initialised its devices
-        tf.config.set_visible_devices([], "GPU")
-    split = f"train[{rows.start}:{rows.stop}]"
-    dataset = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
-    images, labels = tfds.as_numpy(dataset)
-    return np.ascontiguousarray(images[..., 0], dtype=np.uint8), labels.astype(np.int32)

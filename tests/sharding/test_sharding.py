@@ -1,0 +1,178 @@
+"""Data-parallel training over a mesh: helpers on one device, then 8 forced CPU devices and a
+two-process ``jax.distributed`` job, each in subprocesses with a hard timeout."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from jax.sharding import Mesh
+
+from examples import distributed
+from models import sharding, vae
+from models.training import TrainConfig, Trainer
+
+# ------------------------------------------------------------------ one device, in process
+
+
+def tiny_vae() -> vae.VAE:
+    config = vae.VAEConfig(latent_dim=2, hidden=(8,))
+    return vae.VAE(config, rngs=nnx.Rngs(params=jax.random.key(0)))
+
+
+def test_default_mesh_is_all_devices_on_the_data_axis():
+    mesh = sharding.data_mesh()
+    assert mesh.axis_names == ("data",)
+    assert list(mesh.devices.flat) == jax.devices()
+    trainer = Trainer(tiny_vae(), optax.adam(1e-3), vae.loss_fn, TrainConfig(batch_size=8))
+    assert trainer.mesh.shape == {"data": jax.device_count()}
+
+
+def test_data_mesh_needs_devices():
+    with pytest.raises(ValueError, match="devices must hold at least one device"):
+        sharding.data_mesh([])
+
+
+def test_mesh_without_a_data_axis_is_refused():
+    mesh = Mesh(np.asarray(jax.devices()), ("batch",))
+    with pytest.raises(ValueError, match=r"axis named 'data'.*\('batch',\)"):
+        Trainer(tiny_vae(), optax.adam(1e-3), vae.loss_fn, TrainConfig(batch_size=8), mesh=mesh)
+    with pytest.raises(TypeError, match=r"mesh must be a jax\.sharding\.Mesh"):
+        sharding.check_batch_size(8, jax.devices())
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 128])
+def test_any_batch_size_splits_over_one_device(batch_size):
+    sharding.check_batch_size(batch_size, sharding.data_mesh(jax.devices()[:1]))
+
+
+def test_place_dataset_replicates_host_arrays_and_keeps_placed_ones():
+    mesh = sharding.data_mesh()
+    images = np.arange(4 * 28 * 28, dtype=np.uint8).reshape(4, 28, 28)
+    labels = np.arange(4, dtype=np.int32)
+    placed_images, placed_labels = sharding.place_dataset(images, labels, mesh)
+    assert placed_images.sharding.is_equivalent_to(sharding.replicated(mesh), 3)
+    np.testing.assert_array_equal(placed_images, images)
+    np.testing.assert_array_equal(placed_labels, labels)
+    again, _ = sharding.place_dataset(placed_images, placed_labels, mesh)
+    assert again is placed_images
+
+
+def test_process_rows_and_assemble_on_one_process():
+    mesh = sharding.data_mesh()
+    assert sharding.process_rows(12, mesh) == slice(0, 12)
+    rows = np.arange(12, dtype=np.int32)
+    assembled = sharding.assemble(rows, 12, mesh)
+    assert assembled.sharding.is_equivalent_to(sharding.batch_sharded(mesh), 1)
+    np.testing.assert_array_equal(assembled, rows)
+    with pytest.raises(ValueError, match=r"should hold rows 0:12 \(12 rows\), got 5"):
+        sharding.assemble(rows[:5], 12, mesh)
+
+
+def test_replicate_and_to_local_round_trip():
+    mesh = sharding.data_mesh()
+    tree = {"w": np.ones((2, 3), np.float32), "key": jax.random.key(3)}
+    placed = sharding.replicate(tree, mesh)
+    assert placed["w"].sharding.is_fully_replicated
+    local = sharding.to_local(placed)
+    np.testing.assert_array_equal(local["w"], tree["w"])
+    assert jax.random.key_data(local["key"]).tolist() == jax.random.key_data(tree["key"]).tolist()
+
+
+def test_trainer_keeps_the_per_step_metrics_of_the_last_epoch(mnist):
+    config = TrainConfig(epochs=1, batch_size=16)
+    trainer = Trainer(tiny_vae(), optax.adam(1e-3), vae.loss_fn, config)
+    record = trainer.run_epoch(mnist.train_images[:64], mnist.train_labels[:64])
+    losses = np.asarray(trainer.step_metrics["loss"])
+    assert losses.shape == (4,)
+    np.testing.assert_allclose(losses.mean(), record["loss"], rtol=1e-6)
+
+
+# ---------------------------------------------------------------- 8 devices, subprocess
+
+
+def test_checks_on_eight_forced_cpu_devices(subprocess_env):
+    """Runs ``on_8_devices.py`` (kernels, VAE and mixture training, HLO) on 8 CPU devices."""
+    result = subprocess_env(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra",
+         "tests/sharding/on_8_devices.py"],
+        devices=8, timeout=420,
+    )
+    tail = result.stdout[-6000:]
+    assert result.returncode == 0, tail
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.search(r"\b\d+ passed\b", summary), tail
+    assert not re.search(r"\b(failed|errors?|skipped)\b", summary), tail
+
+
+# ------------------------------------------------------- two processes, jax.distributed
+
+# A tiny VAE on the first 512 training images: 2 epochs of 16 steps, global batch 32.
+DISTRIBUTED_FLAGS = [
+    "--train-examples", "512", "--test-examples", "200", "--epochs", "2",
+    "--batch-size", "32", "--hidden", "16", "--latent-dim", "2", "--eval-samples", "4",
+    "--seed", "0", "--no-progress", "--no-resume",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_train_like_one_device(
+        subprocess_env, mnist, tmp_path):
+    workdir = tmp_path / "run"
+    flags = [*DISTRIBUTED_FLAGS, "--workdir", str(workdir), "--save-params",
+             "--coordinator-address", f"localhost:{free_port()}", "--num-processes", "2"]
+    processes = [
+        subprocess_env(["-m", "examples.distributed", *flags, "--process-id", str(i)],
+                       devices=2, timeout=None, wait=False)
+        for i in range(2)
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=300)[0])
+    except subprocess.TimeoutExpired:
+        pytest.fail("the two-process run did not finish within 300 s")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for i, (process, output) in enumerate(zip(processes, outputs, strict=True)):
+        assert process.returncode == 0, f"process {i}:\n{output[-4000:]}"
+
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2 and metrics["num_devices"] == 4
+    assert metrics["rows_of_process_0"] == [0, 256]  # process 0 read only its half
+    history = [r["loss"] for r in metrics["history"]]
+    assert len(history) == 2 and np.all(np.isfinite(history)) and history[1] < history[0]
+    assert np.isfinite(metrics["test_nll_nats"])
+
+    # Both processes end with the same parameters ...
+    copies = [np.load(workdir / f"params-process{i}.npz") for i in range(2)]
+    params = [[c[name] for name in sorted(c.files, key=lambda n: int(n.split("_")[1]))]
+              for c in copies]
+    for a, b in zip(*params, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # ... and they are those of the same run on one device, up to float rounding.
+    _, args = distributed.parse_args(DISTRIBUTED_FLAGS)
+    trainer = distributed.build_trainer(
+        args, mesh=sharding.data_mesh(jax.devices()[:1]), num_examples=512, workdir=None
+    )
+    trainer.fit(mnist.train_images[:512], mnist.train_labels[:512], progress=False)
+    reference = [np.asarray(x) for x in jax.tree.leaves(nnx.state(trainer.model, nnx.Param))]
+    for a, ref in zip(params[0], reference, strict=True):
+        # Float rounding of the 4-way batch reductions: a few ulps (see on_8_devices.py).
+        rtol = 1e-5 if ref.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(a, ref, rtol=rtol, atol=rtol)
