@@ -35,8 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from genmath._src import validation
-from genmath.normal import _expm1_minus_identity
+from genmath._src import special, validation
 
 Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
@@ -316,7 +315,7 @@ def kl(
     scale_tril_q = jnp.tril(scale_tril_q)
 
     r = 2.0 * (_log_abs_diagonal(scale_tril_p) - _log_abs_diagonal(scale_tril_q))
-    diagonal_term = jnp.sum(_expm1_minus_identity(r), axis=-1)
+    diagonal_term = jnp.sum(special.expm1_minus_identity(r), axis=-1)
 
     pair_batch = jnp.broadcast_shapes(scale_tril_p.shape[:-2], scale_tril_q.shape[:-2])
     tril_q = jnp.broadcast_to(scale_tril_q, (*pair_batch, d, d))
