@@ -1,3 +1,15 @@
-"""genmath: the mathematics of deep generative models as pure, jit-compiled JAX functions."""
+"""genmath: the mathematics of deep generative models as pure, jit-compiled JAX functions.
+
+One small module per distribution, each a set of pure functions that work under
+``jax.jit``, ``jax.vmap`` and ``jax.grad``::
+
+    from genmath import bernoulli, normal
+    recon = bernoulli.log_prob(x, logits=decoder_logits)   # sum over the event axis
+    kl = normal.kl_standard(loc=mu, log_scale=log_sigma)   # KL(q(z|x) || N(0, I))
+"""
+
+from genmath import bayes, bernoulli, categorical, latent, mvn, normal
 
 __version__ = "0.1.0"
+
+__all__ = ["bayes", "bernoulli", "categorical", "latent", "mvn", "normal"]
