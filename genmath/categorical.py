@@ -96,11 +96,13 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike) -> Array:
     labels = jnp.broadcast_to(labels, batch_shape)
     valid = (labels >= 0) & (labels < num_classes)
     index = jnp.where(valid, labels, 0)[..., None]
+    # Subtract from the *shifted* logits: l_y - logsumexp(l) would cancel catastrophically
+    # at large logits (1e4 + log 2 is 1e4 in float32).
+    p = _normalise(logits, (logits.ndim - 1,))
     chosen = jnp.take_along_axis(
-            jnp.broadcast_to(logits, (*batch_shape, num_classes)), index, axis=-1
+            jnp.broadcast_to(p.shifted, (*batch_shape, num_classes)), index, axis=-1
     )[..., 0]
-    log_normaliser = jax.nn.logsumexp(logits, axis=-1)
-    return jnp.where(valid, chosen - log_normaliser, jnp.nan)
+    return jnp.where(valid, chosen - p.log_z[..., 0], jnp.nan)
 
 
 def entropy(*, logits: ArrayLike, axis: Axis = -1) -> Array:
