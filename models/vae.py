@@ -261,12 +261,15 @@ class VAE(nnx.Module):
             out = jax.nn.sigmoid(out)
         return out
 
-    def decoder_log_scale(self) -> jax.Array:
-        """The Gaussian decoder's log standard deviation (per pixel or scalar)."""
+    def decoder_log_scale(self) -> jax.Array | float:
+        """The Gaussian decoder's log standard deviation (per pixel, global, or fixed).
+
+        A fixed variance gives a Python float, which takes the data's dtype.
+        """
         if self.config.likelihood != "gaussian":
             raise ValueError("VAE.decoder_log_scale: the decoder is not Gaussian.")
         if self.config.fixed_variance is not None:
-            return jnp.asarray(0.5 * math.log(self.config.fixed_variance), jnp.float32)
+            return 0.5 * math.log(self.config.fixed_variance)
         return math.log(self.config.min_scale) + jax.nn.softplus(self.raw_log_scale[...])
 
     def log_likelihood(self, x: jax.Array, out: jax.Array) -> jax.Array:
