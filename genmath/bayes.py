@@ -55,7 +55,9 @@ def posterior(log_joint: ArrayLike, axis: Axis = -1) -> Array:
         C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §1.2.
     """
     log_joint, axes = _log_joint("bayes.posterior", log_joint, axis)
-    return log_joint - jax.nn.logsumexp(log_joint, axis=axes, keepdims=True)
+    # log_softmax subtracts from the max-shifted values: log_joint - logsumexp(log_joint)
+    # would cancel catastrophically at large magnitudes (-1e4 in float32).
+    return jax.nn.log_softmax(log_joint, axis=axes)
 
 
 def evidence(log_joint: ArrayLike, axis: Axis = -1) -> Array:
