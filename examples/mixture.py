@@ -25,6 +25,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from examples.factorized_bernoulli import (
     add_common_arguments,
@@ -39,6 +40,18 @@ from models import factorized, mixture, reporting
 from models.training import TrainConfig, Trainer
 
 ALGORITHMS = ("adam", "em")
+
+
+@nnx.jit
+def _picture_arrays(model, key):
+    # One compiled call for every picture, rather than an eager op (and compile) each.
+    samples, _ = model.sample(key, 100)
+    log_weights = model.log_weights
+    return {
+        "samples": samples,
+        "components": model.probs[jnp.argsort(-log_weights)],  # most probable first
+        "log_weights": log_weights,
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,10 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
     fit_seconds = time.perf_counter() - fit_start
 
     nll = float(factorized.evaluate_nll(model, x_test))
-    samples, _ = model.sample(sample_key, 100)
-    reporting.save_image_grid(os.path.join(workdir, "samples.png"), samples, ncols=10)
-    order = np.argsort(-np.asarray(model.log_weights))
-    reporting.save_image_grid(os.path.join(workdir, "components.png"), model.probs[order])
+    pictures = jax.device_get(_picture_arrays(model, sample_key))
+    reporting.save_image_grid(os.path.join(workdir, "samples.png"), pictures["samples"], ncols=10)
+    reporting.save_image_grid(os.path.join(workdir, "components.png"), pictures["components"])
+    weights = np.exp(pictures["log_weights"])
     steps = list(range(1, len(history) + 1))
     reporting.plot_curves(
         os.path.join(workdir, "training_curve.png"),
@@ -124,8 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
         "pseudo_count": args.pseudo_count,
         "weight_pseudo_count": args.weight_pseudo_count,
         "init_smoothing": args.init_smoothing,
-        "mixture_weights_max": float(jnp.exp(jnp.max(model.log_weights))),
-        "mixture_weights_min": float(jnp.exp(jnp.min(model.log_weights))),
+        "mixture_weights_max": float(weights.max()),
+        "mixture_weights_min": float(weights.min()),
         "binarization": config.binarization,
         "evaluation_set": evaluation_note(x_test.shape[0], config.binarization, args.eval_seed),
         "seed": args.seed,

@@ -65,6 +65,18 @@ def logistic_loss(model, x, labels, key):
     return loss, {"accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == labels)}
 
 
+@nnx.jit
+def _accuracy(model, x, labels):
+    return jnp.mean(jnp.argmax(model(x), axis=-1) == labels)
+
+
+@nnx.jit
+def _picture_arrays(model, key):
+    # Row d: ten samples of digit d.
+    labels = jnp.repeat(jnp.arange(model.num_classes), 10)
+    return {"samples": model.sample(key, labels), "means": model.probs}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m examples.naive_bayes", description=__doc__.split("\n")[0]
@@ -130,15 +142,16 @@ def main(argv: list[str] | None = None) -> dict:
         tic = time.perf_counter()
         logreg.fit(train_images, train_labels, progress=not args.no_progress)
         logreg_seconds = time.perf_counter() - tic
-        predicted = jnp.argmax(logreg.model(x_test), axis=-1)
-        logreg_accuracy = float(jnp.mean(predicted == jnp.asarray(test_labels)))
+        logreg_accuracy = float(_accuracy(logreg.model, x_test, jnp.asarray(test_labels)))
 
-    # Row d: ten samples of digit d.
-    labels = jnp.repeat(jnp.arange(class_conditional.NUM_CLASSES), 10)
-    samples = model.sample(jax.random.fold_in(jax.random.key(args.seed), 1), labels)
-    reporting.save_image_grid(os.path.join(workdir, "class_samples.png"), samples, ncols=10)
+    pictures = jax.device_get(
+        _picture_arrays(model, jax.random.fold_in(jax.random.key(args.seed), 1))
+    )
     reporting.save_image_grid(
-        os.path.join(workdir, "class_means.png"), enlarge(model.probs, 3), ncols=5
+        os.path.join(workdir, "class_samples.png"), pictures["samples"], ncols=10
+    )
+    reporting.save_image_grid(
+        os.path.join(workdir, "class_means.png"), enlarge(pictures["means"], 3), ncols=5
     )
     epochs = [r["epoch"] for r in history]
     reporting.plot_curves(

@@ -189,9 +189,9 @@ def closed_form(
         "closed_form", factorized.expected_pixels(images, binarization)
     )
     # float64 host accumulation, as in factorized.closed_form_logits.
-    one_hot = np.eye(num_classes)[labels]
-    counts = one_hot.sum(axis=0)
-    sums = one_hot.T @ np.asarray(x, np.float64)
+    x = np.asarray(x)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    sums = np.stack([np.sum(x[labels == c], axis=0, dtype=np.float64) for c in range(num_classes)])
     probs = (sums + pseudo_count) / (counts[:, None] + 2.0 * pseudo_count)
     class_probs = (counts + class_pseudo_count) / (len(labels) + num_classes * class_pseudo_count)
     return ClassConditionalBernoulli(

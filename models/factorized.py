@@ -116,10 +116,10 @@ def expected_pixels(images, binarization: str) -> jax.Array:
     return mnist.binarize(images, mode=mode)
 
 
-def closed_form_logits(
+def closed_form_probs(
     images, *, binarization: str = "dynamic", pseudo_count: float = PSEUDO_COUNT
-) -> jax.Array:
-    """The MAP logits in closed form: ``(sum of expected pixels + alpha) / (N + 2 alpha)``.
+) -> np.ndarray:
+    """The MAP ``theta`` in closed form: ``(sum of expected pixels + alpha) / (N + 2 alpha)``.
 
     Args:
       images: uint8 training images ``(N, 28, 28)``.
@@ -128,15 +128,22 @@ def closed_form_logits(
         logits for pixels that are always off).
 
     Returns:
-      float32 logits of shape ``(784,)``.
+      float64 numpy probabilities of shape ``(784,)``.
     """
     if not pseudo_count > 0:
-        raise ValueError(f"closed_form_logits: `pseudo_count` must be > 0, got {pseudo_count}.")
-    x = flatten_images("closed_form_logits", expected_pixels(images, binarization))
+        raise ValueError(f"closed_form_probs: `pseudo_count` must be > 0, got {pseudo_count}.")
+    x = flatten_images("closed_form_probs", expected_pixels(images, binarization))
     # Accumulate the per-pixel counts in float64 on the host: 60000 terms in float32 lose
     # several digits, more than the 0.05-nat agreement this is compared at.
-    counts = np.asarray(x, np.float64).sum(axis=0)
-    probs = (counts + pseudo_count) / (x.shape[0] + 2.0 * pseudo_count)
+    counts = np.sum(np.asarray(x), axis=0, dtype=np.float64)
+    return (counts + pseudo_count) / (x.shape[0] + 2.0 * pseudo_count)
+
+
+def closed_form_logits(
+    images, *, binarization: str = "dynamic", pseudo_count: float = PSEUDO_COUNT
+) -> jax.Array:
+    """:func:`closed_form_probs` as float32 logits ``(784,)``."""
+    probs = closed_form_probs(images, binarization=binarization, pseudo_count=pseudo_count)
     return bernoulli.logits_from_probs(jnp.asarray(probs, jnp.float32))
 
 

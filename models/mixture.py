@@ -25,6 +25,8 @@ logits.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,33 +41,38 @@ from models.factorized import IMAGE_SHAPE, NUM_PIXELS, PSEUDO_COUNT
 WEIGHT_PSEUDO_COUNT = 1.0
 
 
-def initial_probs(
+def initial_logits(
     key: jax.Array, images, num_components: int, *, smoothing: float = 0.5
 ) -> jax.Array:
-    """Component templates: ``(1 - smoothing) * random image + smoothing * mean image``.
+    """Component templates ``(1 - smoothing) * random image + smoothing * mean image``.
 
     Args:
       key: picks the images (without replacement).
       images: uint8 training images ``(N, 28, 28)``.
       num_components: K, at most N.
-      smoothing: weight of the smoothed mean image, in (0, 1]; it keeps every probability
-        away from 0 and 1.
+      smoothing: weight of the smoothed mean image (:func:`factorized.closed_form_probs`),
+        in (0, 1]; it keeps every probability away from 0 and 1.
 
     Returns:
-      float32 probabilities ``(K, 784)``.
+      float32 logits ``(K, 784)``.
     """
     if not 0.0 < smoothing <= 1.0:
-        raise ValueError(f"initial_probs: `smoothing` must be in (0, 1], got {smoothing}.")
+        raise ValueError(f"initial_logits: `smoothing` must be in (0, 1], got {smoothing}.")
     n = images.shape[0]
     if not 1 <= num_components <= n:
         raise ValueError(
-            f"initial_probs: `num_components` must be in [1, {n}] (the number of images), "
+            f"initial_logits: `num_components` must be in [1, {n}] (the number of images), "
             f"got {num_components}."
         )
-    mean = jax.nn.sigmoid(factorized.closed_form_logits(images))
-    chosen = jax.random.choice(key, n, (num_components,), replace=False)
-    grey = factorized.flatten_images("initial_probs", mnist.binarize(images[chosen], mode="grey"))
-    return (1.0 - smoothing) * grey + smoothing * mean
+    mean = jnp.asarray(factorized.closed_form_probs(images), jnp.float32)
+    return _blend(key, jnp.asarray(images), mean, smoothing, num_components=num_components)
+
+
+@functools.partial(jax.jit, static_argnames="num_components")
+def _blend(key, images, mean, smoothing, *, num_components):
+    chosen = jax.random.choice(key, images.shape[0], (num_components,), replace=False)
+    grey = mnist.binarize(images[chosen], mode="grey").reshape(num_components, NUM_PIXELS)
+    return bernoulli.logits_from_probs((1.0 - smoothing) * grey + smoothing * mean)
 
 
 class MixtureOfBernoullis(nnx.Module):
@@ -76,7 +83,7 @@ class MixtureOfBernoullis(nnx.Module):
       key: PRNG key for the initial templates.
       init_images: uint8 training images to start the templates from (recommended);
         without them the template probabilities are uniform in [0.25, 0.75].
-      init_smoothing: see :func:`initial_probs`.
+      init_smoothing: see :func:`initial_logits`.
     """
 
     def __init__(
@@ -97,11 +104,12 @@ class MixtureOfBernoullis(nnx.Module):
             )
         if init_images is None:
             probs = jax.random.uniform(key, (num_components, NUM_PIXELS), minval=0.25, maxval=0.75)
+            logits = bernoulli.logits_from_probs(probs)
         else:
-            probs = initial_probs(key, init_images, num_components, smoothing=init_smoothing)
+            logits = initial_logits(key, init_images, num_components, smoothing=init_smoothing)
         self.num_components = int(num_components)
-        self.logits = nnx.Param(bernoulli.logits_from_probs(probs))
-        self.mixture_logits = nnx.Param(jnp.zeros((num_components,), probs.dtype))
+        self.logits = nnx.Param(logits)
+        self.mixture_logits = nnx.Param(jnp.zeros((num_components,), logits.dtype))
 
     @property
     def log_weights(self) -> jax.Array:
@@ -165,6 +173,14 @@ def _em_step(logits, mixture_logits, x, pseudo_count, weight_pseudo_count):
     return bernoulli.logits_from_probs(probs), jnp.log(weights), nll
 
 
+@functools.partial(jax.jit, static_argnames="binarization")
+def _em_iteration(logits, mixture_logits, images, key, pseudo_count, weight_pseudo_count, *,
+                  binarization):
+    x = mnist.binarize(images, mode=binarization, key=key)
+    x = factorized.flatten_images("fit_em", x)
+    return _em_step(logits, mixture_logits, x, pseudo_count, weight_pseudo_count)
+
+
 def fit_em(
     model: MixtureOfBernoullis,
     images,
@@ -206,19 +222,16 @@ def fit_em(
             f"infinite logits), got {pseudo_count} and {weight_pseudo_count}."
         )
     images = jax.device_put(jnp.asarray(images))
-
-    @jax.jit
-    def step(logits, mixture_logits, images, key):
-        x = factorized.flatten_images("fit_em", mnist.binarize(images, mode=binarization, key=key))
-        return _em_step(logits, mixture_logits, x, pseudo_count, weight_pseudo_count)
-
     logits, mixture_logits = model.logits[...], model.mixture_logits[...]
     base_key = jax.random.key(seed)
     history = []
     with tqdm(range(iterations), disable=not progress, unit="iter", desc="EM") as bar:
         for iteration in bar:
             key = jax.random.fold_in(base_key, iteration)
-            logits, mixture_logits, nll = step(logits, mixture_logits, images, key)
+            logits, mixture_logits, nll = _em_iteration(
+                logits, mixture_logits, images, key, pseudo_count, weight_pseudo_count,
+                binarization=binarization,
+            )
             history.append(float(nll))
             bar.set_postfix(nll=f"{history[-1]:.2f}")
     model.logits.set_value(logits)
