@@ -162,8 +162,8 @@ class Trainer:
         """A model holding the current parameters (a fresh merge of the state).
 
         Its arrays are replicated over :attr:`mesh`; in a multi-process job they span every
-        process, and ``nnx.merge(trainer.graphdef, models.sharding.to_local(trainer.state))``
-        gives a copy to evaluate on process-local data.
+        process; ``nnx.merge(trainer.graphdef, models.sharding.to_local(trainer.state))[0]``
+        is a copy to evaluate on process-local data.
         """
         model, _ = nnx.merge(self.graphdef, self.state)
         return model
