@@ -1,0 +1,157 @@
+"""The training-suite section of ``benchmarks/README.md`` (and its stdout summary)."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+from benchmarks._src.render import fmt_time, table
+
+TARGET_VS_TORCH = 2.0
+
+TITLE = "Training"
+
+INTRO = f"""\
+`python -m benchmarks.training` (`--quick`: a 5,000-image smoke run) measures what a
+VAE epoch costs and what a given training budget buys.
+
+**Head to head.** A VAE 784-400-20 (relu, Bernoulli decoder), batch 128, Adam 1e-3,
+dynamically binarised MNIST, trained three ways on the same images for the same number
+of steps per epoch (the incomplete last batch dropped):
+
+* **scan**: `models.training.Trainer`, an epoch being one jit-compiled `lax.scan` with
+  on-device shuffling and binarisation and one host read at its end;
+* **jax-loop**: the usual per-step loop: numpy shuffling, batching and binarisation on
+  the host, one jit-compiled step (the same loss and Adam update, state donated) per
+  minibatch called from Python, losses read once per epoch;
+* **torch-*n*t**: the same network in plain PyTorch on the CPU (a Python loop over a
+  shuffled `DataLoader`, `torch.bernoulli` binarisation, `F.binary_cross_entropy(...,
+  reduction="sum")` plus the analytic KL, `torch.optim.Adam` on that sum), PyTorch's
+  default initialisation, `torch.set_num_threads(n)` with *n* the core count and *n* = 1:
+  on a loaded machine OpenMP's barriers wait for descheduled threads and more threads
+  can be much slower. The faster setting is the reference for the ratios.
+
+Each runs one warm-up epoch, then the timed epochs; the contenders take turns epoch by
+epoch in a rotating order, so that load drifting on a shared machine hits all alike.
+**s/epoch** is the median timed epoch, **examples/s** the examples of an epoch over it,
+**compile** the warm-up epoch's excess over the median (tracing and XLA compilation for
+JAX), **data** the median time per epoch spent making batches on the host. The losses
+(mean negative ELBO per image over each epoch, warm-up first) show that all three learn.
+Target: **scan ≥ {TARGET_VS_TORCH:.0f}× the PyTorch reference's examples/s**.
+
+**Quality for cost.** `python -m examples.vae` with `--preset burda` (Burda et al.'s
+200-200-50 tanh network, batch 20, their Adam schedule) for a fixed number of epochs,
+and with the Flax-example preset (784-500-20) for 10 epochs: test negative ELBO and the
+importance-sampled test NLL (IWAE bound with the example's K) on the fixed test
+binarisation, with the wall time of the whole example (training, evaluation, probe,
+pictures).
+"""
+
+
+def _fmt_load(values) -> str:
+    return "?" if not values else " / ".join(f"{v:.1f}" for v in values)
+
+
+def _fmt(value, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return format(value, spec)
+
+
+def _contender_rows(result: dict) -> list[list[str]]:
+    h2h = result["head_to_head"]
+    torch_eps = next((c["examples_per_s"] for c in h2h["contenders"]
+                      if c["name"] == h2h.get("torch_reference")), None)
+    rows = []
+    for c in h2h["contenders"]:
+        if c["status"] != "ok":
+            rows.append([c["name"], c["status"], "", "", "", "", "", ""])
+            continue
+        vs_torch = f"{c['examples_per_s'] / torch_eps:.2f}×" if torch_eps else "—"
+        losses = c["losses"]
+        loss_text = f"{losses[0]:.1f} → {losses[-1]:.1f}"
+        data = fmt_time(c.get("data_loading_s_median")) if "data_loading_s_median" in c else \
+            "on device"
+        rows.append([c["name"], fmt_time(c["median_epoch_s"]),
+                     f"{fmt_time(min(c['epoch_s']))}–{fmt_time(max(c['epoch_s']))} "
+                     f"({len(c['epoch_s'])})",
+                     f"{c['examples_per_s']:,.0f}", vs_torch, fmt_time(c["compile_s"]),
+                     data, loss_text])
+    return rows
+
+
+CONTENDER_HEADERS = ["contender", "s/epoch", "range (epochs)", "examples/s", "vs torch", "compile",
+                     "data", "loss (warm-up → last)"]
+QUALITY_HEADERS = ["configuration", "epochs", "train images", "test −ELBO", "test NLL (K)",
+                   "s/epoch", "wall time", "bar"]
+
+
+def _verdict(result: dict) -> str:
+    h2h = result["head_to_head"]
+    ratio = h2h["throughput_ratios"].get("scan/torch")
+    if ratio is None:
+        return "scan against torch: not measured (no torch reference in this run)"
+    mark = "✓" if ratio >= TARGET_VS_TORCH else "✗"
+    return (f"scan against the fastest torch setting ({h2h['torch_reference']}): {ratio:.2f}× "
+            f"its examples/s (target ≥ {TARGET_VS_TORCH:.0f}×) {mark}")
+
+
+def _quality_rows(result: dict) -> list[list[str]]:
+    rows = []
+    for name, q in result.get("quality", {}).items():
+        bar = q.get("neg_elbo_bar_nats")
+        bar_text = "" if bar is None else (
+                f"−ELBO ≤ {bar:.0f}: {'✓' if q['test_neg_elbo_nats'] <= bar else '✗'}")
+        rows.append([f"{name} (batch {q['batch_size']})", str(q["epochs"]),
+                     f"{q['train_examples']:,}", _fmt(q["test_neg_elbo_nats"], ".2f"),
+                     f"{_fmt(q['test_nll_nats'], '.2f')} (K={q['eval_samples']})",
+                     fmt_time(q.get("train_seconds_per_epoch")), fmt_time(q["wall_s"]),
+                     bar_text])
+    return rows
+
+
+def _run_line(result: dict) -> str:
+    torch_text = f"torch {result['torch']}" if "torch" in result else "no torch"
+    return (f"{'quick' if result['quick'] else 'full'} run on {result['date']}, "
+            f"jax {result['jax']}, {torch_text}, {result['wall_s']:.0f} s. "
+            f"Load average (1/5/15 min) before {_fmt_load(result['load_average_before'])}, "
+            f"after {_fmt_load(result['load_average_after'])} on {result['host_cores']} cores.")
+
+
+def summary_text(result: dict) -> str:
+    """Aligned text for stdout at the end of a run."""
+    lines = [f"Summary — {result['backend']}: {result['device']}", _run_line(result), "",
+             table(CONTENDER_HEADERS, _contender_rows(result)), _verdict(result)]
+    if result.get("quality"):
+        lines += ["", table(QUALITY_HEADERS, _quality_rows(result))]
+    return "\n".join(lines)
+
+
+def section(result: dict, results_dir: pathlib.Path) -> str:
+    """Markdown for one training results file."""
+    h2h = result["head_to_head"]
+    lines = [
+            f"### {result['backend']}: {result['device']}",
+            "",
+            f"Results file `results/{result['_file']}`: {_run_line(result)}",
+            "",
+            f"#### Head to head: {h2h['model']}, batch {h2h['batch_size']}",
+            "",
+            f"{h2h['train_examples']:,} training images, {h2h['steps_per_epoch']} steps "
+            f"({h2h['examples_per_epoch']:,} examples) per epoch, 1 warm-up and "
+            f"{h2h['timed_epochs']} timed epochs per contender (fewer for one whose epochs "
+            f"passed {h2h['contender_budget_s']:.0f} s in all).",
+            "",
+            table(CONTENDER_HEADERS, _contender_rows(result), markdown=True),
+            "",
+            f"**{_verdict(result)}**.",
+            "",
+    ]
+    if result.get("quality"):
+        lines += ["#### Quality for cost", "",
+                  table(QUALITY_HEADERS, _quality_rows(result), markdown=True), "",
+                  "Evaluation sets: " + "; ".join(f"{name}: {q['evaluation_set']}"
+                                                   for name, q in result["quality"].items())
+                  + ". s/epoch is the example's mean over its epochs, compilation and "
+                  "checkpointing included, the per-epoch test evaluation excluded.", ""]
+    return "\n".join(lines)
