@@ -28,11 +28,19 @@ closed form
 
     \\theta_i^\\star = \\frac{N\\bar x_i + \\alpha}{N + 2\\alpha},
 
-which :func:`closed_form_logits` computes. The objective is concave in the logits, so
-gradient training with a decaying learning rate (:func:`make_optimizer`) converges to the
-same parameters; with dynamic binarisation the gradients are noisy twice over (minibatch
-and binarisation), which the schedule averages out. The tests check the agreement of the
-trained and closed-form test NLLs.
+which :func:`closed_form_logits` computes. The objective is concave in the logits.
+
+Which objective is trained, honestly: the examples and tests train on dynamically
+binarised minibatches (fresh binary draws each step), so :math:`\bar x_i` above is only
+reached in expectation and the gradients are noisy twice over (minibatch and
+binarisation). Their optimum is still exactly the closed form; what removes the noise is
+the learning-rate schedule (Adam, cosine decay to 0, :func:`make_optimizer`), not an
+exact objective. The trained model therefore agrees with the closed form to within the
+remaining optimisation noise: its test NLL, not its every logit, is what is compared
+(within 0.05 nats in the tests; rarely-on border pixels keep logit differences of order 1,
+worth thousandths of a nat). Training on ``binarization="grey"`` instead would optimise the
+exact expected log-likelihood (the cross-entropy with the grey levels), with the same
+optimum and minibatch noise only.
 
 The helpers here (:func:`component_log_likelihoods`, :func:`beta_log_prior`) are shared by
 the mixture (:mod:`models.mixture`) and the class-conditional model
