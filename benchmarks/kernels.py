@@ -194,27 +194,17 @@ def main(argv=None) -> int:
     print(f"Copy bandwidth: {bandwidth['gbps']:.1f} GB/s ({bandwidth['what']})", flush=True)
 
     started = time.perf_counter()
-    records = []
-    for workload in selected:
-        for batch, dim, sweeps in _cases(workload, quick):
-            for dtype in dtypes:
-                case = run_case(workload, batch, dim, dtype, sweeps, loaded,
-                                sweep_peers=sweep_peers, quick=quick, reps=reps,
-                                min_sample_s=min_sample_s, bandwidth_gbps=bandwidth["gbps"])
-                records.extend(case)
-                print(render.case_text(workload, batch, dim, dtype, case)
-                      + f"\n({time.perf_counter() - started:.0f} s elapsed)", flush=True)
-
     result = {
             "suite": "kernels",
             "schema": SCHEMA_VERSION,
             **info,
             "quick": quick,
+            "complete": False,
             "reps": reps,
             "min_sample_s": min_sample_s,
             "load_average_before": load_before,
-            "load_average_after": device.load_average(),
-            "wall_s": time.perf_counter() - started,
+            "load_average_after": None,
+            "wall_s": None,
             "peers": versions,
             "sweep_peers": sorted(sweep_peers),
             "peer_notes": notes,
@@ -228,11 +218,28 @@ def main(argv=None) -> int:
                                    "memory_bound": w.memory_bound,
                                    "batch_label": w.batch_label, "dim_label": w.dim_label}
                           for w in selected},
-            "records": records,
+            "records": [],
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{info['slug']}.json"
-    path.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+
+    def save():
+        result.update(wall_s=time.perf_counter() - started,
+                      load_average_after=device.load_average())
+        path.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+
+    for workload in selected:
+        for batch, dim, sweeps in _cases(workload, quick):
+            for dtype in dtypes:
+                case = run_case(workload, batch, dim, dtype, sweeps, loaded,
+                                sweep_peers=sweep_peers, quick=quick, reps=reps,
+                                min_sample_s=min_sample_s, bandwidth_gbps=bandwidth["gbps"])
+                result["records"].extend(case)
+                print(render.case_text(workload, batch, dim, dtype, case)
+                      + f"\n({time.perf_counter() - started:.0f} s elapsed)", flush=True)
+        save()  # a partial file ("complete": false) survives an interrupted run
+    result["complete"] = True
+    save()
     print()
     print(render.summary_text(result))
     print(f"\nResults written to {path} ({result['wall_s']:.0f} s)")

@@ -71,7 +71,9 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
             f"### {result['backend']}: {result['device']}",
             "",
             f"Results file `results/{slug}.json`: "
-            f"{'quick' if result['quick'] else 'full'} run on {result['date']}, "
+            f"{'quick' if result['quick'] else 'full'} run"
+            f"{'' if result.get('complete', True) else ' (INTERRUPTED: partial results)'} "
+            f"on {result['date']}, "
             f"jax {result['jax']}, {result['reps']} interleaved repetitions, "
             f"{result['wall_s']:.0f} s. Load average (1/5/15 min) before "
             f"{_fmt_load(result['load_average_before'])}, after "
