@@ -9,6 +9,7 @@ that axis with ``logsumexp``, never leaving log space.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from genmath._src import validation
 
@@ -22,6 +23,18 @@ __all__ = ["evidence", "posterior"]
 def _log_joint(name: str, log_joint: ArrayLike, axis: Axis) -> tuple[Array, tuple[int, ...]]:
     (log_joint,) = validation.promote(name, {"log_joint": log_joint})
     return log_joint, validation.check_axis(name, axis, log_joint.ndim)
+
+
+def _logsumexp(values: Array, axes: tuple[int, ...]) -> Array:
+    """``logsumexp`` whose gradient stays finite (zero) where every term is -inf."""
+    top = jax.lax.stop_gradient(jnp.max(values, axis=axes, keepdims=True))
+    empty = top == -jnp.inf
+    shift = jnp.where(jnp.isfinite(top), top, 0.0)
+    # Double where: for an all -inf slice the gradient exp(s) / sum(exp(s)) would be 0/0,
+    # so such slices are evaluated at 0 and their value overwritten with -inf.
+    safe_values = jnp.where(empty, 0.0, values)
+    total = jnp.log(jnp.sum(jnp.exp(safe_values - shift), axis=axes, keepdims=True)) + shift
+    return jnp.squeeze(jnp.where(empty, -jnp.inf, total), axes)
 
 
 def posterior(log_joint: ArrayLike, axis: Axis = -1) -> Array:
@@ -67,7 +80,9 @@ def evidence(log_joint: ArrayLike, axis: Axis = -1) -> Array:
 
         \\log p(x) = \\log \\sum_y \\exp \\log p(x, y)
 
-    It is :math:`-\\infty` if every entry along ``axis`` is :math:`-\\infty`.
+    It is :math:`-\\infty` if every entry along ``axis`` is :math:`-\\infty` (an impossible
+    observation), with a zero gradient there rather than NaN, so that such entries can be
+    masked out of a loss without poisoning its gradient.
 
     Args:
         log_joint: :math:`\\log p(x, y)`, floating, with :math:`y` along ``axis``.
@@ -87,4 +102,4 @@ def evidence(log_joint: ArrayLike, axis: Axis = -1) -> Array:
         C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §1.2.
     """
     log_joint, axes = _log_joint("bayes.evidence", log_joint, axis)
-    return jax.nn.logsumexp(log_joint, axis=axes)
+    return _logsumexp(log_joint, axes)

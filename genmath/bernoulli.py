@@ -340,6 +340,10 @@ def sample(
         >>> x = bernoulli.sample(jax.random.key(0), logits=logits, shape=(4,))
         >>> x.shape, x.dtype
         ((4, 3), dtype('float32'))
+
+    References:
+        L. Devroye, *Non-Uniform Random Variate Generation*, Springer 1986, §II.2
+        (inversion).
     """
     name = "bernoulli.sample"
     (logits,) = validation.promote(name, {"logits": logits})
@@ -370,6 +374,10 @@ def logits_from_probs(probs: ArrayLike) -> Array:
         >>> from genmath import bernoulli
         >>> print(bernoulli.logits_from_probs(jnp.array([0.0, 0.5, 1.0])))
         [-inf  0.  inf]
+
+    References:
+        C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §4.2,
+        eq. (4.58).
     """
     (probs,) = validation.promote("bernoulli.logits_from_probs", {"probs": probs})
     return jnp.log(probs) - jnp.log1p(-probs)

@@ -13,6 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from genmath import bayes
 from genmath._src import validation
 
 Array = jax.Array
@@ -35,7 +36,8 @@ def iwae_bound(log_weights: ArrayLike, axis: Axis = 0) -> Array:
 
     With :math:`K = 1` it is the ELBO estimate :math:`\\log w_1`. Its expectation never
     decreases with :math:`K` and tends to :math:`\\log p(x)`. By Jensen's inequality it is
-    at least the mean of the log-weights for every draw.
+    at least the mean of the log-weights for every draw. If every weight is 0 (all
+    log-weights :math:`-\\infty`) it is :math:`-\\infty`, with a zero gradient.
 
     Args:
         log_weights: :math:`\\log w_k`, floating, with the :math:`K` samples along
@@ -63,7 +65,7 @@ def iwae_bound(log_weights: ArrayLike, axis: Axis = 0) -> Array:
     num_samples = math.prod(log_weights.shape[a] for a in axes)
     if num_samples == 0:
         raise ValueError(f"{name}: `log_weights` has no samples along axis {axis}.")
-    return jax.nn.logsumexp(log_weights, axis=axes) - math.log(num_samples)
+    return bayes.evidence(log_weights, axes) - math.log(num_samples)
 
 
 def kl_monte_carlo(log_q: ArrayLike, log_p: ArrayLike, axis: Axis = 0) -> Array:

@@ -84,8 +84,17 @@ def test_bayes_extremes(dtype):
     # Impossible classes stay -inf with finite gradients.
     g = jax.grad(lambda a: jnp.sum(bayes.posterior(a)[:2, 0]))(log_joint[:2])
     assert np.all(np.isfinite(g)) and np.all(np.asarray(g)[[0, 1], [1, 2]] == 0)
-    g = jax.grad(lambda a: jnp.sum(bayes.evidence(a)))(log_joint[:2])
-    np.testing.assert_allclose(g, np.exp(f64(post[:2])), **tol(dtype))
+    g = jax.grad(lambda a: jnp.sum(bayes.evidence(a)))(log_joint)
+    np.testing.assert_allclose(g[:2], np.exp(f64(post[:2])), **tol(dtype))
+    # The impossible observation's -inf evidence has a zero (not NaN) gradient, so masking
+    # it out of a loss leaves the loss's gradient finite.
+    np.testing.assert_array_equal(g[2], np.zeros(3))
+    masked_loss = lambda a: jnp.sum(jnp.where(jnp.arange(3) < 2, bayes.evidence(a), 0.0))
+    assert np.all(np.isfinite(jax.grad(masked_loss)(log_joint)))
+    assert float(latent.iwae_bound(log_joint[2])) == -np.inf
+    np.testing.assert_array_equal(jax.grad(latent.iwae_bound)(log_joint[2]), np.zeros(3))
+    # An infinite log-joint gives an infinite evidence, as logsumexp does.
+    assert float(bayes.evidence(np.array([0.0, np.inf], dtype))) == np.inf
 
 
 # --- latent: IWAE -------------------------------------------------------------------
