@@ -5,8 +5,8 @@ A Bernoulli variable takes the value 1 with probability :math:`p = \\sigma(\\ell
 with ``logits`` only, in log space: :math:`\\log\\sigma(\\ell) = -\\operatorname{softplus}
 (-\\ell)` and :math:`\\log(1-\\sigma(\\ell)) = -\\operatorname{softplus}(\\ell)`, with
 :math:`\\operatorname{softplus}` split as :math:`\\max(\\ell, 0) + \\log(1 + e^{-|\\ell|})` so
-that each formula costs one ``exp`` and one ``log1p`` per element, like the hand-written
-``x * l - softplus(l)``, while every term keeps full relative precision.
+that each logit costs one ``exp`` and one ``log1p`` (``log_prob`` costs what the hand-written
+``x * l - softplus(l)`` costs), while every term keeps full relative precision.
 
 Probabilities of exactly 0 and 1 are logits of :math:`-\\infty` and :math:`+\\infty`; the
 convention :math:`0 \\cdot \\log 0 = 0` is applied, and values and gradients stay finite
