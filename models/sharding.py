@@ -134,7 +134,7 @@ def place_dataset(images, labels, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
                 "the training data span devices of other processes that are not on the "
                 "trainer's mesh; build both from the same mesh (see load_mnist_shard)."
             )
-        return jax.device_put(array, replicated(mesh))
+        return replicate(array, mesh)
 
     return place(images), place(labels)
 
@@ -263,9 +263,13 @@ def read_mnist_rows(
     if split not in _SPLIT_SIZES:
         raise ValueError(f"read_mnist_rows: split must be one of {tuple(_SPLIT_SIZES)}, "
                          f"got {split!r}.")
-    start, stop, step = rows.indices(_SPLIT_SIZES[split])
-    if step != 1 or stop <= start:
-        raise ValueError(f"read_mnist_rows: rows must be a non-empty contiguous slice, got {rows}.")
+    size = _SPLIT_SIZES[split]
+    start, stop, step = rows.indices(size)
+    if step != 1 or stop <= start or (rows.stop is not None and rows.stop > size):
+        raise ValueError(
+            f"read_mnist_rows: rows must be a non-empty contiguous slice of the {size} "
+            f"{split} examples, got {rows}."
+        )
     builder = _mnist_builder(tfds_dir)
     if not builder.is_prepared():
         from models import mnist

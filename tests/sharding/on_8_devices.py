@@ -257,6 +257,15 @@ def test_batch_size_must_split_over_the_devices():
             mesh=sharding.data_mesh(jax.devices()[:4]))
 
 
+def test_process_rows_split_evenly_over_the_devices():
+    mesh = sharding.data_mesh()
+    assert sharding.process_rows(16, mesh) == slice(0, 16)  # one process holds every row
+    with pytest.raises(ValueError, match=r"num_examples=12 is not divisible by the 8 devices"):
+        sharding.process_rows(12, mesh)
+    assembled = sharding.assemble(np.arange(16, dtype=np.int32), 16, mesh)
+    assert [shard.data.shape for shard in assembled.addressable_shards] == [(2,)] * DEVICES
+
+
 def test_default_mesh_spans_all_devices():
     trainer = Trainer(tiny_vae(), optax.adam(1e-3), vae.loss_fn, CONFIG)
     assert trainer.mesh.shape == {"data": DEVICES}

@@ -74,6 +74,27 @@ def test_process_rows_and_assemble_on_one_process():
         sharding.assemble(rows[:5], 12, mesh)
 
 
+@pytest.mark.parametrize("num_examples", [0, 60_001])
+def test_load_mnist_shard_checks_num_examples(num_examples):
+    message = rf"num_examples must be in \[1, 60000\], got {num_examples}"
+    with pytest.raises(ValueError, match=message):
+        sharding.load_mnist_shard(num_examples=num_examples)
+
+
+@pytest.mark.parametrize(
+    ("split", "rows", "message"),
+    [
+        ("valid", slice(0, 4), r"split must be one of \('train', 'test'\)"),
+        ("test", slice(0, 20_000), "non-empty contiguous slice of the 10000 test examples"),
+        ("train", slice(9, 9), "non-empty contiguous slice of the 60000 train examples"),
+        ("train", slice(0, 8, 2), "non-empty contiguous slice"),
+    ],
+)
+def test_read_mnist_rows_checks_its_arguments(split, rows, message):
+    with pytest.raises(ValueError, match=message):
+        sharding.read_mnist_rows(split, rows)
+
+
 def test_replicate_and_to_local_round_trip():
     mesh = sharding.data_mesh()
     tree = {"w": np.ones((2, 3), np.float32), "key": jax.random.key(3)}
