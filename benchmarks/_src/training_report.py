@@ -34,8 +34,8 @@ of steps per epoch (the incomplete last batch dropped):
 Each runs one warm-up epoch, then the timed epochs; the contenders take turns epoch by
 epoch in a rotating order, so that load drifting on a shared machine hits all alike.
 **s/epoch** is the median timed epoch, **examples/s** the examples of an epoch over it,
-**compile** the warm-up epoch's excess over the median (tracing and XLA compilation for
-JAX), **data** the median time per epoch spent making batches on the host. The losses
+**compile** the warm-up epoch's excess over the median (tracing and XLA compilation;
+torch is eager), **data** the median time per epoch spent making batches on the host. The losses
 (mean negative ELBO per image over each epoch, warm-up first) show that all three learn.
 Target: **scan ≥ {TARGET_VS_TORCH:.0f}× the PyTorch reference's examples/s**.
 
@@ -65,7 +65,7 @@ def _contender_rows(result: dict) -> list[list[str]]:
     rows = []
     for c in h2h["contenders"]:
         if c["status"] != "ok":
-            rows.append([c["name"], c["status"], "", "", "", "", "", ""])
+            rows.append([c["name"], c["status"].split(":")[0], "", "", "", "", "", ""])
             continue
         vs_torch = f"{c['examples_per_s'] / torch_eps:.2f}×" if torch_eps else "—"
         losses = c["losses"]
@@ -75,7 +75,8 @@ def _contender_rows(result: dict) -> list[list[str]]:
         rows.append([c["name"], fmt_time(c["median_epoch_s"]),
                      f"{fmt_time(min(c['epoch_s']))}–{fmt_time(max(c['epoch_s']))} "
                      f"({len(c['epoch_s'])})",
-                     f"{c['examples_per_s']:,.0f}", vs_torch, fmt_time(c["compile_s"]),
+                     f"{c['examples_per_s']:,.0f}", vs_torch,
+                     fmt_time(c["compile_s"]) if "compile_s" in c else "eager",
                      data, loss_text])
     return rows
 
@@ -84,6 +85,15 @@ CONTENDER_HEADERS = ["contender", "s/epoch", "range (epochs)", "examples/s", "vs
                      "data", "loss (warm-up → last)"]
 QUALITY_HEADERS = ["configuration", "epochs", "train images", "test −ELBO", "test NLL (K)",
                    "s/epoch", "wall time", "bar"]
+
+
+def _skip_notes(result: dict) -> list[str]:
+    """Why contenders were skipped, each reason once."""
+    reasons = {}
+    for c in result["head_to_head"]["contenders"]:
+        if c["status"] != "ok":
+            reasons.setdefault(c["status"].split(":", 1)[-1].strip(), []).append(c["name"])
+    return [f"{', '.join(names)}: skipped, {reason}." for reason, names in reasons.items()]
 
 
 def _verdict(result: dict) -> str:
@@ -121,7 +131,8 @@ def _run_line(result: dict) -> str:
 def summary_text(result: dict) -> str:
     """Aligned text for stdout at the end of a run."""
     lines = [f"Summary — {result['backend']}: {result['device']}", _run_line(result), "",
-             table(CONTENDER_HEADERS, _contender_rows(result)), _verdict(result)]
+             table(CONTENDER_HEADERS, _contender_rows(result)), *_skip_notes(result),
+             _verdict(result)]
     if result.get("quality"):
         lines += ["", table(QUALITY_HEADERS, _quality_rows(result))]
     return "\n".join(lines)
@@ -144,6 +155,7 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
             "",
             table(CONTENDER_HEADERS, _contender_rows(result), markdown=True),
             "",
+            *(note + "\n" for note in _skip_notes(result)),
             f"**{_verdict(result)}**.",
             "",
     ]
