@@ -363,8 +363,8 @@ def main(argv=None) -> int:
             **torch_info,
             "jax_backend_devices": [str(d) for d in jax.devices()],
             "quick": args.quick,
-            "command": "python -m benchmarks.training " + " ".join(argv if argv is not None
-                                                                   else sys.argv[1:]),
+            "command": " ".join(["python -m benchmarks.training",
+                                 *(argv if argv is not None else sys.argv[1:])]),
             "load_average_before": load_before,
             "load_average_after": device.load_average(),
             "wall_s": time.perf_counter() - started,
