@@ -59,7 +59,9 @@ def make_epoch_fn(
     ``state`` is the ``nnx.State`` of ``(model, optimizer)``. The returned metrics hold
     the per-step losses/metrics (arrays of length ``steps``) and ``first_bad_step``,
     the index of the first step whose loss or gradients were not finite (-1 if none).
-    From that step on the state is frozen, so the returned state is the last good one.
+    The check is one reduction per step; the caller discards the epoch's state when it
+    is not -1 (selecting between old and new parameters every step would cost a full
+    extra pass over the parameters and optimizer state).
 
     With a ``mesh``, each minibatch is constrained to be split along its axis ``"data"``;
     GSPMD then partitions the step and inserts the gradient all-reduce. The batches are
@@ -86,11 +88,8 @@ def make_epoch_fn(
             optimizer.update(model, grads)
             _, new_state = nnx.split((model, optimizer))
             finite = jnp.isfinite(loss) & _all_finite(grads)
-            # Once a step has gone bad, keep the last good state for the checkpoint.
-            keep_old = ~finite | (first_bad >= 0)
-            state = jax.tree.map(lambda old, new: jnp.where(keep_old, old, new), state, new_state)
             first_bad = jnp.where((first_bad < 0) & ~finite, index, first_bad)
-            return (state, first_bad), {"loss": loss, **metrics}
+            return (new_state, first_bad), {"loss": loss, **metrics}
 
         perm_key, step_key = jax.random.split(key)
         batches = mnist.epoch_batches(perm_key, images.shape[0], batch_size)
@@ -143,9 +142,9 @@ class Trainer:
             mesh=self.mesh,
         )
         # Everything the epoch returns (state, metrics) stays replicated over the mesh.
-        self._epoch = jax.jit(
-            epoch, donate_argnums=0, out_shardings=sharding.replicated(self.mesh)
-        )
+        # No buffer donation: the state an epoch starts from must survive it, so that an
+        # epoch with a non-finite step can be discarded.
+        self._epoch = jax.jit(epoch, out_shardings=sharding.replicated(self.mesh))
         self.epochs_done = 0
         self.history: list[dict[str, Any]] = []
         self.step_metrics: dict[str, jax.Array] = {}
@@ -209,20 +208,21 @@ class Trainer:
         epoch = self.epochs_done
         images, labels = sharding.place_dataset(images, labels, self.mesh)
         key = sharding.replicate(self.epoch_key(epoch), self.mesh)
-        self.state, metrics = self._epoch(self.state, images, labels, key)
+        new_state, metrics = self._epoch(self.state, images, labels, key)
         first_bad = metrics.pop("first_bad_step")
-        self.step_metrics = metrics
         means = {k: jnp.mean(v) for k, v in metrics.items()}
         # The epoch's single host round trip.
         first_bad, means = jax.device_get((first_bad, means))
         steps = images.shape[0] // self.config.batch_size
         if first_bad >= 0:
+            # self.state stays the state after the last good epoch (= the last checkpoint).
             raise NonFiniteLossError(
                 f"non-finite loss or gradient at step {epoch * steps + int(first_bad)} "
                 f"(epoch {epoch + 1}, step {int(first_bad)} of {steps}); training stopped. "
-                f"The last good checkpoint (after epoch {epoch}) is kept"
+                f"The state and checkpoint of the last good epoch ({epoch}) are kept"
                 + (f" in {self.workdir}/checkpoints." if self.workdir else ".")
             )
+        self.state, self.step_metrics = new_state, metrics
         self.epochs_done += 1
         record = {"epoch": self.epochs_done, **{k: float(v) for k, v in means.items()}}
         self.history.append(record)

@@ -158,6 +158,9 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(mnist, tmp_
     # 4 steps per epoch: the first step of epoch 2 is step 4.
     with pytest.raises(NonFiniteLossError, match=r"at step 4 \(epoch 2, step 0 of 4\)"):
         trainer.fit(images, np.full_like(labels, 10), progress=False)
+    # The in-memory state is the last good one too.
+    for a, b in zip(good, params_of(trainer), strict=True):
+        np.testing.assert_array_equal(a, b)
     restored = Trainer(small_vae(), optax.adam(1e-3), vae.loss_fn, TrainConfig(epochs=2),
                        workdir=tmp_path)
     assert restored.restore_latest() and restored.epochs_done == 1
