@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+
+# torch's OpenMP threads spin for a while after each call by default, stealing the
+# cores from whatever runs next; make them sleep (must be set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pathlib
 import sys
 import tempfile

@@ -2,16 +2,20 @@
 
 On a shared machine the load drifts over seconds, so timing one implementation
 after another would compare different machines. Instead every repetition runs
-each implementation once, in a rotating order, and the median over repetitions
-is reported. A sample is the mean of a few back-to-back calls (each one blocked
-until its result is ready) so that a sample lasts long enough to be measured
-reliably; the calls per sample are fixed per implementation after warm-up.
+each implementation once, in a fresh random order, and the median over
+repetitions is reported. The order is shuffled, not rotated: a rotation keeps
+the same neighbours, and a runtime that leaves threads spinning after its call
+(OpenMP in torch) would then always slow down the same successor. A sample is
+the mean of a few back-to-back calls (each one blocked until its result is
+ready) so that a sample lasts long enough to be measured reliably; the calls per
+sample are fixed per implementation after warm-up.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -68,9 +72,11 @@ def run_interleaved(runners: Sequence[Runner], reps: int, min_sample_s: float) -
     """Calibrates every runner, then takes ``reps`` samples of each, interleaved."""
     for runner in runners:
         runner.calibrate(min_sample_s)
-    for rep in range(reps):
-        shift = rep % max(1, len(runners))
-        for runner in (*runners[shift:], *runners[:shift]):
+    order = list(runners)
+    shuffle = random.Random(0).shuffle
+    for _ in range(reps):
+        shuffle(order)
+        for runner in order:
             runner.sample()
 
 
