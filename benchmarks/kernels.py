@@ -131,6 +131,7 @@ def run_case(workload: Workload, batch: int, dim: int, dtype: str, sweeps, loade
     for record, runner in to_time:
         summary = timing.summarise(runner)
         record.update(median_s=summary.median_s, min_s=summary.min_s,
+                      cpu_median_s=summary.cpu_median_s,
                       p25_s=summary.p25_s, p75_s=summary.p75_s,
                       samples=summary.samples, calls_per_sample=summary.calls_per_sample)
         if workload.memory_bound:

@@ -21,7 +21,9 @@ numpyro (`validate_args=False`), distrax, TensorFlow Probability on JAX and
   runs each implementation once, in a rotating order, each call blocked until
   ready; a repetition's sample averages enough calls to last ≥ 2 ms).
   `value_and_grad` differentiates the sum of the per-row outputs with respect to the
-  parameters (not the data).
+  parameters (not the data). The per-peer tables add the fastest sample (min) and the
+  median process CPU time per call (all threads): on a shared machine wall time also
+  counts waiting for a core, CPU time does not.
 * **max rel err**: max over rows of |y − y₆₄| / max(|y₆₄|, 1) against a float64
   numpy/scipy reference on the same inputs; **WRONG** beyond
   1e-4 for float32 inputs (1e-2 for bfloat16 inputs).
@@ -39,8 +41,8 @@ def _fmt_load(values) -> str:
 
 
 def _peer_table(result: dict, workload: str, batch: int, dim: int, dtype: str) -> str:
-    headers = ["peer", "fwd compile", "fwd median", "max rel err", "fwd ×floor",
-               "grad compile", "grad median", "grad ×floor"]
+    headers = ["peer", "fwd compile", "fwd median (min)", "fwd CPU", "max rel err", "fwd ×floor",
+               "grad compile", "grad median (min)", "grad CPU", "grad ×floor"]
     records = [r for r in result["records"] if r["workload"] == workload
                and r["batch"] == batch and r["dim"] == dim and r["dtype"] == dtype]
     rows = []
@@ -50,12 +52,15 @@ def _peer_table(result: dict, workload: str, batch: int, dim: int, dtype: str) -
         for mode in ("forward", "value_and_grad"):
             record = by_mode.get(mode, {})
             if record.get("status") != "ok":
-                cells += [record.get("status", "—"), "", ""] + ([""] if mode == "forward" else [])
+                cells += [record.get("status", "—"), "", "", ""] + (
+                        [""] if mode == "forward" else [])
                 continue
             compile_s = record.get("compile_s")
             cells.append(render.fmt_time(compile_s) if compile_s is not None else
                          f"eager, 1st {render.fmt_time(record['first_call_s'])}")
-            cells.append(render.fmt_time(record["median_s"]))
+            cells.append(f"{render.fmt_time(record['median_s'])} "
+                         f"({render.fmt_time(record.get('min_s'))})")
+            cells.append(render.fmt_time(record.get("cpu_median_s")))
             if mode == "forward":
                 cells.append(render.fmt_error(record))
             cells.append(render.fmt_ratio(record.get("vs_floor")) if "vs_floor" in record
