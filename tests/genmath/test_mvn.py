@@ -136,6 +136,53 @@ def test_shared_factors_are_solved_once_with_points_as_columns(
     assert solve.invars[1].aval.shape == b_shape
 
 
+@pytest.mark.parametrize(("x_shape", "loc_shape", "tril_batch", "a_shape", "b_shape"), [
+    ((4096, 5), (5,), (), (8, 5, 5), (8, 5, 512)),
+    ((16, 256, 5), (256, 5), (256,), (256, 8, 5, 5), (256, 8, 5, 2)),
+    ((12, 5), (5,), (), (4, 5, 5), (4, 5, 3)),  # gcd(12, 8) = 4 groups
+])
+def test_shared_factors_are_solved_in_one_group_per_device(
+        monkeypatch, x_shape, loc_shape, tril_batch, a_shape, b_shape):
+    """With 8 devices the columns split into (up to) 8 groups along a batch axis of the
+    solve, which XLA can shard; the factor is repeated per group, not per point."""
+    monkeypatch.setattr(mvn, "_column_groups", lambda k: math.gcd(k, 8))
+    jaxpr = jax.make_jaxpr(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(
+            jnp.zeros(x_shape, DTYPE), jnp.zeros(loc_shape, DTYPE),
+            jnp.zeros((*tril_batch, 5, 5), DTYPE))
+    (solve,) = _triangular_solves(jaxpr.jaxpr)
+    assert solve.invars[0].aval.shape == a_shape
+    assert solve.invars[1].aval.shape == b_shape
+
+
+@pytest.mark.parametrize(("x_shape", "loc_shape", "tril_batch"), [
+    ((64, 4), (4,), ()),
+    ((16, 6, 4), (6, 4), (6,)),
+    ((8, 3, 1, 4), (3, 1, 4), (2,)),  # columns on two axes, broadcast both ways
+])
+def test_grouped_columns_give_the_same_values(monkeypatch, rng, x_shape, loc_shape, tril_batch):
+    """Grouping only rearranges the columns: every function returns the ungrouped values."""
+    x, _ = _as(rng.normal(size=x_shape))
+    loc, _ = _as(rng.normal(size=loc_shape))
+    tril, _ = _random_tril(rng, tril_batch, 4)
+    loc_p, _ = _as(rng.normal(size=x_shape))
+
+    def values():
+        fn = jax.jit(lambda x, loc, tril, loc_p: (
+                mvn.log_prob(x, loc=loc, scale_tril=tril),
+                jax.grad(lambda t: jnp.sum(mvn.log_prob(x, loc=loc, scale_tril=t)))(tril),
+                mvn.kl(loc_p=loc_p, scale_tril_p=tril, loc_q=loc, scale_tril_q=tril),
+                mvn.sample(jax.random.key(0), loc=loc, scale_tril=tril, shape=x_shape[:1])))
+        return fn(x, loc, tril, loc_p)
+
+    monkeypatch.setattr(mvn, "_column_groups", lambda k: 1)
+    ungrouped = values()
+    monkeypatch.setattr(mvn, "_column_groups", lambda k: math.gcd(k, 8))
+    grouped = values()
+    for a, b in zip(grouped, ungrouped, strict=True):
+        chex.assert_equal_shape((a, b))
+        np.testing.assert_allclose(a, b, rtol=tol(DTYPE), atol=tol(DTYPE))
+
+
 @pytest.mark.parametrize("tril_batch", [(), (2, 3)])
 def test_entropy_matches_scipy(rng, tril_batch):
     tril, tril64 = _random_tril(rng, tril_batch, 4)

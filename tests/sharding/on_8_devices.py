@@ -91,8 +91,9 @@ KERNELS = {
     "bayes.evidence": (lambda v: bayes.evidence(v["logits_p"]), "logits_p"),
     "latent.iwae_bound": (lambda v: latent.iwae_bound(v["log_weights"], axis=0), "log_weights"),
 }
-# Shared parameters with a batch of points: XLA partitions a triangular solve only along
-# its batch dimensions, and mvn solves the points as the columns of one right-hand side.
+# Shared parameters with a batch of points: mvn solves the points that share a scale_tril
+# in one group per device, a batch dimension of the triangular solve (XLA partitions a
+# solve only along those), so they stay sharded.
 SHARED_PARAMETER_KERNELS = {
     "mvn.log_prob(shared loc, scale_tril)": (
         lambda v: mvn.log_prob(v["a"], loc=v["loc"], scale_tril=v["tril"]), "a"),
@@ -135,12 +136,6 @@ def test_kernel_output_stays_sharded_along_the_batch(name):
 
 
 @pytest.mark.parametrize("name", sorted(SHARED_PARAMETER_KERNELS))
-@pytest.mark.xfail(
-    strict=True,
-    reason="XLA partitions a triangular solve only along batch dimensions; mvn solves the "
-    "points that share a scale_tril as the columns of one right-hand side, so GSPMD gathers "
-    "them. Broadcast scale_tril to the batch for a sharded call (covered above).",
-)
 def test_shared_parameter_kernel_output_stays_sharded(name):
     fn, batched = SHARED_PARAMETER_KERNELS[name]
     _check_kernel_keeps_batch_sharded(name, fn, batched)
