@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     notes = {p.name: p.note for p in loaded if p.note}
     print("Peers: " + ", ".join(f"{p.name} {p.version}" for p in loaded), flush=True)
 
-    copy_mib = 16 if quick else (64 if info["backend"] == "cpu" else 256)
+    copy_mib = 16 if quick else 256
     bandwidth = roofline.copy_bandwidth(copy_mib * roofline.MIB, reps=max(reps, 10))
     print(f"Copy bandwidth: {bandwidth['gbps']:.1f} GB/s ({bandwidth['what']})", flush=True)
 
