@@ -34,7 +34,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from genmath import bayes, bernoulli, categorical
-from models import factorized, mnist
+from models import factorized, mnist, sharding
 from models.factorized import IMAGE_SHAPE, NUM_PIXELS, PSEUDO_COUNT
 
 #: Default Dirichlet pseudo-count per component on the mixture weights.
@@ -173,12 +173,31 @@ def _em_step(logits, mixture_logits, x, pseudo_count, weight_pseudo_count):
     return bernoulli.logits_from_probs(probs), jnp.log(weights), nll
 
 
-@functools.partial(jax.jit, static_argnames="binarization")
+@functools.partial(jax.jit, static_argnames=("binarization", "mesh"))
 def _em_iteration(logits, mixture_logits, images, key, pseudo_count, weight_pseudo_count, *,
-                  binarization):
+                  binarization, mesh):
+    # The images stay split along the batch: the E-step is per image, and the M-step's
+    # sums over images become one all-reduce of the (K, 784) statistics and K counts.
+    images = jax.lax.with_sharding_constraint(images, sharding.batch_sharded(mesh))
     x = mnist.binarize(images, mode=binarization, key=key)
     x = factorized.flatten_images("fit_em", x)
-    return _em_step(logits, mixture_logits, x, pseudo_count, weight_pseudo_count)
+    logits, mixture_logits, nll = _em_step(
+        logits, mixture_logits, x, pseudo_count, weight_pseudo_count
+    )
+    return jax.lax.with_sharding_constraint(
+        (logits, mixture_logits, nll), sharding.replicated(mesh)
+    )
+
+
+def _place_images(images, mesh):
+    """The images split along the batch over ``mesh`` (kept as they are if already there)."""
+    if isinstance(images, jax.Array) and set(images.sharding.device_set) == set(mesh.devices.flat):
+        return images  # e.g. from sharding.load_mnist_shard; the step's constraint splits them
+    if jax.process_count() > 1:
+        # Every process passes all images: replicate checks they agree, and the step's
+        # constraint then keeps each device's slice without communication.
+        return sharding.replicate(np.asarray(images), mesh)
+    return jax.device_put(np.asarray(images), sharding.batch_sharded(mesh))
 
 
 def fit_em(
@@ -190,6 +209,7 @@ def fit_em(
     seed: int = 0,
     pseudo_count: float = PSEUDO_COUNT,
     weight_pseudo_count: float = WEIGHT_PSEUDO_COUNT,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool = True,
 ) -> list[float]:
     """Fits ``model`` in place by EM on the full training set.
@@ -198,7 +218,12 @@ def fit_em(
     device (a fresh draw per iteration for ``"dynamic"``, from ``(seed, iteration)``), runs
     the E-step and the closed-form M-step; the host reads back one number per iteration
     for the progress bar. Memory: the ``(N, K)`` responsibilities and the ``(N, 784)``
-    binary images.
+    binary images, split over the devices of ``mesh``.
+
+    Data parallel like :class:`models.training.Trainer`: the images are split along the
+    batch over the mesh axis ``"data"`` and the parameters are replicated, so each device
+    runs the E-step on its own images and the M-step sums are all-reduced. The result
+    equals the one-device result up to float rounding of those sums.
 
     Args:
       model: the mixture to update.
@@ -207,6 +232,8 @@ def fit_em(
       binarization: one of ``models.mnist.BINARIZATIONS``.
       seed: seeds the per-iteration binarisations.
       pseudo_count, weight_pseudo_count: the priors' pseudo-counts, both > 0.
+      mesh: the devices to split the images over (default ``sharding.data_mesh()``, all
+        devices); N must be divisible by the size of its axis ``"data"``.
       progress: show a progress bar.
 
     Returns:
@@ -221,16 +248,27 @@ def fit_em(
             "fit_em: `pseudo_count` and `weight_pseudo_count` must be > 0 (zero gives "
             f"infinite logits), got {pseudo_count} and {weight_pseudo_count}."
         )
-    images = jax.device_put(jnp.asarray(images))
-    logits, mixture_logits = model.logits[...], model.mixture_logits[...]
-    base_key = jax.random.key(seed)
+    mesh = sharding.data_mesh() if mesh is None else mesh
+    devices = sharding.data_axis_size(mesh)
+    num_images = np.shape(images)[0] if np.ndim(images) else 0
+    if num_images % devices:
+        raise ValueError(
+            f"fit_em: the number of `images` ({num_images}) is not divisible by the {devices} "
+            f"devices on the mesh axis {sharding.DATA_AXIS!r}; every device takes an equal "
+            f"slice. Drop {num_images % devices} images or use a mesh over fewer devices."
+        )
+    images = _place_images(images, mesh)
+    logits, mixture_logits = sharding.replicate(
+        (model.logits[...], model.mixture_logits[...]), mesh
+    )
+    base_key = sharding.replicate(jax.random.key(seed), mesh)
     history = []
     with tqdm(range(iterations), disable=not progress, unit="iter", desc="EM") as bar:
         for iteration in bar:
             key = jax.random.fold_in(base_key, iteration)
             logits, mixture_logits, nll = _em_iteration(
                 logits, mixture_logits, images, key, pseudo_count, weight_pseudo_count,
-                binarization=binarization,
+                binarization=binarization, mesh=mesh,
             )
             history.append(float(nll))
             bar.set_postfix(nll=f"{history[-1]:.2f}")
