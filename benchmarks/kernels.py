@@ -64,9 +64,12 @@ def _case_seed(*parts) -> int:
     return zlib.crc32(repr(parts).encode())
 
 
-def _cases(workload: Workload, quick: bool) -> list[tuple[int, int, tuple[str, ...]]]:
+def _cases(workload: Workload, quick: bool,
+           accelerator: bool) -> list[tuple[int, int, tuple[str, ...]]]:
     """(batch, dim, sweeps) to measure; a point in both sweeps is measured once."""
     batches = workload.quick_batches if quick else workload.batches
+    if accelerator and not quick:
+        batches = batches + workload.accelerator_batches
     dims = () if quick else workload.dims
     cases: dict[tuple[int, int], list[str]] = {}
     for batch in batches:
@@ -236,7 +239,7 @@ def main(argv=None) -> int:
         path.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
 
     for workload in selected:
-        for batch, dim, sweeps in _cases(workload, quick):
+        for batch, dim, sweeps in _cases(workload, quick, info["backend"] != "cpu"):
             for dtype in dtypes:
                 case = run_case(workload, batch, dim, dtype, sweeps, loaded,
                                 sweep_peers=sweep_peers, quick=quick, reps=reps,

@@ -45,6 +45,9 @@ class Workload:
         memory_bound: whether a bytes-moved roofline is meaningful.
         batch_label, dim_label: what a row and an event element are, for plots.
         headline: the batch size of the summary table (default: the largest).
+        accelerator_batches: larger batch sizes added to the sweep on GPU/TPU, where the
+            CPU sizes do not fill the device (the headline size stays the same, so that
+            every peer, torch on the host included, is compared at the same size).
     """
 
     name: str
@@ -62,6 +65,7 @@ class Workload:
     batch_label: str = "rows"
     dim_label: str = "D"
     headline: int | None = None
+    accelerator_batches: tuple[int, ...] = ()
 
     def headline_batch(self, quick: bool = False) -> int:
         """The batch size of the summary table (the largest, unless set)."""
@@ -186,8 +190,9 @@ def ref_mvn_log_prob(x, loc, scale_tril):
     if scale_tril.ndim == 2:
         z = scipy.linalg.solve_triangular(scale_tril, diff.T, lower=True).T
     else:
-        # Broadcasts the (batch, D, D) factors against (points, batch, D, 1).
-        z = np.linalg.solve(scale_tril, diff[..., None])[..., 0]
+        # (points, batch, D) against (batch, D, D): the points are the columns of one
+        # solve per distribution.
+        z = np.moveaxis(np.linalg.solve(scale_tril, np.moveaxis(diff, 0, -1)), -1, 0)
     return -0.5 * np.sum(z * z, axis=-1) - _log_det(scale_tril) - dim * HALF_LOG_TWO_PI
 
 
@@ -221,6 +226,7 @@ def ref_vae_loss(x, logits, loc, log_scale):
 # with fewer peers, to keep the full run near ten minutes on two cores.
 ELEMENTWISE_BATCHES = (128, 1024, 4096, 16384)
 ELEMENTWISE_HEADLINE = 4096
+ELEMENTWISE_ACCELERATOR = (65536, 262144)
 ELEMENTWISE_QUICK = (128,)
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -231,7 +237,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 make_inputs=_bernoulli_inputs(binary=True),
                 reference=ref_bernoulli_log_prob,
                 dim=MNIST_PIXELS, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE,
+                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
                 dim_label="pixels",
         ),
         Workload(
@@ -241,7 +247,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 make_inputs=_bernoulli_inputs(binary=False),
                 reference=ref_bernoulli_log_prob,
                 dim=MNIST_PIXELS, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE,
+                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
                 dim_label="pixels",
         ),
         Workload(
@@ -251,7 +257,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 make_inputs=_normal_inputs,
                 reference=ref_normal_log_prob,
                 dim=MNIST_PIXELS, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE,
+                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
                 dims=(8, 32, 128, 512, 2048),
         ),
         Workload(
@@ -262,6 +268,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 reference=ref_normal_kl_standard,
                 dim=LATENT_DIM, batches=(128, 1024, 16384, 131072),
                 quick_batches=ELEMENTWISE_QUICK, headline=16384,
+                accelerator_batches=(1 << 20, 1 << 22),
         ),
         Workload(
                 name="normal_kl",
@@ -271,6 +278,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 reference=ref_normal_kl,
                 dim=LATENT_DIM, batches=(128, 1024, 16384, 131072),
                 quick_batches=ELEMENTWISE_QUICK, headline=16384,
+                accelerator_batches=(1 << 20, 1 << 22),
         ),
         Workload(
                 name="mvn_log_prob_shared",
@@ -281,6 +289,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 dim=MVN_DIM, batches=(128, 1024, 4096, 16384), quick_batches=(128,),
                 dims=(8, 16, 32, 64, 128, 256),
                 dim_sweep_batch=4096, memory_bound=False, batch_label="points", headline=4096,
+                accelerator_batches=ELEMENTWISE_ACCELERATOR,
         ),
         Workload(
                 name="mvn_log_prob_batched",
@@ -291,7 +300,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 dim=MVN_DIM, batches=(16, 64, 256), quick_batches=(16,),
                 dims=(8, 16, 32, 64, 128, 256),
                 dim_sweep_batch=64, memory_bound=False, batch_label="distributions",
-                headline=256,
+                headline=256, accelerator_batches=(1024, 4096),
         ),
         Workload(
                 name="mvn_kl",
@@ -302,6 +311,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 dim=MVN_DIM, batches=(16, 64, 256), quick_batches=(16,),
                 dims=(8, 16, 32, 64, 128, 256),
                 dim_sweep_batch=32, memory_bound=False, batch_label="pairs", headline=256,
+                accelerator_batches=(1024, 4096),
         ),
         Workload(
                 name="categorical_entropy",
@@ -310,7 +320,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 make_inputs=_categorical_inputs(("logits",)),
                 reference=ref_categorical_entropy,
                 dim=CLASSES, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE,
+                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
                 dim_label="classes",
         ),
         Workload(
@@ -320,7 +330,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 make_inputs=_categorical_inputs(("logits_p", "logits_q")),
                 reference=ref_categorical_kl,
                 dim=CLASSES, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE,
+                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
                 dim_label="classes",
         ),
         Workload(
@@ -330,7 +340,7 @@ WORKLOADS: tuple[Workload, ...] = (
                 make_inputs=_vae_inputs,
                 reference=ref_vae_loss,
                 dim=MNIST_PIXELS, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE,
+                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
                 dim_label="pixels",
         ),
 )
