@@ -1,4 +1,6 @@
-"""Fixtures for the sharding tests: MNIST prepared once, and subprocesses with forced CPU devices.
+"""Fixtures for the sharding tests: subprocesses with forced CPU devices.
+
+The MNIST fixtures (``mnist``, ``mnist_dir``, ``tfds_dir``) come from ``tests/conftest.py``.
 
 XLA fixes its device count when JAX initialises, so runs that need 8 CPU devices (or two
 ``jax.distributed`` processes) go into subprocesses with their own ``XLA_FLAGS`` and a hard
@@ -14,35 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from models.mnist import MNIST_DIR_ENV, load_mnist
+from models.mnist import MNIST_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    """The folder with the four original MNIST IDX .gz files."""
-    path = Path(os.environ.get(MNIST_DIR_ENV) or REPO.parent / "shared" / "data" / "mnist")
-    if not path.is_dir():
-        pytest.fail(f"MNIST IDX folder {path} not found; set {MNIST_DIR_ENV} to it.")
-    return path
-
-
-@pytest.fixture(scope="session")
-def tfds_dir(request, tmp_path_factory) -> Path:
-    """tfds's data directory; the same persistent cache folder as ``tests/models`` uses."""
-    if os.environ.get("TFDS_DATA_DIR"):
-        return Path(os.environ["TFDS_DATA_DIR"])
-    cache = getattr(request.config, "cache", None)
-    if cache is not None:
-        return Path(cache.mkdir("genmath-tfds"))
-    return tmp_path_factory.mktemp("tfds")
-
-
-@pytest.fixture(scope="session")
-def mnist(mnist_dir, tfds_dir):
-    """Both MNIST splits (numpy), prepared in ``tfds_dir`` on first use."""
-    return load_mnist(mnist_dir, tfds_dir=tfds_dir)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Session fixtures for model tests: the MNIST IDX folder and the loaded arrays, prepared once.
+"""Session fixtures shared by every test folder: the MNIST IDX folder and the loaded arrays.
 
 The tfds data directory lives in pytest's cache folder (``.pytest_cache/d/genmath-tfds``), so
 MNIST is prepared at most once per checkout rather than once per run; set ``TFDS_DATA_DIR`` to
@@ -14,7 +14,7 @@ import pytest
 
 from models.mnist import MNIST_DIR_ENV, Mnist, load_mnist
 
-_REPO = Path(__file__).resolve().parents[2]
+_REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
