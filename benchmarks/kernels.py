@@ -19,6 +19,8 @@ import os
 # torch's OpenMP threads spin for a while after each call by default, stealing the
 # cores from whatever runs next; make them sleep (must be set before torch loads).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# distrax/TFP import TensorFlow, whose start-up log lines would clutter the table.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pathlib
 import sys

@@ -19,7 +19,8 @@ import pytest
 import scipy.special
 import scipy.stats
 
-from benchmarks._src import plots
+from benchmarks import kernels
+from benchmarks._src import peers, plots
 from benchmarks._src.workloads import WORKLOADS
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -149,3 +150,19 @@ def test_reference_agrees_with_scipy(workload):
     inputs = workload.make_inputs(np.random.default_rng(0), 3, 5)
     expected = _scipy_reference(workload.name, inputs)
     np.testing.assert_allclose(workload.reference(**inputs), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_missing_peer_is_reported_not_fatal(monkeypatch, capsys):
+    def broken():
+        raise ImportError("No module named 'distrax'")
+
+    monkeypatch.setitem(peers._LOADERS, "distrax", broken)
+    loaded, unavailable = kernels._load_peers(["jnp", "distrax"])
+    assert [p.name for p in loaded] == ["jnp"]
+    assert unavailable == {"distrax": "not available: ImportError: No module named 'distrax'"}
+    assert "distrax" in capsys.readouterr().out
+
+
+def test_unknown_peer_is_rejected():
+    with pytest.raises(SystemExit, match="unknown peer"):
+        kernels.main(["--quick", "--peers", "jnp,nonsense"])
