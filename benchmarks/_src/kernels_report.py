@@ -14,6 +14,9 @@ INTRO = f"""\
 library peers that express the same quantity: `jax.scipy.stats`/`special`, optax,
 numpyro (`validate_args=False`), distrax, TensorFlow Probability on JAX and
 `torch.distributions` (eager, CPU). All run in one process on the same inputs.
+Where a peer takes another parameterisation (a scale for a log-scale, a probability
+for a logit, a covariance for its Cholesky factor), the conversion a user would write
+is part of the timed function (see `benchmarks/_src/peers.py`).
 
 * **compile**: `jax.jit(f).lower(...).compile()` wall time (trace + lower + XLA).
   torch is eager: its first call is shown instead.
@@ -31,6 +34,9 @@ numpyro (`validate_args=False`), distrax, TensorFlow Probability on JAX and
   outputs written) over the measured time, and measured time over the floor
   `bytes / copy bandwidth`, the bandwidth being a jit-compiled in-place `x + 1` timed in
   the same run.
+* **Noise**: on a machine shared with other jobs, repeated full runs differed by
+  10–30 % at single sizes (and more at the smallest, microsecond-scale ones); the
+  genmath / jnp table across batch sizes shows whether a gap is systematic.
 * **Targets**: genmath ≤ {render.TARGET_VS_JNP:.2f}× the `jnp` formula and no slower than
   the fastest *correct* JAX library peer, forward and backward.
 """
