@@ -12,26 +12,7 @@ from jax import test_util
 from scipy import integrate, special, stats
 
 from genmath import bernoulli
-
-X64 = jax.config.jax_enable_x64
-DTYPES = [np.float32, np.float64] if X64 else [np.float32]
-
-
-def tol(dtype) -> dict:
-    """Tolerance for comparing a result in ``dtype`` with a float64 reference of its inputs."""
-    eps = float(np.finfo(dtype).eps)
-    return {"rtol": 32 * eps, "atol": 32 * eps}
-
-
-def grad_tol(dtype) -> dict:
-    """Finite-difference step and tolerance for ``check_grads`` in ``dtype``."""
-    if np.dtype(dtype) == np.float64:
-        return {"eps": 1e-5, "atol": 1e-6, "rtol": 1e-6}
-    return {"eps": 1e-2, "atol": 2e-2, "rtol": 2e-2}
-
-
-def f64(a) -> np.ndarray:
-    return np.asarray(a, np.float64)
+from tests.genmath.helpers import DTYPES, X64, f64, grad_tol, tol
 
 
 def rand_logits(rng, shape, dtype, scale=3.0):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import zlib
 
 import chex
 import jax
@@ -15,31 +14,8 @@ from jax.test_util import check_grads
 from scipy import stats
 
 from genmath import mvn, normal
-
-# float32 by default, float64 under JAX_ENABLE_X64=1.
-DTYPE = jnp.asarray(0.0).dtype
-X64 = DTYPE == jnp.float64
-
-
-def tol(dtype) -> float:
-    """Relative tolerance for a few roundings in ``dtype`` through well-conditioned solves."""
-    return {jnp.dtype(jnp.float32): 2e-5, jnp.dtype(jnp.float64): 1e-12}[jnp.dtype(dtype)]
-
-
-def assert_close(actual, expected, dtype=DTYPE, scale=None):
-    """Compares with a float64 reference; ``scale`` sets the absolute tolerance for sums of
-    terms with mixed signs, whose error follows the size of the terms."""
-    expected = np.asarray(expected, np.float64)
-    scale = np.max(np.abs(expected)) if scale is None else scale
-    np.testing.assert_allclose(
-            np.asarray(actual, np.float64), expected, rtol=tol(dtype), atol=tol(dtype) * scale
-    )
-
-
-@pytest.fixture
-def rng(request):
-    """A fresh generator per test, reproducible from the test's name."""
-    return np.random.default_rng(zlib.crc32(request.node.name.encode()))
+from tests.genmath.helpers import DTYPE, X64, assert_close
+from tests.genmath.helpers import rounding_tol as tol
 
 
 def _as(value, dtype=DTYPE):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import decimal
 import functools
 import math
-import zlib
 
 import chex
 import jax
@@ -16,31 +15,8 @@ from jax.test_util import check_grads
 from scipy import stats
 
 from genmath import normal
-
-# float32 by default, float64 under JAX_ENABLE_X64=1.
-DTYPE = jnp.asarray(0.0).dtype
-X64 = DTYPE == jnp.float64
-
-
-def tol(dtype) -> float:
-    """Relative tolerance for a handful of roundings in ``dtype`` (summed over ~100 terms)."""
-    return {jnp.dtype(jnp.float32): 2e-5, jnp.dtype(jnp.float64): 1e-12}[jnp.dtype(dtype)]
-
-
-def assert_close(actual, expected, dtype=DTYPE, scale=None):
-    """Checks against a float64 reference; ``scale`` sets the absolute tolerance for values
-    that are sums of terms of mixed sign (the error follows the terms, not the sum)."""
-    expected = np.asarray(expected, np.float64)
-    scale = np.max(np.abs(expected)) if scale is None else scale
-    np.testing.assert_allclose(
-            np.asarray(actual, np.float64), expected, rtol=tol(dtype), atol=tol(dtype) * scale
-    )
-
-
-@pytest.fixture
-def rng(request):
-    """A fresh generator per test, reproducible from the test's name."""
-    return np.random.default_rng(zlib.crc32(request.node.name.encode()))
+from tests.genmath.helpers import DTYPE, X64, assert_close
+from tests.genmath.helpers import rounding_tol as tol
 
 
 def _array(rng, shape, low=-1.0, high=1.0):
