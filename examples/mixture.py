@@ -27,17 +27,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from examples.factorized_bernoulli import (
+from examples._common import (
     add_common_arguments,
     evaluation_images,
-    evaluation_note,
     load_data,
     prepare_workdir,
     run_cli,
+    run_fields,
+    timing_fields,
+    train_config,
     train_steps,
 )
 from models import factorized, mixture, reporting
-from models.training import TrainConfig, Trainer
+from models.training import Trainer
 
 ALGORITHMS = ("adam", "em")
 
@@ -78,10 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     workdir = prepare_workdir(args)
     train_images, train_labels, test_images, _ = load_data(args)
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        seed=args.seed, binarization=args.binarization,
-    )
+    config = train_config(args)
     x_test = evaluation_images(test_images, binarization=config.binarization, seed=args.eval_seed)
     init_key, sample_key = jax.random.split(jax.random.key(args.seed))
     model = mixture.MixtureOfBernoullis(
@@ -139,18 +138,10 @@ def main(argv: list[str] | None = None) -> dict:
         "init_smoothing": args.init_smoothing,
         "mixture_weights_max": float(weights.max()),
         "mixture_weights_min": float(weights.min()),
-        "binarization": config.binarization,
-        "evaluation_set": evaluation_note(x_test.shape[0], config.binarization, args.eval_seed),
-        "seed": args.seed,
-        "device": reporting.device_description(),
-        "train_examples": int(num_train),
-        "epochs": config.epochs,
+        **run_fields(args, config, x_test, num_train),
         "batch_size": config.batch_size if args.algorithm == "adam" else num_train,
         "learning_rate": config.learning_rate if args.algorithm == "adam" else None,
-        "train_seconds": fit_seconds,
-        "wall_time_s": time.perf_counter() - start,
-        # The machine may be shared: the load puts the timings in context.
-        "load_average_1min": os.getloadavg()[0],
+        **timing_fields(fit_seconds, start),
         "history": history,
         "pictures": ["samples.png", "components.png", "training_curve.png"],
     }

@@ -28,14 +28,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from examples.factorized_bernoulli import (
+from examples._common import (
     add_common_arguments,
     enlarge,
     evaluation_images,
-    evaluation_note,
     load_data,
     prepare_workdir,
     run_cli,
+    run_fields,
+    timing_fields,
+    train_config,
     train_steps,
 )
 from genmath import categorical
@@ -100,10 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     workdir = prepare_workdir(args, ("", LOGREG_DIR))
     train_images, train_labels, test_images, test_labels = load_data(args)
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        seed=args.seed, binarization=args.binarization,
-    )
+    config = train_config(args)
     x_test = evaluation_images(test_images, binarization=config.binarization, seed=args.eval_seed)
     num_train = train_images.shape[0]
 
@@ -173,18 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
         "logistic_regression_train_seconds": logreg_seconds,
         "pseudo_count": args.pseudo_count,
         "class_pseudo_count": args.class_pseudo_count,
-        "binarization": config.binarization,
-        "evaluation_set": evaluation_note(x_test.shape[0], config.binarization, args.eval_seed),
-        "seed": args.seed,
-        "device": reporting.device_description(),
-        "train_examples": int(num_train),
-        "epochs": config.epochs,
+        **run_fields(args, config, x_test, num_train),
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
-        "train_seconds": fit_seconds,
-        "wall_time_s": time.perf_counter() - start,
-        # The machine may be shared: the load puts the timings in context.
-        "load_average_1min": os.getloadavg()[0],
+        **timing_fields(fit_seconds, start),
         "history": history,
         "pictures": ["class_samples.png", "class_means.png", "training_curve.png"],
     }

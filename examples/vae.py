@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from examples._common import evaluation_images
 from genmath import latent
 from models import mnist, reporting, vae
 from models.probe import fit_linear_probe, probe_accuracy
@@ -120,13 +121,6 @@ def _subset(images, labels, count):
     if not 0 < count <= images.shape[0]:
         raise ValueError(f"example count must lie in [1, {images.shape[0]}], got {count}.")
     return images[:count], labels[:count]
-
-
-def evaluation_images(images, *, binarization: str, seed: int) -> jax.Array:
-    """The fixed evaluation version of ``images`` for a model trained on ``binarization``."""
-    if binarization == "dynamic":
-        return mnist.fixed_binarization(images, seed=seed)
-    return mnist.binarize(images, mode=binarization)
 
 
 @nnx.jit
