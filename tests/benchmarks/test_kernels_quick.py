@@ -7,12 +7,7 @@ temporary directory, never to the committed results.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,26 +18,13 @@ from benchmarks import kernels
 from benchmarks._src import peers, plots
 from benchmarks._src.workloads import WORKLOADS
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODES = ("forward", "value_and_grad")
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench")
-    env = dict(os.environ)
-    completed = subprocess.run(
-            [sys.executable, "-m", "benchmarks.kernels", "--quick", "--out", str(out)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    (path,) = out.glob("*.json")
-    readme = out / "README.md"
-    report = subprocess.run(
-            [sys.executable, "-m", "benchmarks.report", "--results", str(out),
-             "--readme", str(readme)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert report.returncode == 0, report.stderr[-3000:]
-    return json.loads(path.read_text()), completed.stdout, readme.read_text(), out
+def quick_run(run_quick_benchmark):
+    return run_quick_benchmark(
+            "benchmarks.kernels", out_name="bench", timeout=300, results="*.json")
 
 
 def test_names_the_device(quick_run):

@@ -9,39 +9,24 @@ message saying so.
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
-import os
-import pathlib
-import subprocess
 import sys
 
 import pytest
 
 from benchmarks import training
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 JAX_CONTENDERS = tuple(training.JAX_CONTENDERS)
 QUICK_TORCH = training.torch_name(1)
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train-bench")
-    env = dict(os.environ)
-    completed = subprocess.run(
-            [sys.executable, "-m", "benchmarks.training", "--quick", "--out", str(out)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=420, check=False)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    (path,) = out.glob("training-*.json")
-    readme = out / "README.md"
-    report = subprocess.run(
-            [sys.executable, "-m", "benchmarks.report", "--results", str(out),
-             "--readme", str(readme)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert report.returncode == 0, report.stderr[-3000:]
-    return json.loads(path.read_text()), completed.stdout, readme.read_text()
+def quick_run(run_quick_benchmark):
+    result, stdout, readme, _ = run_quick_benchmark(
+            "benchmarks.training", out_name="train-bench", timeout=420,
+            results="training-*.json")
+    return result, stdout, readme
 
 
 def _contender(result: dict, name: str) -> dict:
