@@ -37,8 +37,11 @@ is part of the timed function (see `benchmarks/_src/peers.py`).
 * **Noise**: on a machine shared with other jobs, repeated full runs differed by
   10–30 % at single sizes (and more at the smallest, microsecond-scale ones); the
   genmath / jnp table across batch sizes shows whether a gap is systematic.
-* **Targets**: genmath ≤ {render.TARGET_VS_JNP:.2f}× the `jnp` formula and no slower than
-  the fastest *correct* JAX library peer, forward and backward.
+* **Targets**: genmath ≤ {render.TARGET_VS_JNP:.2f}× the `jnp` formula (median against
+  median) and no slower than the fastest *correct* JAX library peer, forward and
+  backward. "Slower than a peer" needs evidence beyond the noise: genmath's
+  interquartile range of repetition times lies wholly above the peer's. A median
+  gap with overlapping interquartile ranges is shown as "≈ peer, within noise".
 """
 
 
