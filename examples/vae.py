@@ -4,7 +4,9 @@
 
 Defaults are the Flax VAE example (784-500-20, relu, batch 128, Adam 1e-3) on dynamically
 binarised MNIST. ``--preset burda`` switches to Burda et al. (2015)'s architecture;
-any explicit flag overrides the preset. Left behind in ``--workdir``:
+any explicit flag overrides the preset. ``--architecture conv`` swaps the MLPs for
+stride-2 convolutions (channels ``--conv-channels``, default 32 64). Left behind in
+``--workdir``:
 
 * ``metrics.json``: test ELBO with its reconstruction and KL terms, the importance-sampled
   negative log-likelihood (``--eval-samples`` samples) in nats and bits/dim, the linear
@@ -57,7 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--binarization", choices=mnist.BINARIZATIONS,
         help="default: dynamic (grey for --likelihood gaussian)")
     add("--latent-dim", type=int)
-    add("--hidden", type=int, nargs="+", help="hidden widths, e.g. --hidden 200 200")
+    add("--architecture", choices=vae.ARCHITECTURES, help="encoder/decoder networks (default: mlp)")
+    add("--hidden", type=int, nargs="+", help="mlp: hidden widths, e.g. --hidden 200 200")
+    add("--conv-channels", type=int, nargs="+",
+        help="conv: channels of the 1 or 2 stride-2 layers, e.g. --conv-channels 32 64")
     add("--activation", choices=tuple(vae.ACTIVATIONS))
     add("--likelihood", choices=vae.LIKELIHOODS)
     add("--fixed-variance", type=float,
@@ -84,7 +89,9 @@ def build_configs(args: argparse.Namespace) -> tuple[vae.VAEConfig, TrainConfig,
     base = vae.preset(args.preset)
     overrides = {
         "latent_dim": args.latent_dim,
+        "architecture": args.architecture,
         "hidden": args.hidden,
+        "conv_channels": args.conv_channels,
         "activation": args.activation,
         "likelihood": args.likelihood,
         "fixed_variance": args.fixed_variance,

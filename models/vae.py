@@ -16,6 +16,11 @@ Objectives (per example, in nats; higher is better):
 
 A conditional VAE feeds the one-hot label to encoder and decoder, so the decoder can be
 asked for a chosen digit.
+
+Encoder and decoder are MLPs (``architecture="mlp"``, the default) or small convolutional
+networks (``architecture="conv"``): stride-2 3x3 convolutions down to 14x14 or 7x7 and a
+dense layer to ``q``'s parameters; a dense layer and stride-2 transposed convolutions back
+up to 28x28. Either way the decoder's output is a flat ``(..., 784)`` vector.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "silu": jax.nn.silu,
     "softplus": jax.nn.softplus,
 }
+ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 OBJECTIVES = ("elbo", "iwae")
 SCALES = ("pixel", "global")
@@ -58,8 +64,13 @@ class VAEConfig:
 
     Attributes:
       latent_dim: size of ``z``.
-      hidden: widths of the encoder's hidden layers (their number is the depth); the
-        decoder mirrors them.
+      architecture: ``"mlp"`` (dense encoder and decoder) or ``"conv"`` (convolutional).
+      hidden: ``"mlp"`` only: widths of the encoder's hidden layers (their number is the
+        depth); the decoder mirrors them.
+      conv_channels: ``"conv"`` only: channels of the encoder's stride-2 3x3 convolutions
+        (each halves the 28x28 image, rounding up); the decoder's transposed convolutions
+        mirror them. One or two entries (14x14 or 7x7 features): with more, doubling back
+        up would miss 28x28 (7 -> 4 -> 8 -> 16 -> 32).
       activation: a key of :data:`ACTIVATIONS`.
       likelihood: ``"bernoulli"`` (binarised pixels) or ``"gaussian"`` (grey levels).
       fixed_variance: Gaussian decoder only: a fixed pixel variance (the loss is then a
@@ -85,15 +96,27 @@ class VAEConfig:
     num_classes: int = 10
     objective: str = "elbo"
     num_samples: int = 1
+    # Last, so that positional use of the fields above is unchanged.
+    architecture: str = "mlp"
+    conv_channels: tuple[int, ...] = (32, 64)
 
     def __post_init__(self):
         # Normalise lists to tuples so configs stay hashable (e.g. from argparse).
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "conv_channels", tuple(int(c) for c in self.conv_channels))
         _check_positive_int("latent_dim", self.latent_dim)
         _check_positive_int("num_samples", self.num_samples)
         _check_positive_int("num_classes", self.num_classes)
         for width in self.hidden:
             _check_positive_int("hidden", width)
+        for channels in self.conv_channels:
+            _check_positive_int("conv_channels", channels)
+        if len(self.conv_channels) not in (1, 2):
+            raise ValueError(
+                "VAEConfig: `conv_channels` must have 1 or 2 entries (stride-2 layers from "
+                f"28x28 to 14x14 or 7x7 and back), got {self.conv_channels}."
+            )
+        _check_choice("architecture", self.architecture, ARCHITECTURES)
         _check_choice("activation", self.activation, tuple(ACTIVATIONS))
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
         _check_choice("objective", self.objective, OBJECTIVES)
@@ -203,12 +226,85 @@ class MLP(nnx.Module):
         return self.layers[-1](x)
 
 
+def conv_output_size(num_layers: int) -> int:
+    """Side of the 28x28 image after ``num_layers`` stride-2 "SAME" convolutions."""
+    size = IMAGE_SHAPE[0]
+    for _ in range(num_layers):
+        size = -(-size // 2)  # "SAME" padding rounds up
+    return size
+
+
+class ConvEncoder(nnx.Module):
+    """Stride-2 3x3 convolutions, then a dense layer on the flat features.
+
+    Takes flat images ``(..., 784)`` and optional extra features ``(..., k)`` (the one-hot
+    label), which join the convolutional features before the dense layer.
+    """
+
+    def __init__(
+        self, channels: tuple[int, ...], extra: int, out_features: int, activation: str,
+        *, rngs: nnx.Rngs,
+    ):
+        self.convs = nnx.List([
+            nnx.Conv(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
+            for a, b in itertools.pairwise((1, *channels))
+        ])
+        size = conv_output_size(len(channels))
+        self.head = nnx.Linear(size * size * channels[-1] + extra, out_features, rngs=rngs)
+        self.activation = activation
+
+    def __call__(self, x: jax.Array, extra: jax.Array | None = None) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        batch_shape = x.shape[:-1]
+        h = x.reshape(-1, *IMAGE_SHAPE, 1)  # NHWC, leading dimensions as one batch
+        for conv in self.convs:
+            h = act(conv(h))
+        h = h.reshape(*batch_shape, math.prod(h.shape[1:]))
+        if extra is not None:
+            h = jnp.concatenate([h, extra], axis=-1)
+        return self.head(h)
+
+
+class ConvDecoder(nnx.Module):
+    """A dense layer to a small feature map, then stride-2 3x3 transposed convolutions.
+
+    Mirrors :class:`ConvEncoder`: ``(..., in_features)`` -> flat images ``(..., 784)``,
+    with an activation after every layer but the last.
+    """
+
+    def __init__(
+        self, in_features: int, channels: tuple[int, ...], activation: str, *, rngs: nnx.Rngs
+    ):
+        self.size = conv_output_size(len(channels))
+        if self.size * 2 ** len(channels) != IMAGE_SHAPE[0]:
+            raise ValueError(
+                f"ConvDecoder: {len(channels)} stride-2 layers do not map back to 28x28."
+            )
+        self.channels = channels[-1]
+        self.dense = nnx.Linear(in_features, self.size * self.size * channels[-1], rngs=rngs)
+        self.deconvs = nnx.List([
+            nnx.ConvTranspose(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME",
+                              rngs=rngs)
+            for a, b in itertools.pairwise((*reversed(channels), 1))
+        ])
+        self.activation = activation
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        batch_shape = h.shape[:-1]
+        h = act(self.dense(h)).reshape(-1, self.size, self.size, self.channels)
+        for deconv in self.deconvs[:-1]:
+            h = act(deconv(h))
+        h = self.deconvs[-1](h)  # (N, 28, 28, 1)
+        return h.reshape(*batch_shape, NUM_PIXELS)
+
+
 def _softplus_inverse(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
 class VAE(nnx.Module):
-    """A VAE with MLP encoder and decoder; see :class:`VAEConfig`.
+    """A VAE with MLP or convolutional encoder and decoder; see :class:`VAEConfig`.
 
     Images enter as ``(..., 28, 28)`` or ``(..., 784)`` floats; labels as integers of the
     batch shape (used only when ``config.conditional``).
@@ -217,14 +313,23 @@ class VAE(nnx.Module):
     def __init__(self, config: VAEConfig, *, rngs: nnx.Rngs):
         self.config = config
         extra = config.num_classes if config.conditional else 0
-        self.encoder = MLP(
-            (NUM_PIXELS + extra, *config.hidden, 2 * config.latent_dim), config.activation,
-            rngs=rngs,
-        )
-        self.decoder = MLP(
-            (config.latent_dim + extra, *reversed(config.hidden), NUM_PIXELS), config.activation,
-            rngs=rngs,
-        )
+        if config.architecture == "conv":
+            self.encoder = ConvEncoder(
+                config.conv_channels, extra, 2 * config.latent_dim, config.activation,
+                rngs=rngs,
+            )
+            self.decoder = ConvDecoder(
+                config.latent_dim + extra, config.conv_channels, config.activation, rngs=rngs
+            )
+        else:
+            self.encoder = MLP(
+                (NUM_PIXELS + extra, *config.hidden, 2 * config.latent_dim), config.activation,
+                rngs=rngs,
+            )
+            self.decoder = MLP(
+                (config.latent_dim + extra, *reversed(config.hidden), NUM_PIXELS),
+                config.activation, rngs=rngs,
+            )
         if config.likelihood == "gaussian" and config.fixed_variance is None:
             shape = (NUM_PIXELS,) if config.scale == "pixel" else ()
             # Start at unit scale: log_scale = log(min_scale) + softplus(raw) = 0.
@@ -233,24 +338,34 @@ class VAE(nnx.Module):
 
     # -- networks --------------------------------------------------------------------
 
-    def _with_label(self, h: jax.Array, labels: jax.Array | None) -> jax.Array:
+    def _one_hot(self, h: jax.Array, labels: jax.Array | None) -> jax.Array | None:
+        """The one-hot labels broadcast to ``(*h.shape[:-1], num_classes)``, or ``None``
+        for an unconditional model."""
         if not self.config.conditional:
-            return h
+            return None
         if labels is None:
             raise ValueError("VAE: a conditional model needs `labels`.")
         labels = jnp.asarray(labels)
         if not jnp.issubdtype(labels.dtype, jnp.integer):
             raise TypeError(f"VAE: `labels` must be integers, got dtype {labels.dtype}.")
         one_hot = jax.nn.one_hot(labels, self.config.num_classes, dtype=h.dtype)
-        one_hot = jnp.broadcast_to(one_hot, (*h.shape[:-1], self.config.num_classes))
-        return jnp.concatenate([h, one_hot], axis=-1)
+        return jnp.broadcast_to(one_hot, (*h.shape[:-1], self.config.num_classes))
+
+    def _with_label(self, h: jax.Array, labels: jax.Array | None) -> jax.Array:
+        one_hot = self._one_hot(h, labels)
+        return h if one_hot is None else jnp.concatenate([h, one_hot], axis=-1)
 
     def encode(
         self, x: jax.Array, labels: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array]:
         """The encoder's ``(loc, log_scale)`` of ``q(z|x)``, each ``(..., latent_dim)``."""
-        h = self._with_label(flatten_images(x), labels)
-        loc, log_scale = jnp.split(self.encoder(h), 2, axis=-1)
+        x = flatten_images(x)
+        if self.config.architecture == "conv":
+            # The label joins the features after the convolutions, not the pixels.
+            out = self.encoder(x, self._one_hot(x, labels))
+        else:
+            out = self.encoder(self._with_label(x, labels))
+        loc, log_scale = jnp.split(out, 2, axis=-1)
         return loc, log_scale
 
     def decode(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:

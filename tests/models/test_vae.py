@@ -221,6 +221,52 @@ def test_iwae_objective_reports_both_bounds():
     assert set(metrics) == {"neg_elbo", "reconstruction", "kl", "neg_iwae"}
 
 
+@pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
+def test_conv_vae_shapes_with_leading_dimensions(conditional):
+    model = small_vae(architecture="conv", conv_channels=(4, 8), conditional=conditional)
+    assert isinstance(model.encoder, vae.ConvEncoder)
+    assert isinstance(model.decoder, vae.ConvDecoder)
+    key = jax.random.key(9)
+    for shape in [(5, 28, 28), (2, 3, 784)]:
+        batch = shape[:-2] if shape[-1] == 28 else shape[:-1]
+        x = jax.random.uniform(key, shape)
+        labels = jnp.arange(math.prod(batch)).reshape(batch) % 10 if conditional else None
+        loc, log_scale = model.encode(x, labels)
+        assert loc.shape == log_scale.shape == (*batch, 4)
+        # K samples of z in front of the batch, as in the bounds.
+        out = model.decode(jnp.stack([loc, loc, loc]), labels)
+        assert out.shape == (3, *batch, 784)
+        np.testing.assert_allclose(out[0], model.decode(loc, labels), rtol=1e-5, atol=1e-5)
+        assert model.reconstruct(x, labels).shape == (*batch, 28, 28)
+    # One example flattened with its batch gives the same code as on its own.
+    x = jax.random.uniform(key, (5, 28, 28))
+    labels = jnp.arange(5) if conditional else None
+    loc, _ = model.encode(x, labels)
+    loc_0, _ = model.encode(x[0], labels[0] if conditional else None)
+    np.testing.assert_allclose(loc_0, loc[0], rtol=1e-5, atol=1e-5)
+    if conditional:
+        z = jnp.zeros((1, 4))
+        assert not np.allclose(model.decode(z, jnp.array([3])), model.decode(z, jnp.array([7])))
+        assert not np.allclose(model.encode(x[:1], jnp.array([3]))[0],
+                               model.encode(x[:1], jnp.array([7]))[0])
+
+
+def test_conv_vae_training_lowers_the_negative_elbo(mnist):
+    model = small_vae(architecture="conv", conv_channels=(4, 8), conditional=True)
+    images, labels = mnist.train_images[:256], mnist.train_labels[:256]
+    x, y, key = fixed_binarization(images, seed=0), jnp.asarray(labels), jax.random.key(10)
+    neg_elbo = jax.jit(lambda model: -jnp.mean(vae.elbo(model, x, y, key).elbo))
+    before = float(neg_elbo(model))
+    # 4 epochs of 8 jit-compiled Adam steps on batches of 32.
+    trainer = Trainer(model, optax.adam(3e-3), vae.loss_fn,
+                      TrainConfig(epochs=4, batch_size=32, seed=0))
+    history = trainer.fit(images, labels, progress=False)
+    after = float(neg_elbo(trainer.model))
+    assert np.isfinite(before) and np.isfinite(after)
+    assert after < before - 50.0, (before, after)
+    assert history[-1]["neg_elbo"] < history[0]["neg_elbo"]
+
+
 def test_latent_grid_covers_the_prior_quantiles():
     grid = vae.latent_grid(4)
     assert grid.shape == (16, 2)
@@ -250,7 +296,9 @@ def test_presets():
     [({"likelihood": "poisson"}, "likelihood"), ({"latent_dim": 0}, "latent_dim"),
      ({"fixed_variance": 1.0}, "fixed_variance"), ({"activation": "sin"}, "activation"),
      ({"likelihood": "gaussian", "fixed_variance": -1.0}, "fixed_variance"),
-     ({"objective": "vi"}, "objective"), ({"hidden": (0,)}, "hidden")],
+     ({"objective": "vi"}, "objective"), ({"hidden": (0,)}, "hidden"),
+     ({"architecture": "foo"}, "architecture"), ({"conv_channels": (0, 8)}, "conv_channels"),
+     ({"conv_channels": ()}, "conv_channels"), ({"conv_channels": (4, 8, 16)}, "conv_channels")],
 )
 def test_bad_config_names_the_field(overrides, name):
     with pytest.raises(ValueError, match=name):
@@ -268,6 +316,18 @@ def test_bad_inputs_name_the_argument():
 
 
 # ------------------------------------------------------------------------ the example
+
+
+def test_example_flags_override_the_architecture():
+    from examples import vae as example
+
+    model_config, _, _ = example.build_configs(example.parse_args([]))
+    assert model_config.architecture == "mlp" and model_config.conv_channels == (32, 64)
+    model_config, _, _ = example.build_configs(
+        example.parse_args(["--architecture", "conv", "--conv-channels", "16"])
+    )
+    assert model_config.architecture == "conv" and model_config.conv_channels == (16,)
+    assert model_config.hidden == vae.preset("flax").model.hidden
 
 
 @pytest.mark.parametrize(
