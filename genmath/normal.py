@@ -234,20 +234,23 @@ def entropy(*, log_scale: ArrayLike, axis: Axis = -1) -> Array:
     return _event_sum(name, _HALF_LOG_TWO_PI_E + log_scale, axis)
 
 
-def _kl_elementwise(loc_p, log_scale_p, loc_q, log_scale_q):
-    # KL = 1/2 [sigma_p^2/sigma_q^2 - 1 - log(sigma_p^2/sigma_q^2) + (dmu/sigma_q)^2]
-    #    = 1/2 [e^r - 1 - r + (dmu e^{-log_scale_q})^2] with r = 2 (log_scale_p - log_scale_q):
+def _twice_kl_elementwise(loc_p, log_scale_p, loc_q, log_scale_q):
+    # 2 KL = sigma_p^2/sigma_q^2 - 1 - log(sigma_p^2/sigma_q^2) + (dmu/sigma_q)^2
+    #      = e^r - 1 - r + (dmu e^{-log_scale_q})^2 with r = 2 (log_scale_p - log_scale_q):
     # no sigma^2 that can overflow, exactly 0 with zero gradient when p == q, and the cost of
     # the textbook formula (one exp per term; a cancellation-free series costs 1.2-1.5x).
     r = 2.0 * (log_scale_p - log_scale_q)
     standardized = (loc_p - loc_q) * jnp.exp(-log_scale_q)
-    return 0.5 * (jnp.exp(r) - 1.0 - r + jnp.square(standardized))
+    # (d * d, not jnp.square(d): the latter's gradient fused worse, ~1.7x, on XLA:CPU.)
+    return jnp.exp(r) - 1.0 - r + standardized * standardized
 
 
-def _kl_sum(where: str, elementwise: Array, axis: Axis) -> Array:
-    # e^r rounded to float can fall a few ulps below 1 + r for r near 0; clamping the sum
-    # (one op per row, not per element) keeps KL >= 0 without touching the p == q zero.
-    return jnp.maximum(_event_sum(where, elementwise, axis), 0.0)
+def _kl_sum(where: str, twice_elementwise: Array, axis: Axis) -> Array:
+    # Halving after the reduction lets XLA:CPU keep its fast reduction kernel (a 0.5 inside
+    # fused everything into one slower loop, ~1.2x here). e^r rounded to float
+    # can fall a few ulps below 1 + r for r near 0; clamping the sum (one op per row, not
+    # per element) keeps KL >= 0 without touching the p == q zero.
+    return jnp.maximum(0.5 * _event_sum(where, twice_elementwise, axis), 0.0)
 
 
 def kl(
@@ -304,7 +307,7 @@ def kl(
                 "log_scale_q": log_scale_q,
             },
     )
-    return _kl_sum(name, _kl_elementwise(loc_p, log_scale_p, loc_q, log_scale_q), axis)
+    return _kl_sum(name, _twice_kl_elementwise(loc_p, log_scale_p, loc_q, log_scale_q), axis)
 
 
 def kl_standard(*, loc: ArrayLike, log_scale: ArrayLike, axis: Axis = -1) -> Array:
@@ -341,7 +344,7 @@ def kl_standard(*, loc: ArrayLike, log_scale: ArrayLike, axis: Axis = -1) -> Arr
     """
     name = "normal.kl_standard"
     loc, log_scale = validation.promote(name, {"loc": loc, "log_scale": log_scale})
-    return _kl_sum(name, _kl_elementwise(loc, log_scale, 0.0, 0.0), axis)
+    return _kl_sum(name, _twice_kl_elementwise(loc, log_scale, 0.0, 0.0), axis)
 
 
 def sample(
