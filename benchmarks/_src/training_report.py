@@ -112,6 +112,11 @@ def _quality_rows(result: dict) -> list[list[str]]:
         bar = q.get("neg_elbo_bar_nats")
         bar_text = "" if bar is None else (
                 f"−ELBO ≤ {bar:.0f}: {'✓' if q['test_neg_elbo_nats'] <= bar else '✗'}")
+        nll_bar = q.get("nll_bar_nats")
+        if nll_bar is not None:
+            met = q["test_nll_nats"] <= nll_bar
+            bar_text = (f"NLL ≤ {nll_bar:.2f} (after {q['bar_epochs']} epochs): "
+                        f"{'✓' if met else '✗'} after {q['epochs']}")
         rows.append([f"{name} (batch {q['batch_size']})", str(q["epochs"]),
                      f"{q['train_examples']:,}", _fmt(q["test_neg_elbo_nats"], ".2f"),
                      f"{_fmt(q['test_nll_nats'], '.2f')} (K={q['eval_samples']})",

@@ -148,3 +148,36 @@ def test_missing_peer_is_reported_not_fatal(monkeypatch, capsys):
 def test_unknown_peer_is_rejected():
     with pytest.raises(SystemExit, match="unknown peer"):
         kernels.main(["--quick", "--peers", "jnp,nonsense"])
+
+
+def _timing(median, p25, p75, correct=True):
+    return {"median_s": median, "p25_s": p25, "p75_s": p75, "correct": correct, "peer": "x"}
+
+
+@pytest.mark.parametrize(
+        ("genmath", "best", "expected"),
+        [
+            (_timing(1.00, 0.95, 1.05), _timing(1.10, 1.0, 1.2), "✓"),
+            # A median gap inside both interquartile ranges is not evidence.
+            (_timing(1.05, 0.95, 1.15), _timing(1.00, 0.90, 1.10), "✓ (≈ x, within noise)"),
+            # Quartiles apart: slower.
+            (_timing(1.30, 1.25, 1.35), _timing(1.00, 0.95, 1.05), "✗ slower than x"),
+            (_timing(1.00, 0.95, 1.05, correct=False), None, "✗ WRONG"),
+        ],
+)
+def test_target_verdict_needs_evidence_beyond_the_noise(genmath, best, expected):
+    from benchmarks._src import render
+
+    jnp_ = dict(genmath, correct=True)  # on par with jnp: only the peer comparison counts
+    row = {"genmath": genmath, "jnp": jnp_, "best": best,
+           "vs_jnp": genmath["median_s"] / jnp_["median_s"],
+           "vs_best": None if best is None else genmath["median_s"] / best["median_s"]}
+    assert render._verdict(row) == expected
+
+
+def test_target_verdict_flags_a_slow_kernel_against_jnp():
+    from benchmarks._src import render
+
+    genmath, jnp_ = _timing(1.2, 1.15, 1.25), _timing(1.0, 0.95, 1.05)
+    row = {"genmath": genmath, "jnp": jnp_, "best": None, "vs_jnp": 1.2, "vs_best": None}
+    assert render._verdict(row) == "✗ > 1.10× jnp"
