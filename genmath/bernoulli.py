@@ -67,11 +67,11 @@ def _logit_parts(logits: Array) -> _LogitParts:
     sigmoid_magnitude = 1.0 / (1.0 + small)
     sigmoid_minus_magnitude = small * sigmoid_magnitude
     return _LogitParts(
-            pos=jnp.where(nonneg, logits, 0.0),
-            neg=jnp.where(nonneg, 0.0, logits),
-            log1p_exp=jnp.log1p(small),
-            prob=jnp.where(nonneg, sigmoid_magnitude, sigmoid_minus_magnitude),
-            prob_not=jnp.where(nonneg, sigmoid_minus_magnitude, sigmoid_magnitude),
+        pos=jnp.where(nonneg, logits, 0.0),
+        neg=jnp.where(nonneg, 0.0, logits),
+        log1p_exp=jnp.log1p(small),
+        prob=jnp.where(nonneg, sigmoid_magnitude, sigmoid_minus_magnitude),
+        prob_not=jnp.where(nonneg, sigmoid_minus_magnitude, sigmoid_magnitude),
     )
 
 
@@ -94,7 +94,7 @@ def _reduce(name: str, terms: Array, axis: Axis, mask: Array | None) -> Array:
 
 
 def _masked_inputs(
-        name: str, where: ArrayLike | None, arrays: list[Array]
+    name: str, where: ArrayLike | None, arrays: list[Array]
 ) -> tuple[Array | None, list[Array]]:
     """Broadcasts the arrays (and mask) together and zeroes masked-out inputs.
 
@@ -116,11 +116,11 @@ def _bernoulli_terms(x: Array, parts: _LogitParts) -> Array:
 
 
 def log_prob(
-        x: ArrayLike,
-        *,
-        logits: ArrayLike,
-        axis: Axis = -1,
-        where: ArrayLike | None = None,
+    x: ArrayLike,
+    *,
+    logits: ArrayLike,
+    axis: Axis = -1,
+    where: ArrayLike | None = None,
 ) -> Array:
     """Bernoulli log-likelihood (binary cross-entropy with the sign flipped), summed.
 
@@ -199,19 +199,17 @@ def entropy(*, logits: ArrayLike, axis: Axis = -1, where: ArrayLike | None = Non
     parts = _logit_parts(logits)
     # Only one of the two weighted terms is nonzero: sigma(-|l|) * |l|.
     terms = (
-            parts.log1p_exp
-            + _weighted(parts.prob_not, parts.pos)
-            - _weighted(parts.prob, parts.neg)
+        parts.log1p_exp + _weighted(parts.prob_not, parts.pos) - _weighted(parts.prob, parts.neg)
     )
     return _reduce(name, terms, axis, mask)
 
 
 def cross_entropy(
-        *,
-        logits_p: ArrayLike,
-        logits_q: ArrayLike,
-        axis: Axis = -1,
-        where: ArrayLike | None = None,
+    *,
+    logits_p: ArrayLike,
+    logits_q: ArrayLike,
+    axis: Axis = -1,
+    where: ArrayLike | None = None,
 ) -> Array:
     """Cross-entropy :math:`H(p, q) = -\\mathbb E_p[\\log q]` of Bernoulli variables, summed.
 
@@ -254,11 +252,11 @@ def cross_entropy(
 
 
 def kl(
-        *,
-        logits_p: ArrayLike,
-        logits_q: ArrayLike,
-        axis: Axis = -1,
-        where: ArrayLike | None = None,
+    *,
+    logits_p: ArrayLike,
+    logits_q: ArrayLike,
+    axis: Axis = -1,
+    where: ArrayLike | None = None,
 ) -> Array:
     """KL divergence :math:`\\mathrm{KL}(p \\,\\|\\, q)` between Bernoulli variables, summed.
 
@@ -303,18 +301,18 @@ def kl(
     # log(1-p) - log(1-q) = (pos_q - pos_p) - (log1p_p - log1p_q); the shared part is
     # weighted by p + (1 - p) = 1.
     terms = (
-            _weighted(p.prob, p.neg - q.neg)
-            + _weighted(p.prob_not, q.pos - p.pos)
-            + (q.log1p_exp - p.log1p_exp)
+        _weighted(p.prob, p.neg - q.neg)
+        + _weighted(p.prob_not, q.pos - p.pos)
+        + (q.log1p_exp - p.log1p_exp)
     )
     return _reduce(name, terms, axis, mask)
 
 
 def sample(
-        key: ArrayLike,
-        *,
-        logits: ArrayLike,
-        shape: tuple[int, ...] | None = None,
+    key: ArrayLike,
+    *,
+    logits: ArrayLike,
+    shape: tuple[int, ...] | None = None,
 ) -> Array:
     """Draws Bernoulli samples :math:`x \\sim \\mathrm{Bernoulli}(\\sigma(\\ell))`.
 
@@ -394,9 +392,7 @@ def _continuous_log_normalizer(logits: Array, log1p_exp: Array) -> Array:
     # log(eta / tanh(eta/2)) = log(|eta| / (1 - e)) + log(1 + e) with e = exp(-|eta|).
     closed_form = jnp.log(magnitude / one_minus_small) + log1p_exp
     square = jnp.square(jnp.where(near_zero, logits, 0.0))
-    taylor = _LOG_TWO + square * (
-            1.0 / 12.0 + square * (-7.0 / 1440.0 + square * (31.0 / 90720.0))
-    )
+    taylor = _LOG_TWO + square * (1.0 / 12.0 + square * (-7.0 / 1440.0 + square * (31.0 / 90720.0)))
     value = jnp.where(near_zero, taylor, closed_form)
     return jnp.where(infinite, jnp.inf, value)
 
@@ -439,11 +435,11 @@ def continuous_log_normalizer(*, logits: ArrayLike) -> Array:
 
 
 def continuous_log_prob(
-        x: ArrayLike,
-        *,
-        logits: ArrayLike,
-        axis: Axis = -1,
-        where: ArrayLike | None = None,
+    x: ArrayLike,
+    *,
+    logits: ArrayLike,
+    axis: Axis = -1,
+    where: ArrayLike | None = None,
 ) -> Array:
     """Continuous Bernoulli log-density on :math:`[0, 1]`, summed over the event axes.
 

@@ -99,7 +99,7 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike) -> Array:
         raise ValueError(f"{name}: `logits` needs a class axis, got a scalar.")
     num_classes = logits.shape[-1]
     batch_shape = validation.check_broadcast(
-            name, {"labels": labels.shape, "logits (without the class axis)": logits.shape[:-1]}
+        name, {"labels": labels.shape, "logits (without the class axis)": logits.shape[:-1]}
     )
     labels = jnp.broadcast_to(labels, batch_shape)
     valid = (labels >= 0) & (labels < num_classes)
@@ -108,7 +108,7 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike) -> Array:
     # at large logits (1e4 + log 2 is 1e4 in float32).
     p = _normalise(logits, (logits.ndim - 1,))
     chosen = jnp.take_along_axis(
-            jnp.broadcast_to(p.shifted, (*batch_shape, num_classes)), index, axis=-1
+        jnp.broadcast_to(p.shifted, (*batch_shape, num_classes)), index, axis=-1
     )[..., 0]
     return jnp.where(valid, chosen - p.log_z, jnp.nan)
 
@@ -228,10 +228,10 @@ def kl(*, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis = -1) -> Array:
 
 
 def sample(
-        key: ArrayLike,
-        *,
-        logits: ArrayLike,
-        shape: tuple[int, ...] | None = None,
+    key: ArrayLike,
+    *,
+    logits: ArrayLike,
+    shape: tuple[int, ...] | None = None,
 ) -> Array:
     """Draws class labels :math:`y \\sim \\mathrm{Categorical}(\\operatorname{softmax}\\ell)`.
 
@@ -269,5 +269,5 @@ def sample(
         raise ValueError(f"{name}: `logits` needs a class axis, got a scalar.")
     sample_shape = () if shape is None else tuple(shape)
     return jax.random.categorical(
-            key, jax.lax.stop_gradient(logits), axis=-1, shape=sample_shape + logits.shape[:-1]
+        key, jax.lax.stop_gradient(logits), axis=-1, shape=sample_shape + logits.shape[:-1]
     )

@@ -132,7 +132,7 @@ def elbo(log_likelihood: ArrayLike, kl: ArrayLike) -> Array:
         D. P. Kingma and M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014, eq. (3).
     """
     log_likelihood, kl = validation.promote(
-            "latent.elbo", {"log_likelihood": log_likelihood, "kl": kl}
+        "latent.elbo", {"log_likelihood": log_likelihood, "kl": kl}
     )
     return log_likelihood - kl
 

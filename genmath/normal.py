@@ -97,12 +97,12 @@ def _prepare_log_prob(name, x, loc, log_scale, axis, where):
 
 
 def log_prob_terms(
-        x: ArrayLike,
-        *,
-        loc: ArrayLike,
-        log_scale: ArrayLike,
-        axis: Axis = -1,
-        where: ArrayLike | None = None,
+    x: ArrayLike,
+    *,
+    loc: ArrayLike,
+    log_scale: ArrayLike,
+    axis: Axis = -1,
+    where: ArrayLike | None = None,
 ) -> LogProbTerms:
     """The constant, log-scale and squared-error terms of the Gaussian log-likelihood.
 
@@ -149,19 +149,19 @@ def log_prob_terms(
     diff, log_scale, axes, constant = _prepare_log_prob(name, x, loc, log_scale, axis, where)
     standardized = diff * jnp.exp(-log_scale)
     return LogProbTerms(
-            constant=constant,
-            log_scale_term=-jnp.sum(log_scale, axis=axes),
-            squared_error=-0.5 * jnp.sum(jnp.square(standardized), axis=axes),
+        constant=constant,
+        log_scale_term=-jnp.sum(log_scale, axis=axes),
+        squared_error=-0.5 * jnp.sum(jnp.square(standardized), axis=axes),
     )
 
 
 def log_prob(
-        x: ArrayLike,
-        *,
-        loc: ArrayLike,
-        log_scale: ArrayLike,
-        axis: Axis = -1,
-        where: ArrayLike | None = None,
+    x: ArrayLike,
+    *,
+    loc: ArrayLike,
+    log_scale: ArrayLike,
+    axis: Axis = -1,
+    where: ArrayLike | None = None,
 ) -> Array:
     """Log-density of a diagonal Gaussian, summed over the event axes.
 
@@ -254,12 +254,12 @@ def _kl_sum(where: str, twice_elementwise: Array, axis: Axis) -> Array:
 
 
 def kl(
-        *,
-        loc_p: ArrayLike,
-        log_scale_p: ArrayLike,
-        loc_q: ArrayLike,
-        log_scale_q: ArrayLike,
-        axis: Axis = -1,
+    *,
+    loc_p: ArrayLike,
+    log_scale_p: ArrayLike,
+    loc_q: ArrayLike,
+    log_scale_q: ArrayLike,
+    axis: Axis = -1,
 ) -> Array:
     """KL divergence :math:`\\mathrm{KL}(p \\,\\|\\, q)` between two diagonal Gaussians.
 
@@ -299,13 +299,13 @@ def kl(
     """
     name = "normal.kl"
     loc_p, log_scale_p, loc_q, log_scale_q = validation.promote(
-            name,
-            {
-                "loc_p": loc_p,
-                "log_scale_p": log_scale_p,
-                "loc_q": loc_q,
-                "log_scale_q": log_scale_q,
-            },
+        name,
+        {
+            "loc_p": loc_p,
+            "log_scale_p": log_scale_p,
+            "loc_q": loc_q,
+            "log_scale_q": log_scale_q,
+        },
     )
     return _kl_sum(name, _twice_kl_elementwise(loc_p, log_scale_p, loc_q, log_scale_q), axis)
 
@@ -348,11 +348,11 @@ def kl_standard(*, loc: ArrayLike, log_scale: ArrayLike, axis: Axis = -1) -> Arr
 
 
 def sample(
-        key: ArrayLike,
-        *,
-        loc: ArrayLike,
-        log_scale: ArrayLike,
-        shape: tuple[int, ...] | None = None,
+    key: ArrayLike,
+    *,
+    loc: ArrayLike,
+    log_scale: ArrayLike,
+    shape: tuple[int, ...] | None = None,
 ) -> Array:
     """Reparameterised samples :math:`x = \\mu + \\sigma \\odot \\varepsilon`.
 

@@ -35,11 +35,11 @@ def compute_dtype(*values: ArrayLike) -> np.dtype:
 
 
 def promote(
-        where: str,
-        params: Mapping[str, ArrayLike],
-        data: Mapping[str, ArrayLike] | None = None,
-        *,
-        broadcast: bool = True,
+    where: str,
+    params: Mapping[str, ArrayLike],
+    data: Mapping[str, ArrayLike] | None = None,
+    *,
+    broadcast: bool = True,
 ) -> list[Array]:
     """Checks and promotes arguments to one floating dtype.
 
@@ -60,9 +60,7 @@ def promote(
             continue
         dtype = jnp.result_type(value)
         if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(
-                    f"{where}: `{name}` must be a floating-point array, got dtype {dtype}."
-            )
+            raise TypeError(f"{where}: `{name}` must be a floating-point array, got dtype {dtype}.")
     for name, value in data.items():
         dtype = jnp.result_type(value)
         if not (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_):

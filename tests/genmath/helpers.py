@@ -42,6 +42,8 @@ def assert_close(actual, expected, dtype=DTYPE, scale=None):
     expected = np.asarray(expected, np.float64)
     scale = np.max(np.abs(expected)) if scale is None else scale
     np.testing.assert_allclose(
-            np.asarray(actual, np.float64), expected, rtol=rounding_tol(dtype),
-            atol=rounding_tol(dtype) * scale
+        np.asarray(actual, np.float64),
+        expected,
+        rtol=rounding_tol(dtype),
+        atol=rounding_tol(dtype) * scale,
     )

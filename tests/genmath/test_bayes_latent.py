@@ -39,26 +39,35 @@ def test_posterior_and_evidence_axes(axis):
     rng = np.random.default_rng(1)
     dtype = DTYPES[-1]
     log_joint = (5 * rng.standard_normal((3, 4, 5))).astype(dtype)
-    np.testing.assert_allclose(bayes.posterior(log_joint, axis=axis),
-                               special.log_softmax(f64(log_joint), axis=axis), **tol(dtype))
-    np.testing.assert_allclose(bayes.evidence(log_joint, axis=axis),
-                               special.logsumexp(f64(log_joint), axis=axis), **tol(dtype))
+    np.testing.assert_allclose(
+        bayes.posterior(log_joint, axis=axis),
+        special.log_softmax(f64(log_joint), axis=axis),
+        **tol(dtype),
+    )
+    np.testing.assert_allclose(
+        bayes.evidence(log_joint, axis=axis),
+        special.logsumexp(f64(log_joint), axis=axis),
+        **tol(dtype),
+    )
     post_sum = np.exp(f64(bayes.posterior(log_joint, axis))).sum(axis)
     np.testing.assert_allclose(post_sum, np.ones_like(post_sum), **tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bayes_extremes(dtype):
-    log_joint = np.array([[0.0, -np.inf, np.log(3.0)],
-                          [-1e4, -1e4 - np.log(3.0), -np.inf],
-                          [-np.inf, -np.inf, -np.inf]], dtype)
+    log_joint = np.array(
+        [
+            [0.0, -np.inf, np.log(3.0)],
+            [-1e4, -1e4 - np.log(3.0), -np.inf],
+            [-np.inf, -np.inf, -np.inf],
+        ],
+        dtype,
+    )
     post, evid = bayes.posterior(log_joint), bayes.evidence(log_joint)
     # References from the rounded inputs; no cancellation at -1e4 in the posterior.
-    np.testing.assert_allclose(post[:2], special.log_softmax(f64(log_joint[:2]), -1),
-                               **tol(dtype))
+    np.testing.assert_allclose(post[:2], special.log_softmax(f64(log_joint[:2]), -1), **tol(dtype))
     np.testing.assert_allclose(np.exp(f64(post[0])), [0.25, 0.0, 0.75], **tol(dtype))
-    np.testing.assert_allclose(evid[:2], special.logsumexp(f64(log_joint[:2]), -1),
-                               **tol(dtype))
+    np.testing.assert_allclose(evid[:2], special.logsumexp(f64(log_joint[:2]), -1), **tol(dtype))
     # An impossible observation: evidence -inf, posterior undefined (NaN).
     assert float(evid[2]) == -np.inf and np.all(np.isnan(post[2]))
     # Impossible classes stay -inf with finite gradients.
@@ -103,8 +112,9 @@ def test_iwae_with_the_exact_posterior_is_log_evidence(dtype):
     rng = np.random.default_rng(3)
     x = rng.normal(0, np.sqrt(2), 5)
     z = rng.normal(x / 2, np.sqrt(0.5), (8, 5))
-    log_w = (stats.norm.logpdf(z) + stats.norm.logpdf(x, z)
-             - stats.norm.logpdf(z, x / 2, np.sqrt(0.5))).astype(dtype)
+    log_w = (
+        stats.norm.logpdf(z) + stats.norm.logpdf(x, z) - stats.norm.logpdf(z, x / 2, np.sqrt(0.5))
+    ).astype(dtype)
     log_px = stats.norm.logpdf(x, 0, np.sqrt(2))
     for k in (1, 3, 8):
         np.testing.assert_allclose(latent.iwae_bound(log_w[:k]), log_px, **tol(dtype))
@@ -160,21 +170,27 @@ def test_kl_monte_carlo_elbo_and_bits_per_dim_values(dtype):
     rng = np.random.default_rng(7)
     log_q = rng.normal(-5, 1, (10, 3)).astype(dtype)
     log_p = rng.normal(-6, 1, (10, 1)).astype(dtype)  # broadcasts over the batch
-    np.testing.assert_allclose(latent.kl_monte_carlo(log_q, log_p),
-                               np.mean(f64(log_q) - f64(log_p), 0), **tol(dtype))
-    np.testing.assert_allclose(latent.kl_monte_carlo(log_q.T, log_p.T, axis=-1),
-                               np.mean(f64(log_q) - f64(log_p), 0), **tol(dtype))
+    np.testing.assert_allclose(
+        latent.kl_monte_carlo(log_q, log_p), np.mean(f64(log_q) - f64(log_p), 0), **tol(dtype)
+    )
+    np.testing.assert_allclose(
+        latent.kl_monte_carlo(log_q.T, log_p.T, axis=-1),
+        np.mean(f64(log_q) - f64(log_p), 0),
+        **tol(dtype),
+    )
     ll, kl = log_q[0], log_p[0]
     np.testing.assert_allclose(latent.elbo(ll, kl), f64(ll) - f64(kl), **tol(dtype))
     nll = rng.uniform(50, 150, (4,)).astype(dtype)
-    np.testing.assert_allclose(latent.bits_per_dim(nll, 784), f64(nll) / (784 * np.log(2)),
-                               **tol(dtype))
+    np.testing.assert_allclose(
+        latent.bits_per_dim(nll, 784), f64(nll) / (784 * np.log(2)), **tol(dtype)
+    )
     dims = np.array([784, 3072, 1, 10])
-    np.testing.assert_allclose(latent.bits_per_dim(nll, dims), f64(nll) / (dims * np.log(2)),
-                               **tol(dtype))
+    np.testing.assert_allclose(
+        latent.bits_per_dim(nll, dims), f64(nll) / (dims * np.log(2)), **tol(dtype)
+    )
     # A uniform distribution over 256 pixel values is 8 bits per dimension.
     assert float(latent.bits_per_dim(np.asarray(784 * math.log(256), dtype), 784)) == (
-            pytest.approx(8.0, rel=32 * float(np.finfo(dtype).eps))
+        pytest.approx(8.0, rel=32 * float(np.finfo(dtype).eps))
     )
 
 
@@ -183,12 +199,12 @@ def test_kl_monte_carlo_elbo_and_bits_per_dim_values(dtype):
 
 def all_functions(a, b):
     outputs = [
-            bayes.posterior(a),
-            bayes.evidence(a, axis=0),
-            latent.iwae_bound(a),
-            latent.kl_monte_carlo(a, b),
-            latent.elbo(a, b),
-            latent.bits_per_dim(a, 7),
+        bayes.posterior(a),
+        bayes.evidence(a, axis=0),
+        latent.iwae_bound(a),
+        latent.kl_monte_carlo(a, b),
+        latent.elbo(a, b),
+        latent.bits_per_dim(a, 7),
     ]
     return jnp.concatenate([jnp.ravel(o) for o in outputs])
 
@@ -209,10 +225,10 @@ def test_jit_and_vmap_agree_with_eager():
     # Functions with their batch axis (vmapped over; the sample axis 0 of the latent
     # functions is not a batch axis).
     fns = [
-            (lambda a, b: bayes.posterior(a), 0),
-            (lambda a, b: bayes.evidence(a), 0),
-            (lambda a, b: latent.iwae_bound(a), 1),
-            (lambda a, b: latent.kl_monte_carlo(a, b), 1),
+        (lambda a, b: bayes.posterior(a), 0),
+        (lambda a, b: bayes.evidence(a), 0),
+        (lambda a, b: latent.iwae_bound(a), 1),
+        (lambda a, b: latent.kl_monte_carlo(a, b), 1),
     ]
     for fn, batch_axis in fns:
         eager = fn(a, b)

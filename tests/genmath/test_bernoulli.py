@@ -115,8 +115,9 @@ def test_identities(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kl_of_equal_distributions_is_exactly_zero_with_zero_gradient(dtype):
-    logits = np.array([-1e4, -40.0, -3.0, -0.2, 0.0, 1e-6, 0.7, 5.0, 40.0, 1e4,
-                       -np.inf, np.inf], dtype)
+    logits = np.array(
+        [-1e4, -40.0, -3.0, -0.2, 0.0, 1e-6, 0.7, 5.0, 40.0, 1e4, -np.inf, np.inf], dtype
+    )
     kl_same = jax.jit(lambda lg: bernoulli.kl(logits_p=lg, logits_q=lg, axis=()))
     kl_pq = lambda lp, lq: bernoulli.kl(logits_p=lp, logits_q=lq)
     assert np.all(np.asarray(kl_same(logits)) == 0)
@@ -126,10 +127,14 @@ def test_kl_of_equal_distributions_is_exactly_zero_with_zero_gradient(dtype):
 
 
 def test_continuous_log_normalizer_matches_float64_formula():
-    eta = np.concatenate([
-            np.logspace(-8, 4, 97), -np.logspace(-8, 4, 97), [0.0, 0.0299, 0.03, 0.0301],
+    eta = np.concatenate(
+        [
+            np.logspace(-8, 4, 97),
+            -np.logspace(-8, 4, 97),
+            [0.0, 0.0299, 0.03, 0.0301],
             np.random.default_rng(4).uniform(-20, 20, 50),
-    ])
+        ]
+    )
     for dtype in DTYPES:
         eta_d = eta.astype(dtype)
         got = jax.jit(lambda e: bernoulli.continuous_log_normalizer(logits=e))(eta_d)
@@ -143,8 +148,13 @@ def test_continuous_log_normalizer_matches_quad(eta):
     # Integrate the unnormalised density lam^x (1 - lam)^(1 - x) over [0, 1] in float64,
     # from log lam and log(1 - lam) (1 - lam itself would lose digits at large eta).
     log_lam, log_one_minus_lam = special.log_expit(eta), special.log_expit(-eta)
-    mass, err = integrate.quad(lambda x: np.exp(x * log_lam + (1 - x) * log_one_minus_lam),
-                               0.0, 1.0, epsabs=0.0, epsrel=1.2e-14)
+    mass, err = integrate.quad(
+        lambda x: np.exp(x * log_lam + (1 - x) * log_one_minus_lam),
+        0.0,
+        1.0,
+        epsabs=0.0,
+        epsrel=1.2e-14,
+    )
     assert err < 1e-13 * mass
     got = bernoulli.continuous_log_normalizer(logits=jnp.asarray(eta, dtype))
     np.testing.assert_allclose(got, -np.log(mass), **tol(dtype))
@@ -158,7 +168,7 @@ def test_continuous_density_integrates_to_one(dtype):
     nodes, weights = (nodes + 1) / 2, weights / 2
     eta = np.array([-30.0, -4.0, -0.5, 0.0, 0.01, 1.3, 12.0, 30.0], dtype)
     log_density = jax.jit(lambda x, e: bernoulli.continuous_log_prob(x, logits=e, axis=()))(
-            nodes.astype(dtype)[:, None], eta[None, :]
+        nodes.astype(dtype)[:, None], eta[None, :]
     )
     total = np.sum(weights[:, None] * np.exp(f64(log_density)), 0)
     # The log-density holds terms of size |eta| (x * eta), so its absolute rounding error,
@@ -196,8 +206,7 @@ def test_extreme_logits_values_and_gradients(dtype):
     np.testing.assert_array_equal(g, np.zeros(4))
     # KL between degenerate distributions: 0, log 2 or infinite as appropriate.
     kl = jax.jit(lambda a, b: bernoulli.kl(logits_p=a, logits_q=b, axis=()))
-    kl = functools.partial(lambda a, b, kl: kl(jnp.asarray(a, dtype), jnp.asarray(b, dtype)),
-                           kl=kl)
+    kl = functools.partial(lambda a, b, kl: kl(jnp.asarray(a, dtype), jnp.asarray(b, dtype)), kl=kl)
     assert float(kl(np.inf, np.inf)) == 0 and float(kl(-np.inf, -np.inf)) == 0
     assert float(kl(np.inf, -np.inf)) == np.inf and float(kl(0.0, np.inf)) == np.inf
     np.testing.assert_allclose(kl(np.inf, 0.0), np.log(2.0), **tol(dtype))
@@ -218,12 +227,13 @@ def test_tiny_divergences_keep_relative_precision_at_large_logits(dtype):
     # log-probability of the likely outcome.
     lp, lq = np.array(20.0, dtype), np.array(21.0, dtype)
     ref = ref_kl(lp, lq, axis=())
-    np.testing.assert_allclose(bernoulli.kl(logits_p=lp, logits_q=lq, axis=()), ref,
-                               **tol(dtype))
-    np.testing.assert_allclose(bernoulli.log_prob(1, logits=lp, axis=()),
-                               special.log_expit(20.0), **tol(dtype))
-    np.testing.assert_allclose(bernoulli.entropy(logits=lp, axis=()), ref_entropy(lp, ()),
-                               **tol(dtype))
+    np.testing.assert_allclose(bernoulli.kl(logits_p=lp, logits_q=lq, axis=()), ref, **tol(dtype))
+    np.testing.assert_allclose(
+        bernoulli.log_prob(1, logits=lp, axis=()), special.log_expit(20.0), **tol(dtype)
+    )
+    np.testing.assert_allclose(
+        bernoulli.entropy(logits=lp, axis=()), ref_entropy(lp, ()), **tol(dtype)
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -231,8 +241,7 @@ def test_continuous_extremes(dtype):
     eta = np.array([1e4, -1e4, np.inf, -np.inf], dtype)
     clp = lambda x, e: bernoulli.continuous_log_prob(x, logits=e, axis=())
     log_c = np.log(1e4)
-    np.testing.assert_allclose(clp(np.ones_like(eta), eta)[:2], [log_c, log_c - 1e4],
-                               **tol(dtype))
+    np.testing.assert_allclose(clp(np.ones_like(eta), eta)[:2], [log_c, log_c - 1e4], **tol(dtype))
     np.testing.assert_array_equal(clp(np.ones_like(eta), eta)[2:], [np.inf, -np.inf])
     np.testing.assert_array_equal(clp(np.zeros_like(eta), eta)[2:], [-np.inf, np.inf])
     np.testing.assert_array_equal(clp(np.full_like(eta, 0.5), eta)[2:], [-np.inf, -np.inf])
@@ -260,7 +269,7 @@ def test_logits_from_probs():
         np.testing.assert_allclose(logits[1:-1], special.logit(f64(probs[1:-1])), **tol(dtype))
         # Through infinite logits, probabilities 0 and 1 are exact in every function.
         np.testing.assert_array_equal(
-                bernoulli.log_prob(np.array([0.0, 1.0], dtype), logits=logits[[0, -1]]), 0.0
+            bernoulli.log_prob(np.array([0.0, 1.0], dtype), logits=logits[[0, -1]]), 0.0
         )
     with pytest.raises(TypeError, match="probs"):
         bernoulli.logits_from_probs(np.array([0, 1]))
@@ -271,14 +280,16 @@ def test_logits_from_probs():
 
 def all_functions(x, lg, q):
     """Every differentiable function of the module, stacked, for one gradient check."""
-    return jnp.stack([
+    return jnp.stack(
+        [
             bernoulli.log_prob(x, logits=lg),
             bernoulli.continuous_log_prob(x, logits=lg),
             bernoulli.entropy(logits=lg),
             bernoulli.cross_entropy(logits_p=lg, logits_q=q),
             bernoulli.kl(logits_p=lg, logits_q=q),
             bernoulli.continuous_log_normalizer(logits=lg).sum(-1),
-    ])
+        ]
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -303,8 +314,10 @@ def test_gradients_match_finite_differences(dtype):
 def test_second_derivative_at_zero_logit():
     # log_prob and entropy are smooth at lg = 0: d2/dl2 = -sigma(0)(1 - sigma(0)) = -1/4.
     d2 = lambda f: jax.grad(jax.grad(f))(jnp.asarray(0.0, DTYPES[-1]))
-    for f in (lambda lg: bernoulli.log_prob(1.0, logits=lg, axis=()),
-              lambda lg: bernoulli.entropy(logits=lg, axis=())):
+    for f in (
+        lambda lg: bernoulli.log_prob(1.0, logits=lg, axis=()),
+        lambda lg: bernoulli.entropy(logits=lg, axis=()),
+    ):
         assert float(d2(f)) == pytest.approx(-0.25, rel=1e-6)
     # log C(eta) = log 2 + eta^2 / 12 + ...: second derivative 1/6.
     f = lambda lg: bernoulli.continuous_log_normalizer(logits=lg)
@@ -320,11 +333,11 @@ def test_jit_and_vmap_agree_with_eager():
     x = (rng.random((5, 3, 4)) < 0.5).astype(dtype)
     lg, q = rand_logits(rng, (5, 3, 4), dtype), rand_logits(rng, (5, 3, 4), dtype)
     fns = [
-            lambda x, lg, q: bernoulli.log_prob(x, logits=lg),
-            lambda x, lg, q: bernoulli.continuous_log_prob(x, logits=lg),
-            lambda x, lg, q: bernoulli.entropy(logits=lg),
-            lambda x, lg, q: bernoulli.cross_entropy(logits_p=lg, logits_q=q),
-            lambda x, lg, q: bernoulli.kl(logits_p=lg, logits_q=q),
+        lambda x, lg, q: bernoulli.log_prob(x, logits=lg),
+        lambda x, lg, q: bernoulli.continuous_log_prob(x, logits=lg),
+        lambda x, lg, q: bernoulli.entropy(logits=lg),
+        lambda x, lg, q: bernoulli.cross_entropy(logits_p=lg, logits_q=q),
+        lambda x, lg, q: bernoulli.kl(logits_p=lg, logits_q=q),
     ]
     for fn in fns:
         eager = fn(x, lg, q)
@@ -338,14 +351,20 @@ def test_axis_reduces_only_the_event_axes(axis):
     dtype = DTYPES[-1]
     x = rng.random((2, 3, 4)).astype(dtype)
     lg, q = rand_logits(rng, (2, 3, 4), dtype), rand_logits(rng, (2, 3, 4), dtype)
-    np.testing.assert_allclose(bernoulli.log_prob(x, logits=lg, axis=axis),
-                               ref_log_prob(x, lg, axis), **tol(dtype))
-    np.testing.assert_allclose(bernoulli.entropy(logits=lg, axis=axis), ref_entropy(lg, axis),
-                               **tol(dtype))
-    np.testing.assert_allclose(bernoulli.kl(logits_p=lg, logits_q=q, axis=axis),
-                               ref_kl(lg, q, axis), **tol(dtype))
-    np.testing.assert_allclose(bernoulli.cross_entropy(logits_p=lg, logits_q=q, axis=axis),
-                               ref_cross_entropy(lg, q, axis), **tol(dtype))
+    np.testing.assert_allclose(
+        bernoulli.log_prob(x, logits=lg, axis=axis), ref_log_prob(x, lg, axis), **tol(dtype)
+    )
+    np.testing.assert_allclose(
+        bernoulli.entropy(logits=lg, axis=axis), ref_entropy(lg, axis), **tol(dtype)
+    )
+    np.testing.assert_allclose(
+        bernoulli.kl(logits_p=lg, logits_q=q, axis=axis), ref_kl(lg, q, axis), **tol(dtype)
+    )
+    np.testing.assert_allclose(
+        bernoulli.cross_entropy(logits_p=lg, logits_q=q, axis=axis),
+        ref_cross_entropy(lg, q, axis),
+        **tol(dtype),
+    )
 
 
 def test_broadcasting_between_data_and_logits():
@@ -369,17 +388,28 @@ def test_where_mask_drops_elements_from_value_and_gradient():
     l_bad = np.where(mask, lg, np.inf).astype(dtype)
     q_bad = np.where(mask, q, np.nan).astype(dtype)
     cases = [
-            (lambda lg: bernoulli.log_prob(x_bad, logits=lg, where=mask),
-             np.sum(np.where(mask, ref_log_prob(x, lg, ()), 0), -1)),
-            (lambda lg: bernoulli.entropy(logits=lg, where=mask),
-             np.sum(np.where(mask, ref_entropy(lg, ()), 0), -1)),
-            (lambda lg: bernoulli.kl(logits_p=lg, logits_q=q_bad, where=mask),
-             np.sum(np.where(mask, ref_kl(lg, q, ()), 0), -1)),
-            (lambda lg: bernoulli.cross_entropy(logits_p=lg, logits_q=q_bad, where=mask),
-             np.sum(np.where(mask, ref_cross_entropy(lg, q, ()), 0), -1)),
-            (lambda lg: bernoulli.continuous_log_prob(x_bad, logits=lg, where=mask),
-             np.sum(np.where(mask, ref_log_prob(x, lg, ())
-                             + ref_continuous_log_normalizer(lg), 0), -1)),
+        (
+            lambda lg: bernoulli.log_prob(x_bad, logits=lg, where=mask),
+            np.sum(np.where(mask, ref_log_prob(x, lg, ()), 0), -1),
+        ),
+        (
+            lambda lg: bernoulli.entropy(logits=lg, where=mask),
+            np.sum(np.where(mask, ref_entropy(lg, ()), 0), -1),
+        ),
+        (
+            lambda lg: bernoulli.kl(logits_p=lg, logits_q=q_bad, where=mask),
+            np.sum(np.where(mask, ref_kl(lg, q, ()), 0), -1),
+        ),
+        (
+            lambda lg: bernoulli.cross_entropy(logits_p=lg, logits_q=q_bad, where=mask),
+            np.sum(np.where(mask, ref_cross_entropy(lg, q, ()), 0), -1),
+        ),
+        (
+            lambda lg: bernoulli.continuous_log_prob(x_bad, logits=lg, where=mask),
+            np.sum(
+                np.where(mask, ref_log_prob(x, lg, ()) + ref_continuous_log_normalizer(lg), 0), -1
+            ),
+        ),
     ]
     for fn, ref in cases:
         np.testing.assert_allclose(fn(l_bad), ref, **tol(dtype))
@@ -421,9 +451,12 @@ def test_dtype_promotion():
     assert bernoulli.log_prob(np.ones(3, np.uint8), logits=l32).dtype == np.float32
     assert bernoulli.entropy(logits=jnp.zeros(3, jnp.bfloat16)).dtype == np.float32
     assert bernoulli.kl(logits_p=jnp.zeros(3, jnp.bfloat16), logits_q=l32).dtype == np.float32
-    assert bernoulli.continuous_log_prob(
+    assert (
+        bernoulli.continuous_log_prob(
             jnp.ones(3, jnp.bfloat16), logits=jnp.zeros(3, jnp.bfloat16)
-    ).dtype == np.float32
+        ).dtype
+        == np.float32
+    )
     x = bernoulli.sample(jax.random.key(0), logits=jnp.zeros(3, jnp.bfloat16))
     assert x.dtype == np.float32
     if X64:
@@ -445,8 +478,7 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"`x`.*`logits`"):
         bernoulli.log_prob(np.ones(3), logits=np.zeros(4, np.float32))
     with pytest.raises(ValueError, match=r"`logits_p`.*`logits_q`"):
-        bernoulli.cross_entropy(logits_p=np.zeros(3, np.float32),
-                                logits_q=np.zeros(2, np.float32))
+        bernoulli.cross_entropy(logits_p=np.zeros(3, np.float32), logits_q=np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="axis 2"):
         bernoulli.entropy(logits=np.zeros((2, 2), np.float32), axis=2)
     with pytest.raises(TypeError, match="where"):

@@ -66,8 +66,11 @@ def test_log_prob_broadcasts_labels_against_batch():
     ref = special.log_softmax(f64(logits), -1)[np.arange(3)[None, :], labels]
     np.testing.assert_allclose(got, ref, **tol(dtype))
     # A Python int label and one row of logits.
-    np.testing.assert_allclose(categorical.log_prob(2, logits=logits[0]),
-                               special.log_softmax(f64(logits[0]))[2], **tol(dtype))
+    np.testing.assert_allclose(
+        categorical.log_prob(2, logits=logits[0]),
+        special.log_softmax(f64(logits[0]))[2],
+        **tol(dtype),
+    )
 
 
 def test_log_prob_out_of_range_labels_are_nan_with_zero_gradient():
@@ -78,8 +81,9 @@ def test_log_prob_out_of_range_labels_are_nan_with_zero_gradient():
     np.testing.assert_allclose(got[:2], np.log([0.2, 0.5]), **tol(dtype))
     assert np.all(np.isnan(got[2:]))
     # Masking padding labels after the call leaves finite gradients.
-    masked = lambda lg: jnp.sum(jnp.where(labels >= 0, categorical.log_prob(labels, logits=lg),
-                                          0.0)[:2])
+    masked = lambda lg: jnp.sum(
+        jnp.where(labels >= 0, categorical.log_prob(labels, logits=lg), 0.0)[:2]
+    )
     g = jax.grad(masked)(logits)
     np.testing.assert_allclose(g, [1, 0, 1] - 2 * np.array([0.2, 0.3, 0.5]), **tol(dtype))
 
@@ -95,7 +99,7 @@ def test_entropy_cross_entropy_kl_match_scipy(dtype):
     np.testing.assert_allclose(ce, ref_cross_entropy(lp, lq), **tol(dtype))
     np.testing.assert_allclose(d, ref_kl(lp, lq), **tol(dtype))
     np.testing.assert_allclose(
-            d, np.sum(special.rel_entr(ref_probs(lp), ref_probs(lq)), -1), **tol(dtype)
+        d, np.sum(special.rel_entr(ref_probs(lp), ref_probs(lq)), -1), **tol(dtype)
     )
 
 
@@ -108,8 +112,7 @@ def test_identities(dtype):
     d = categorical.kl(logits_p=lp, logits_q=lq)
     np.testing.assert_allclose(d, ce - h, **tol(dtype))
     assert np.all(np.asarray(d) >= 0)
-    np.testing.assert_allclose(categorical.cross_entropy(logits_p=lp, logits_q=lp), h,
-                               **tol(dtype))
+    np.testing.assert_allclose(categorical.cross_entropy(logits_p=lp, logits_q=lp), h, **tol(dtype))
     # H(p) = -E_p[log p(y)], summing log_prob over all labels.
     labels = np.arange(7)[:, None]
     log_probs = f64(categorical.log_prob(labels, logits=lp))  # (7, 40)
@@ -117,8 +120,7 @@ def test_identities(dtype):
     # Logits are unnormalised: shifting a row changes nothing.
     shift = rng.uniform(-50, 50, (40, 1)).astype(dtype)
     np.testing.assert_allclose(categorical.entropy(logits=lp + shift), h, **tol(dtype))
-    np.testing.assert_allclose(categorical.kl(logits_p=lp + shift, logits_q=lq), d,
-                               **tol(dtype))
+    np.testing.assert_allclose(categorical.kl(logits_p=lp + shift, logits_q=lq), d, **tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -148,10 +150,9 @@ def test_zero_probabilities_from_minus_inf_logits(dtype):
     lq[:, 3] = -np.inf  # q = 0 where p = 0: still finite
     # The references work from scipy's softmax, exactly 0 at -inf, and 0 log 0 = 0.
     checks = [
-            (lambda a, b: categorical.entropy(logits=a), ref_entropy(lp)),
-            (lambda a, b: categorical.kl(logits_p=a, logits_q=b), ref_kl(lp, lq)),
-            (lambda a, b: categorical.cross_entropy(logits_p=a, logits_q=b),
-             ref_cross_entropy(lp, lq)),
+        (lambda a, b: categorical.entropy(logits=a), ref_entropy(lp)),
+        (lambda a, b: categorical.kl(logits_p=a, logits_q=b), ref_kl(lp, lq)),
+        (lambda a, b: categorical.cross_entropy(logits_p=a, logits_q=b), ref_cross_entropy(lp, lq)),
     ]
     # Zero-probability classes can be dropped altogether.
     np.testing.assert_allclose(ref_entropy(lp), ref_entropy(base[:, [0, 2, 4]]), rtol=1e-12)
@@ -162,8 +163,9 @@ def test_zero_probabilities_from_minus_inf_logits(dtype):
         assert np.all(np.asarray(g_p)[:, [1, 3]] == 0)
     # The label of a zero-probability class: -inf, with a finite gradient.
     lab = np.array([1, 0, 3, 2])
-    np.testing.assert_array_equal(np.isneginf(categorical.log_prob(lab, logits=lp)),
-                                  [True, False, True, False])
+    np.testing.assert_array_equal(
+        np.isneginf(categorical.log_prob(lab, logits=lp)), [True, False, True, False]
+    )
     g = jax.grad(lambda a: jnp.sum(categorical.log_prob(lab, logits=a)))(lp)
     assert np.all(np.isfinite(g))
     # q = 0 where p > 0: the divergence and cross-entropy are infinite.
@@ -175,17 +177,22 @@ def test_zero_probabilities_from_minus_inf_logits(dtype):
 def test_large_logits(dtype):
     lg = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4], [-1e4, -1e4, -1e4]], dtype)
     other = np.array([[0.0, 1e4, 0.0], [1e4, 0.0, 1e4], [0.0, 0.0, 0.0]], dtype)
-    np.testing.assert_allclose(categorical.entropy(logits=lg), [0.0, np.log(2), np.log(3)],
-                               **tol(dtype))
-    np.testing.assert_allclose(categorical.kl(logits_p=lg, logits_q=other),
-                               [1e4, 1e4 / 2, 0.0], **tol(dtype))
-    np.testing.assert_allclose(categorical.log_prob(np.array([0, 2, 1]), logits=lg),
-                               [0.0, -np.log(2), -np.log(3)], **tol(dtype))
+    np.testing.assert_allclose(
+        categorical.entropy(logits=lg), [0.0, np.log(2), np.log(3)], **tol(dtype)
+    )
+    np.testing.assert_allclose(
+        categorical.kl(logits_p=lg, logits_q=other), [1e4, 1e4 / 2, 0.0], **tol(dtype)
+    )
+    np.testing.assert_allclose(
+        categorical.log_prob(np.array([0, 2, 1]), logits=lg),
+        [0.0, -np.log(2), -np.log(3)],
+        **tol(dtype),
+    )
     fns = [
-            lambda a, b: categorical.entropy(logits=a),
-            lambda a, b: categorical.kl(logits_p=a, logits_q=b),
-            lambda a, b: categorical.cross_entropy(logits_p=a, logits_q=b),
-            lambda a, b: categorical.log_prob(np.array([0, 2, 1]), logits=a),
+        lambda a, b: categorical.entropy(logits=a),
+        lambda a, b: categorical.kl(logits_p=a, logits_q=b),
+        lambda a, b: categorical.cross_entropy(logits_p=a, logits_q=b),
+        lambda a, b: categorical.log_prob(np.array([0, 2, 1]), logits=a),
     ]
     for fn in fns:
         grads = jax.grad(lambda a, b, fn=fn: jnp.sum(fn(a, b)), argnums=(0, 1))(lg, other)
@@ -205,11 +212,11 @@ def all_functions(lp, lq):
     """Every differentiable function of the module, stacked, for one gradient check."""
     labels = np.array([[0, 4, 2], [1, 1, 3]])
     outputs = [
-            categorical.log_prob(labels, logits=lp),
-            categorical.entropy(logits=lp),
-            categorical.cross_entropy(logits_p=lp, logits_q=lq),
-            categorical.kl(logits_p=lp, logits_q=lq),
-            categorical.kl(logits_p=lq, logits_q=lp, axis=(0, 2)),
+        categorical.log_prob(labels, logits=lp),
+        categorical.entropy(logits=lp),
+        categorical.cross_entropy(logits_p=lp, logits_q=lq),
+        categorical.kl(logits_p=lp, logits_q=lq),
+        categorical.kl(logits_p=lq, logits_q=lp, axis=(0, 2)),
     ]
     return jnp.concatenate([jnp.ravel(o) for o in outputs])
 
@@ -231,10 +238,10 @@ def test_jit_and_vmap_agree_with_eager():
     lp, lq = rand_logits(rng, (4, 3, 6), dtype), rand_logits(rng, (4, 3, 6), dtype)
     labels = rng.integers(0, 6, (4, 3))
     fns = [
-            lambda y, a, b: categorical.log_prob(y, logits=a),
-            lambda y, a, b: categorical.entropy(logits=a),
-            lambda y, a, b: categorical.cross_entropy(logits_p=a, logits_q=b),
-            lambda y, a, b: categorical.kl(logits_p=a, logits_q=b),
+        lambda y, a, b: categorical.log_prob(y, logits=a),
+        lambda y, a, b: categorical.entropy(logits=a),
+        lambda y, a, b: categorical.cross_entropy(logits_p=a, logits_q=b),
+        lambda y, a, b: categorical.kl(logits_p=a, logits_q=b),
     ]
     for fn in fns:
         eager = fn(labels, lp, lq)
@@ -252,14 +259,20 @@ def test_axis_is_the_class_axis(axis):
     # flatten them for the reference.
     axes = [a % 3 for a in axes]
     keep = [a for a in range(3) if a not in axes]
-    flat = lambda a: np.transpose(f64(a), keep + axes).reshape(
-            [a.shape[k] for k in keep] + [-1])
-    np.testing.assert_allclose(categorical.entropy(logits=lp, axis=axis), ref_entropy(flat(lp)),
-                               **tol(dtype))
-    np.testing.assert_allclose(categorical.kl(logits_p=lp, logits_q=lq, axis=axis),
-                               ref_kl(flat(lp), flat(lq)), **tol(dtype))
-    np.testing.assert_allclose(categorical.cross_entropy(logits_p=lp, logits_q=lq, axis=axis),
-                               ref_cross_entropy(flat(lp), flat(lq)), **tol(dtype))
+    flat = lambda a: np.transpose(f64(a), keep + axes).reshape([a.shape[k] for k in keep] + [-1])
+    np.testing.assert_allclose(
+        categorical.entropy(logits=lp, axis=axis), ref_entropy(flat(lp)), **tol(dtype)
+    )
+    np.testing.assert_allclose(
+        categorical.kl(logits_p=lp, logits_q=lq, axis=axis),
+        ref_kl(flat(lp), flat(lq)),
+        **tol(dtype),
+    )
+    np.testing.assert_allclose(
+        categorical.cross_entropy(logits_p=lp, logits_q=lq, axis=axis),
+        ref_cross_entropy(flat(lp), flat(lq)),
+        **tol(dtype),
+    )
 
 
 def test_broadcasting_between_p_and_q():
@@ -298,10 +311,10 @@ def test_dtype_promotion():
     assert categorical.log_prob(labels, logits=l32).dtype == np.float32
     assert categorical.entropy(logits=jnp.zeros(3, jnp.bfloat16)).dtype == np.float32
     assert categorical.log_prob(labels, logits=jnp.zeros((2, 3), jnp.bfloat16)).dtype == (
-            np.float32
+        np.float32
     )
     assert categorical.kl(logits_p=jnp.zeros(3, jnp.bfloat16), logits_q=l32[0]).dtype == (
-            np.float32
+        np.float32
     )
     if X64:
         assert categorical.entropy(logits=np.zeros(3)).dtype == np.float64

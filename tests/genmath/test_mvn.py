@@ -44,7 +44,8 @@ def _reference_log_prob(x64, loc64, tril64):
     out = np.empty(batch)
     for index in np.ndindex(*batch):
         out[index] = stats.multivariate_normal.logpdf(
-                x64[index], loc64[index], _covariance(tril64[index]))
+            x64[index], loc64[index], _covariance(tril64[index])
+        )
     return out
 
 
@@ -96,45 +97,60 @@ def _triangular_solves(jaxpr):
     return found
 
 
-@pytest.mark.parametrize(("x_shape", "loc_shape", "tril_batch", "a_shape", "b_shape"), [
-    ((4096, 5), (5,), (), (5, 5), (5, 4096)),
-    ((16, 256, 5), (256, 5), (256,), (256, 5, 5), (256, 5, 16)),
-])
+@pytest.mark.parametrize(
+    ("x_shape", "loc_shape", "tril_batch", "a_shape", "b_shape"),
+    [
+        ((4096, 5), (5,), (), (5, 5), (5, 4096)),
+        ((16, 256, 5), (256, 5), (256,), (256, 5, 5), (256, 5, 16)),
+    ],
+)
 def test_shared_factors_are_solved_once_with_points_as_columns(
-        x_shape, loc_shape, tril_batch, a_shape, b_shape):
+    x_shape, loc_shape, tril_batch, a_shape, b_shape
+):
     """One distribution x 4096 points is one solve with a (D, 4096) right-hand side: the
     factor is never repeated per point."""
     jaxpr = jax.make_jaxpr(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(
-            jnp.zeros(x_shape, DTYPE), jnp.zeros(loc_shape, DTYPE),
-            jnp.zeros((*tril_batch, 5, 5), DTYPE))
+        jnp.zeros(x_shape, DTYPE),
+        jnp.zeros(loc_shape, DTYPE),
+        jnp.zeros((*tril_batch, 5, 5), DTYPE),
+    )
     (solve,) = _triangular_solves(jaxpr.jaxpr)
     assert solve.invars[0].aval.shape == a_shape
     assert solve.invars[1].aval.shape == b_shape
 
 
-@pytest.mark.parametrize(("x_shape", "loc_shape", "tril_batch", "a_shape", "b_shape"), [
-    ((4096, 5), (5,), (), (8, 5, 5), (8, 5, 512)),
-    ((16, 256, 5), (256, 5), (256,), (256, 8, 5, 5), (256, 8, 5, 2)),
-    ((12, 5), (5,), (), (4, 5, 5), (4, 5, 3)),  # gcd(12, 8) = 4 groups
-])
+@pytest.mark.parametrize(
+    ("x_shape", "loc_shape", "tril_batch", "a_shape", "b_shape"),
+    [
+        ((4096, 5), (5,), (), (8, 5, 5), (8, 5, 512)),
+        ((16, 256, 5), (256, 5), (256,), (256, 8, 5, 5), (256, 8, 5, 2)),
+        ((12, 5), (5,), (), (4, 5, 5), (4, 5, 3)),  # gcd(12, 8) = 4 groups
+    ],
+)
 def test_shared_factors_are_solved_in_one_group_per_device(
-        monkeypatch, x_shape, loc_shape, tril_batch, a_shape, b_shape):
+    monkeypatch, x_shape, loc_shape, tril_batch, a_shape, b_shape
+):
     """With 8 devices the columns split into (up to) 8 groups along a batch axis of the
     solve, which XLA can shard; the factor is repeated per group, not per point."""
     monkeypatch.setattr(mvn, "_column_groups", lambda k: math.gcd(k, 8))
     jaxpr = jax.make_jaxpr(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(
-            jnp.zeros(x_shape, DTYPE), jnp.zeros(loc_shape, DTYPE),
-            jnp.zeros((*tril_batch, 5, 5), DTYPE))
+        jnp.zeros(x_shape, DTYPE),
+        jnp.zeros(loc_shape, DTYPE),
+        jnp.zeros((*tril_batch, 5, 5), DTYPE),
+    )
     (solve,) = _triangular_solves(jaxpr.jaxpr)
     assert solve.invars[0].aval.shape == a_shape
     assert solve.invars[1].aval.shape == b_shape
 
 
-@pytest.mark.parametrize(("x_shape", "loc_shape", "tril_batch"), [
-    ((64, 4), (4,), ()),
-    ((16, 6, 4), (6, 4), (6,)),
-    ((8, 3, 1, 4), (3, 1, 4), (2,)),  # columns on two axes, broadcast both ways
-])
+@pytest.mark.parametrize(
+    ("x_shape", "loc_shape", "tril_batch"),
+    [
+        ((64, 4), (4,), ()),
+        ((16, 6, 4), (6, 4), (6,)),
+        ((8, 3, 1, 4), (3, 1, 4), (2,)),  # columns on two axes, broadcast both ways
+    ],
+)
 def test_grouped_columns_give_the_same_values(monkeypatch, rng, x_shape, loc_shape, tril_batch):
     """Grouping only rearranges the columns: every function returns the ungrouped values."""
     x, _ = _as(rng.normal(size=x_shape))
@@ -143,11 +159,14 @@ def test_grouped_columns_give_the_same_values(monkeypatch, rng, x_shape, loc_sha
     loc_p, _ = _as(rng.normal(size=x_shape))
 
     def values():
-        fn = jax.jit(lambda x, loc, tril, loc_p: (
+        fn = jax.jit(
+            lambda x, loc, tril, loc_p: (
                 mvn.log_prob(x, loc=loc, scale_tril=tril),
                 jax.grad(lambda t: jnp.sum(mvn.log_prob(x, loc=loc, scale_tril=t)))(tril),
                 mvn.kl(loc_p=loc_p, scale_tril_p=tril, loc_q=loc, scale_tril_q=tril),
-                mvn.sample(jax.random.key(0), loc=loc, scale_tril=tril, shape=x_shape[:1])))
+                mvn.sample(jax.random.key(0), loc=loc, scale_tril=tril, shape=x_shape[:1]),
+            )
+        )
         return fn(x, loc, tril, loc_p)
 
     monkeypatch.setattr(mvn, "_column_groups", lambda k: 1)
@@ -180,7 +199,8 @@ KL_CASES = [
 
 @pytest.mark.parametrize(("loc_p_shape", "tril_p_batch", "loc_q_shape", "tril_q_batch"), KL_CASES)
 def test_kl_matches_closed_form_and_cross_entropy(
-        rng, loc_p_shape, tril_p_batch, loc_q_shape, tril_q_batch):
+    rng, loc_p_shape, tril_p_batch, loc_q_shape, tril_q_batch
+):
     loc_p, loc_p64 = _as(rng.normal(0.0, 1.0, loc_p_shape))
     loc_q, loc_q64 = _as(rng.normal(0.0, 1.0, loc_q_shape))
     tril_p, tril_p64 = _random_tril(rng, tril_p_batch, 4)
@@ -201,8 +221,9 @@ def test_kl_matches_closed_form_and_cross_entropy(
     own = np.empty(batch)
     for index in np.ndindex(*batch):
         cov_p, cov_q = _covariance(tril_p64[index]), _covariance(tril_q64[index])
-        cross[index] = (-stats.multivariate_normal.logpdf(loc_p64[index], loc_q64[index], cov_q)
-                        + 0.5 * np.trace(np.linalg.solve(cov_q, cov_p)))
+        cross[index] = -stats.multivariate_normal.logpdf(
+            loc_p64[index], loc_q64[index], cov_q
+        ) + 0.5 * np.trace(np.linalg.solve(cov_q, cov_p))
         own[index] = stats.multivariate_normal(cov=cov_p).entropy()
     assert_close(value, cross - own, scale=np.max(np.abs(cross)))
 
@@ -230,11 +251,12 @@ def test_diagonal_factors_agree_with_normal(rng):
     tril_p = jnp.exp(log_scale_p)[..., None] * eye
     tril_q = jnp.exp(log_scale_q)[..., None] * eye
     full = mvn.kl(loc_p=loc_p, scale_tril_p=tril_p, loc_q=loc_q, scale_tril_q=tril_q)
-    diagonal = normal.kl(loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc_q,
-                         log_scale_q=log_scale_q)
+    diagonal = normal.kl(loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc_q, log_scale_q=log_scale_q)
     assert_close(full, diagonal)
-    assert_close(mvn.log_prob(x, loc=loc_p, scale_tril=tril_p),
-                 normal.log_prob(x, loc=loc_p, log_scale=log_scale_p))
+    assert_close(
+        mvn.log_prob(x, loc=loc_p, scale_tril=tril_p),
+        normal.log_prob(x, loc=loc_p, log_scale=log_scale_p),
+    )
     assert_close(mvn.entropy(scale_tril=tril_p), normal.entropy(log_scale=log_scale_p))
 
 
@@ -259,14 +281,18 @@ def test_negative_diagonal_gives_the_same_distribution(rng):
     tril, tril64 = _random_tril(rng, (), 4)
     signs = np.array([1.0, -1.0, -1.0, 1.0])
     flipped, _ = _as(tril64 * signs)
-    assert_close(mvn.log_prob(x, loc=loc, scale_tril=flipped),
-                 _reference_log_prob(x64, loc64, tril64))
+    assert_close(
+        mvn.log_prob(x, loc=loc, scale_tril=flipped), _reference_log_prob(x64, loc64, tril64)
+    )
     assert_close(mvn.entropy(scale_tril=flipped), mvn.entropy(scale_tril=tril))
     other, other64 = _random_tril(rng, (), 4)
-    assert_close(mvn.kl(loc_p=loc, scale_tril_p=flipped, loc_q=0.0, scale_tril_q=other),
-                 _reference_kl(loc64, tril64, 0.0, other64))
+    assert_close(
+        mvn.kl(loc_p=loc, scale_tril_p=flipped, loc_q=0.0, scale_tril_q=other),
+        _reference_kl(loc64, tril64, 0.0, other64),
+    )
     assert float(mvn.kl(loc_p=loc, scale_tril_p=flipped, loc_q=loc, scale_tril_q=tril)) < (
-            10 * tol(DTYPE))
+        10 * tol(DTYPE)
+    )
 
 
 def _standard_errors_apart(samples, expected):
@@ -282,7 +308,8 @@ def test_monte_carlo_moments_and_kl(rng):
     loc_q, _ = _as(rng.normal(0.0, 1.0, (d,)))
     tril_q, _ = _random_tril(rng, (), d)
     x = jax.jit(functools.partial(mvn.sample, shape=(n,)))(
-            jax.random.key(0), loc=loc_p, scale_tril=tril_p)
+        jax.random.key(0), loc=loc_p, scale_tril=tril_p
+    )
     chex.assert_shape(x, (n, d))
     x64 = np.asarray(x, np.float64)
     assert np.all(_standard_errors_apart(x64, loc_p64) < 5)
@@ -291,17 +318,21 @@ def test_monte_carlo_moments_and_kl(rng):
     std_error_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
     assert np.all(np.abs(np.cov(x64, rowvar=False) - cov) < 5 * std_error_cov)
 
-    log_ratio = (mvn.log_prob(x, loc=loc_p, scale_tril=tril_p)
-                 - mvn.log_prob(x, loc=loc_q, scale_tril=tril_q))
+    log_ratio = mvn.log_prob(x, loc=loc_p, scale_tril=tril_p) - mvn.log_prob(
+        x, loc=loc_q, scale_tril=tril_q
+    )
     kl = mvn.kl(loc_p=loc_p, scale_tril_p=tril_p, loc_q=loc_q, scale_tril_q=tril_q)
     assert _standard_errors_apart(np.asarray(log_ratio, np.float64)[:, None], float(kl)) < 5
 
 
-@pytest.mark.parametrize(("shape", "loc_shape", "tril_batch", "expected"), [
-    (None, (3,), (), (3,)),
-    ((5,), (), (), (5, 3)),
-    ((5,), (2, 1, 3), (4,), (5, 2, 4, 3)),
-])
+@pytest.mark.parametrize(
+    ("shape", "loc_shape", "tril_batch", "expected"),
+    [
+        (None, (3,), (), (3,)),
+        ((5,), (), (), (5, 3)),
+        ((5,), (2, 1, 3), (4,), (5, 2, 4, 3)),
+    ],
+)
 def test_sample_shape_and_dtype(shape, loc_shape, tril_batch, expected):
     loc = jnp.zeros(loc_shape, DTYPE)
     tril = jnp.broadcast_to(jnp.eye(3, dtype=DTYPE), (*tril_batch, 3, 3))
@@ -325,13 +356,16 @@ def test_gradients(rng):
 
     check(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t), (x, loc, tril))
     check(lambda t: mvn.entropy(scale_tril=t), (tril,))
-    check(lambda a, b, c, d: mvn.kl(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d),
-          (loc, tril, loc_q, tril_q))
+    check(
+        lambda a, b, c, d: mvn.kl(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d),
+        (loc, tril, loc_q, tril_q),
+    )
     key = jax.random.key(2)
     # Reparameterised sampling (reverse mode only: each transformation recompiles the
     # random-bit generator).
-    check(lambda m, t: mvn.sample(key, loc=m, scale_tril=t, shape=(2,)), (loc, tril),
-          modes=("rev",))
+    check(
+        lambda m, t: mvn.sample(key, loc=m, scale_tril=t, shape=(2,)), (loc, tril), modes=("rev",)
+    )
 
 
 def test_jit_and_vmap_agree_with_batched_call(rng):
@@ -340,16 +374,17 @@ def test_jit_and_vmap_agree_with_batched_call(rng):
     tril, _ = _random_tril(rng, (4,), 3)
     batched = mvn.log_prob(x, loc=loc, scale_tril=tril)
     over_distributions = jax.vmap(
-            lambda m, t, x: mvn.log_prob(x, loc=m, scale_tril=t), in_axes=(0, 0, 1), out_axes=1
+        lambda m, t, x: mvn.log_prob(x, loc=m, scale_tril=t), in_axes=(0, 0, 1), out_axes=1
     )(loc, tril, x)
     over_points = jax.jit(jax.vmap(lambda x: mvn.log_prob(x, loc=loc, scale_tril=tril)))(x)
     np.testing.assert_allclose(over_distributions, batched, rtol=tol(DTYPE))
     np.testing.assert_allclose(over_points, batched, rtol=tol(DTYPE))
     kl = jax.vmap(lambda m, t: mvn.kl(loc_p=m, scale_tril_p=t, loc_q=0.0, scale_tril_q=tril[0]))(
-            loc, tril)
+        loc, tril
+    )
     np.testing.assert_allclose(
-            kl, mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=0.0, scale_tril_q=tril[0]),
-            rtol=tol(DTYPE))
+        kl, mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=0.0, scale_tril_q=tril[0]), rtol=tol(DTYPE)
+    )
 
 
 def test_tiny_scales_stay_finite(rng):

@@ -49,22 +49,21 @@ def test_log_prob_and_terms_match_scipy(rng, x_shape, loc_shape, scale_shape, ax
 
     elementwise = stats.norm.logpdf(x64, loc64, np.exp(log_scale64))
     expected = np.sum(np.broadcast_to(elementwise, shape), axis=axes)
-    value = jax.jit(functools.partial(normal.log_prob, axis=axis))(
-            x, loc=loc, log_scale=log_scale
-    )
+    value = jax.jit(functools.partial(normal.log_prob, axis=axis))(x, loc=loc, log_scale=log_scale)
     chex.assert_shape(value, batch_shape)
     assert value.dtype == DTYPE
     assert_close(value, expected, scale=np.max(np.sum(np.abs(elementwise), axis=axes)))
 
     terms = jax.jit(functools.partial(normal.log_prob_terms, axis=axis))(
-            x, loc=loc, log_scale=log_scale
+        x, loc=loc, log_scale=log_scale
     )
     d = math.prod(shape[a] for a in axes)
     z = (x64 - loc64) / np.exp(log_scale64)
     assert_close(terms.constant, np.full(batch_shape, -0.5 * d * np.log(2 * np.pi)))
     assert_close(
-            terms.log_scale_term, -np.sum(np.broadcast_to(log_scale64, shape), axis=axes),
-            scale=d,
+        terms.log_scale_term,
+        -np.sum(np.broadcast_to(log_scale64, shape), axis=axes),
+        scale=d,
     )
     assert_close(terms.squared_error, -0.5 * np.sum(np.broadcast_to(z * z, shape), axis=axes))
     for term in terms:
@@ -111,11 +110,14 @@ def test_masked_log_prob(rng, mask_shape):
     poisoned_x = jnp.where(full_mask, x, jnp.nan)
     poisoned_scale = jnp.where(full_mask, log_scale, jnp.inf)
     grads = jax.grad(
-            lambda x, s: jnp.sum(normal.log_prob(x, loc=loc, log_scale=s, where=mask)),
-            argnums=(0, 1),
+        lambda x, s: jnp.sum(normal.log_prob(x, loc=loc, log_scale=s, where=mask)),
+        argnums=(0, 1),
     )(poisoned_x, poisoned_scale)
-    assert_close(normal.log_prob(poisoned_x, loc=loc, log_scale=poisoned_scale, where=mask),
-                 expected, scale=np.max(np.sum(np.abs(elementwise), -1)))
+    assert_close(
+        normal.log_prob(poisoned_x, loc=loc, log_scale=poisoned_scale, where=mask),
+        expected,
+        scale=np.max(np.sum(np.abs(elementwise), -1)),
+    )
     for grad in grads:
         assert np.all(np.isfinite(grad))
         assert np.all(np.asarray(grad)[~full_mask] == 0.0)
@@ -154,7 +156,7 @@ def test_kl_matches_closed_form_and_cross_entropy(rng, p_shape, q_shape, axis):
     axes = _axes(axis, len(shape))
 
     value = jax.jit(functools.partial(normal.kl, axis=axis))(
-            loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc_q, log_scale_q=log_scale_q
+        loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc_q, log_scale_q=log_scale_q
     )
     elementwise = _reference_kl(loc_p64, log_scale_p64, loc_q64, log_scale_q64)
     assert_close(value, np.sum(elementwise, axis=axes))
@@ -163,7 +165,8 @@ def test_kl_matches_closed_form_and_cross_entropy(rng, p_shape, q_shape, axis):
     # KL = H(p, q) - H(p), with the cross-entropy E_p[-log q(x)] computed independently:
     # log q is quadratic, so E_p[-log q] = -log q(mu_p) + var_p / (2 var_q).
     cross = -stats.norm.logpdf(loc_p64, loc_q64, np.exp(log_scale_q64)) + 0.5 * np.exp(
-            2 * (log_scale_p64 - log_scale_q64))
+        2 * (log_scale_p64 - log_scale_q64)
+    )
     own = stats.norm(scale=np.exp(log_scale_p64)).entropy()
     expected = np.sum(np.broadcast_to(cross - own, shape), axis=axes)
     assert_close(value, expected, scale=np.max(np.sum(np.broadcast_to(cross, shape), axis=axes)))
@@ -178,14 +181,17 @@ def test_kl_of_nearby_distributions_is_within_a_few_ulps_and_never_negative(rng,
     log_scale_p64 = np.asarray(log_scale_p, np.float64)
     zeros = jnp.zeros(50, DTYPE)
     value = jax.jit(functools.partial(normal.kl, axis=()))(
-            loc_p=zeros, log_scale_p=log_scale_p, loc_q=zeros, log_scale_q=log_scale_q)
+        loc_p=zeros, log_scale_p=log_scale_p, loc_q=zeros, log_scale_q=log_scale_q
+    )
     # Independent reference: 50-digit decimal arithmetic (float64 itself would cancel).
     with decimal.localcontext() as context:
         context.prec = 50
-        expected = np.array([
-            float((2 * decimal.Decimal(p - q)).exp() - 1 - 2 * decimal.Decimal(p - q)) / 2
-            for p, q in zip(log_scale_p64, log_scale_q64, strict=True)
-        ])
+        expected = np.array(
+            [
+                float((2 * decimal.Decimal(p - q)).exp() - 1 - 2 * decimal.Decimal(p - q)) / 2
+                for p, q in zip(log_scale_p64, log_scale_q64, strict=True)
+            ]
+        )
     eps = float(jnp.finfo(DTYPE).eps)
     error = np.abs(np.asarray(value, np.float64) - expected)
     assert np.all(error <= 2.0 * eps * np.maximum(expected, 1.0)), error.max() / eps
@@ -207,16 +213,19 @@ def test_kl_of_identical_distributions_is_exactly_zero_with_zero_gradient(rng):
     log_scale, _ = _array(rng, (3, 6), -30.0, 30.0)
 
     def kl_pp(loc_p, log_scale_p):
-        return jnp.sum(normal.kl(loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc,
-                                 log_scale_q=log_scale))
+        return jnp.sum(
+            normal.kl(loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc, log_scale_q=log_scale)
+        )
 
     value, grads = jax.jit(jax.value_and_grad(kl_pp, argnums=(0, 1)))(loc, log_scale)
     assert float(value) == 0.0
     for grad in grads:
         np.testing.assert_array_equal(np.asarray(grad), 0.0)
-    standard_value, standard_grads = jax.jit(jax.value_and_grad(
+    standard_value, standard_grads = jax.jit(
+        jax.value_and_grad(
             lambda m, s: jnp.sum(normal.kl_standard(loc=m, log_scale=s)), argnums=(0, 1)
-    ))(jnp.zeros(4, DTYPE), jnp.zeros(4, DTYPE))
+        )
+    )(jnp.zeros(4, DTYPE), jnp.zeros(4, DTYPE))
     assert float(standard_value) == 0.0
     for grad in standard_grads:
         np.testing.assert_array_equal(np.asarray(grad), 0.0)
@@ -236,8 +245,9 @@ def test_monte_carlo_kl_and_moments(rng):
     log_scale_q, _ = _array(rng, (4,), -1.0, 0.5)
     x = normal.sample(jax.random.key(0), loc=loc_p, log_scale=log_scale_p, shape=(n,))
     chex.assert_shape(x, (n, 4))
-    log_ratio = (normal.log_prob(x, loc=loc_p, log_scale=log_scale_p)
-                 - normal.log_prob(x, loc=loc_q, log_scale=log_scale_q))
+    log_ratio = normal.log_prob(x, loc=loc_p, log_scale=log_scale_p) - normal.log_prob(
+        x, loc=loc_q, log_scale=log_scale_q
+    )
     kl = normal.kl(loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc_q, log_scale_q=log_scale_q)
     x64 = np.asarray(x, np.float64)
     assert _standard_errors_apart(np.asarray(log_ratio, np.float64)[:, None], float(kl)) < 5
@@ -247,11 +257,14 @@ def test_monte_carlo_kl_and_moments(rng):
     assert np.all(np.abs(np.var(x64, axis=0) - np.exp(2 * log_scale_p64)) < 5 * std_error_var)
 
 
-@pytest.mark.parametrize(("shape", "param_shape", "expected"), [
-    (None, (3,), (3,)),
-    ((5,), (3,), (5, 3)),
-    ((2, 5), (4, 1), (2, 5, 4, 1)),
-])
+@pytest.mark.parametrize(
+    ("shape", "param_shape", "expected"),
+    [
+        (None, (3,), (3,)),
+        ((5,), (3,), (5, 3)),
+        ((2, 5), (4, 1), (2, 5, 4, 1)),
+    ],
+)
 def test_sample_shape_and_dtype(shape, param_shape, expected):
     loc = jnp.zeros(param_shape, DTYPE)
     x = normal.sample(jax.random.key(1), loc=loc, log_scale=0.0, shape=shape)
@@ -280,18 +293,24 @@ def test_gradients(rng):
     check(lambda x, m, s: normal.log_prob(x, loc=m, log_scale=s), (x, loc, log_scale), order=2)
     check(lambda x, m, s: normal.log_prob(x, loc=m, log_scale=s, where=mask), (x, loc, log_scale))
     check(lambda s: normal.entropy(log_scale=s), (log_scale,))
-    check(lambda a, b, c, d: normal.kl(loc_p=a, log_scale_p=b, loc_q=c, log_scale_q=d),
-          (loc, log_scale, loc_q, log_scale_q))
+    check(
+        lambda a, b, c, d: normal.kl(loc_p=a, log_scale_p=b, loc_q=c, log_scale_q=d),
+        (loc, log_scale, loc_q, log_scale_q),
+    )
     check(lambda m, s: normal.kl_standard(loc=m, log_scale=s), (loc, log_scale))
     # Reparameterised sampling: the sample is a differentiable function of the parameters.
     key = jax.random.key(2)
     # (Reverse mode only: every transformation recompiles the random-bit generator.)
-    check(lambda m, s: normal.sample(key, loc=m, log_scale=s, shape=(2,)), (loc, log_scale),
-          modes=("rev",))
+    check(
+        lambda m, s: normal.sample(key, loc=m, log_scale=s, shape=(2,)),
+        (loc, log_scale),
+        modes=("rev",),
+    )
     noise = jax.random.normal(key, (2, 3, 4), DTYPE)
     grad_scale = jax.grad(lambda s: jnp.sum(normal.sample(key, loc=loc, log_scale=s, shape=(2,))))
-    np.testing.assert_allclose(grad_scale(log_scale), jnp.sum(noise, 0) * jnp.exp(log_scale),
-                               rtol=tol(DTYPE))
+    np.testing.assert_allclose(
+        grad_scale(log_scale), jnp.sum(noise, 0) * jnp.exp(log_scale), rtol=tol(DTYPE)
+    )
 
 
 def test_jit_and_vmap_agree_with_batched_call(rng):
@@ -300,14 +319,16 @@ def test_jit_and_vmap_agree_with_batched_call(rng):
     log_scale, _ = _array(rng, (5, 1, 4))
     batched = normal.log_prob(x, loc=loc, log_scale=log_scale, axis=(1, 2))
     mapped = jax.vmap(lambda a, b, c: normal.log_prob(a, loc=b, log_scale=c, axis=(0, 1)))(
-            x, loc, log_scale)
+        x, loc, log_scale
+    )
     jitted = jax.jit(functools.partial(normal.log_prob, axis=(1, 2)))(
-            x, loc=loc, log_scale=log_scale)
+        x, loc=loc, log_scale=log_scale
+    )
     np.testing.assert_allclose(mapped, batched, rtol=tol(DTYPE))
     np.testing.assert_allclose(jitted, batched, rtol=tol(DTYPE))
     kl_batched = normal.kl(loc_p=loc, log_scale_p=log_scale, loc_q=x, log_scale_q=0.0)
     kl_mapped = jax.vmap(
-            lambda a, b, c: normal.kl(loc_p=a, log_scale_p=b, loc_q=c, log_scale_q=0.0)
+        lambda a, b, c: normal.kl(loc_p=a, log_scale_p=b, loc_q=c, log_scale_q=0.0)
     )(loc, log_scale, x)
     np.testing.assert_allclose(kl_mapped, kl_batched, rtol=tol(DTYPE))
 
@@ -321,7 +342,7 @@ def test_log_prob_extreme_log_scales(rng, log_scale_value):
     loc, loc64 = _array(rng, (3,))
     log_scale = jnp.full((2, 3), log_scale_value, DTYPE)
     value, grads = jax.value_and_grad(
-            lambda *a: jnp.sum(normal.log_prob(a[0], loc=a[1], log_scale=a[2])), argnums=(0, 1, 2)
+        lambda *a: jnp.sum(normal.log_prob(a[0], loc=a[1], log_scale=a[2])), argnums=(0, 1, 2)
     )(x, loc, log_scale)
     z2 = ((x64 - loc64) * np.exp(-log_scale_value)) ** 2
     expected = np.sum(-0.5 * z2 - log_scale_value - 0.5 * np.log(2 * np.pi))
@@ -329,8 +350,9 @@ def test_log_prob_extreme_log_scales(rng, log_scale_value):
     for grad in grads:
         assert np.all(np.isfinite(np.asarray(grad)))
     # d/d(log sigma) = z^2 - 1, about 1e26 at log sigma = -30: still representable.
-    np.testing.assert_allclose(np.asarray(grads[2], np.float64), z2 - 1.0, rtol=10 * tol(DTYPE),
-                               atol=10 * tol(DTYPE))
+    np.testing.assert_allclose(
+        np.asarray(grads[2], np.float64), z2 - 1.0, rtol=10 * tol(DTYPE), atol=10 * tol(DTYPE)
+    )
 
 
 @pytest.mark.parametrize("log_scale_p", EXTREMES)
@@ -338,8 +360,12 @@ def test_log_prob_extreme_log_scales(rng, log_scale_value):
 def test_kl_extreme_log_scales(rng, log_scale_p, log_scale_q):
     loc_p, loc_p64 = _array(rng, (3,))
     loc_q, loc_q64 = _array(rng, (3,))
-    args = dict(loc_p=loc_p, log_scale_p=jnp.full(3, log_scale_p, DTYPE), loc_q=loc_q,
-                log_scale_q=jnp.full(3, log_scale_q, DTYPE))
+    args = dict(
+        loc_p=loc_p,
+        log_scale_p=jnp.full(3, log_scale_p, DTYPE),
+        loc_q=loc_q,
+        log_scale_q=jnp.full(3, log_scale_q, DTYPE),
+    )
     value = normal.kl(**args)
     r = 2.0 * (log_scale_p - log_scale_q)
     expected = 0.5 * np.sum(np.expm1(r) - r + ((loc_p64 - loc_q64) * np.exp(-log_scale_q)) ** 2)
@@ -385,8 +411,9 @@ def test_integer_and_boolean_observations_are_accepted():
     assert value.dtype == DTYPE
     expected = np.sum(stats.norm.logpdf([0.0, 1.0, 1.0]))
     assert_close(value, [expected])
-    assert_close(normal.log_prob(x.astype(bool), loc=jnp.zeros(3, DTYPE), log_scale=0.0),
-                 [expected])
+    assert_close(
+        normal.log_prob(x.astype(bool), loc=jnp.zeros(3, DTYPE), log_scale=0.0), [expected]
+    )
 
 
 def test_errors():
