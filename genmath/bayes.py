@@ -12,10 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from genmath._src import validation
-
-Array = jax.Array
-ArrayLike = jax.typing.ArrayLike
-Axis = int | tuple[int, ...]
+from genmath._src.typing import Array, ArrayLike, Axis
 
 __all__ = ["evidence", "posterior"]
 
@@ -37,7 +34,7 @@ def _logsumexp(values: Array, axes: tuple[int, ...]) -> Array:
     return jnp.squeeze(jnp.where(empty, -jnp.inf, total), axes)
 
 
-def posterior(log_joint: ArrayLike, axis: Axis = -1) -> Array:
+def posterior(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:
     """Log-posterior :math:`\\log p(y \\mid x)` from the log-joint :math:`\\log p(x, y)`.
 
     .. math::
@@ -73,7 +70,7 @@ def posterior(log_joint: ArrayLike, axis: Axis = -1) -> Array:
     return jax.nn.log_softmax(log_joint, axis=axes)
 
 
-def evidence(log_joint: ArrayLike, axis: Axis = -1) -> Array:
+def evidence(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:
     """Log-evidence (marginal likelihood) :math:`\\log p(x) = \\log\\sum_y p(x, y)`.
 
     .. math::

@@ -26,10 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from genmath._src import validation
-
-Array = jax.Array
-ArrayLike = jax.typing.ArrayLike
-Axis = int | tuple[int, ...]
+from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
 __all__ = [
     "continuous_log_normalizer",
@@ -309,10 +306,10 @@ def kl(
 
 
 def sample(
-    key: ArrayLike,
+    key: Key,
     *,
     logits: ArrayLike,
-    shape: tuple[int, ...] | None = None,
+    sample_shape: SampleShape = (),
 ) -> Array:
     """Draws Bernoulli samples :math:`x \\sim \\mathrm{Bernoulli}(\\sigma(\\ell))`.
 
@@ -325,17 +322,18 @@ def sample(
     Args:
         key: a ``jax.random`` key.
         logits: :math:`\\ell`, floating; :math:`\\pm\\infty` give always 1 / always 0.
-        shape: sample shape prepended to ``logits.shape``; ``None`` means ``()``.
+        sample_shape: shape of the independent draws, prepended to ``logits.shape``: an
+            int ``n`` (meaning ``(n,)``) or a tuple; ``()`` draws one sample.
 
     Returns:
-        Values 0 and 1 of shape ``shape + logits.shape`` in the compute dtype.
+        Values 0 and 1 of shape ``sample_shape + logits.shape`` in the compute dtype.
 
     Example:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from genmath import bernoulli
         >>> logits = jnp.zeros(3, jnp.float32)
-        >>> x = bernoulli.sample(jax.random.key(0), logits=logits, shape=(4,))
+        >>> x = bernoulli.sample(jax.random.key(0), logits=logits, sample_shape=4)
         >>> x.shape, x.dtype
         ((4, 3), dtype('float32'))
 
@@ -345,7 +343,7 @@ def sample(
     """
     name = "bernoulli.sample"
     (logits,) = validation.promote(name, {"logits": logits})
-    sample_shape = () if shape is None else tuple(shape)
+    sample_shape = validation.sample_shape(name, sample_shape)
     probs = jax.nn.sigmoid(jax.lax.stop_gradient(logits))
     draws = jax.random.bernoulli(key, probs, sample_shape + logits.shape)
     return draws.astype(logits.dtype)

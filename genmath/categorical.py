@@ -20,10 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from genmath._src import validation
-
-Array = jax.Array
-ArrayLike = jax.typing.ArrayLike
-Axis = int | tuple[int, ...]
+from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
 __all__ = ["cross_entropy", "entropy", "kl", "log_prob", "sample"]
 
@@ -228,10 +225,10 @@ def kl(*, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis = -1) -> Array:
 
 
 def sample(
-    key: ArrayLike,
+    key: Key,
     *,
     logits: ArrayLike,
-    shape: tuple[int, ...] | None = None,
+    sample_shape: SampleShape = (),
 ) -> Array:
     """Draws class labels :math:`y \\sim \\mathrm{Categorical}(\\operatorname{softmax}\\ell)`.
 
@@ -245,19 +242,21 @@ def sample(
     Args:
         key: a ``jax.random`` key.
         logits: unnormalised log-probabilities, floating, classes on the last axis.
-        shape: sample shape prepended to ``logits.shape[:-1]``; ``None`` means ``()``.
+        sample_shape: shape of the independent draws, prepended to the batch shape
+            ``logits.shape[:-1]``: an int ``n`` (meaning ``(n,)``) or a tuple; ``()`` draws
+            one sample.
 
     Returns:
-        Integer labels in :math:`[0, K)` of shape ``shape + logits.shape[:-1]`` (default
+        Integer labels in :math:`[0, K)` of shape ``sample_shape + logits.shape[:-1]`` (default
         integer dtype: labels are indices, not floats).
 
     Example:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from genmath import categorical
-        >>> y = categorical.sample(jax.random.key(0), logits=jnp.zeros((2, 5)), shape=(3,))
-        >>> y.shape
-        (3, 2)
+        >>> logits = jnp.zeros((2, 5))
+        >>> categorical.sample(jax.random.key(0), logits=logits, sample_shape=(4, 3)).shape
+        (4, 3, 2)
 
     References:
         E. J. Gumbel, *Statistical Theory of Extreme Values and Some Practical
@@ -267,7 +266,7 @@ def sample(
     (logits,) = validation.promote(name, {"logits": logits})
     if logits.ndim == 0:
         raise ValueError(f"{name}: `logits` needs a class axis, got a scalar.")
-    sample_shape = () if shape is None else tuple(shape)
+    sample_shape = validation.sample_shape(name, sample_shape)
     return jax.random.categorical(
         key, jax.lax.stop_gradient(logits), axis=-1, shape=sample_shape + logits.shape[:-1]
     )

@@ -3,29 +3,25 @@
 These functions take per-sample log-densities that the caller has already computed (for
 instance with :mod:`genmath.normal` and :mod:`genmath.bernoulli`) and combine them; the
 Monte-Carlo sample axis is ``axis`` (default 0, the leading axis that a ``sample`` call
-with ``shape=(K,)`` prepends).
+with ``sample_shape=K`` prepends).
 """
 
 from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 
 from genmath import bayes
 from genmath._src import validation
-
-Array = jax.Array
-ArrayLike = jax.typing.ArrayLike
-Axis = int | tuple[int, ...]
+from genmath._src.typing import Array, ArrayLike, Axis
 
 __all__ = ["bits_per_dim", "elbo", "iwae_bound", "kl_monte_carlo"]
 
 _LN_TWO = math.log(2.0)
 
 
-def iwae_bound(log_weights: ArrayLike, axis: Axis = 0) -> Array:
+def iwae_bound(log_weights: ArrayLike, *, axis: Axis = 0) -> Array:
     """Importance-weighted bound :math:`\\mathcal L_K` on :math:`\\log p(x)`.
 
     .. math::
@@ -65,10 +61,10 @@ def iwae_bound(log_weights: ArrayLike, axis: Axis = 0) -> Array:
     num_samples = math.prod(log_weights.shape[a] for a in axes)
     if num_samples == 0:
         raise ValueError(f"{name}: `log_weights` has no samples along axis {axis}.")
-    return bayes.evidence(log_weights, axes) - math.log(num_samples)
+    return bayes.evidence(log_weights, axis=axes) - math.log(num_samples)
 
 
-def kl_monte_carlo(log_q: ArrayLike, log_p: ArrayLike, axis: Axis = 0) -> Array:
+def kl_monte_carlo(log_q: ArrayLike, log_p: ArrayLike, *, axis: Axis = 0) -> Array:
     """Monte-Carlo estimate of :math:`\\mathrm{KL}(q \\,\\|\\, p)` from samples of :math:`q`.
 
     .. math::
@@ -137,7 +133,7 @@ def elbo(log_likelihood: ArrayLike, kl: ArrayLike) -> Array:
     return log_likelihood - kl
 
 
-def bits_per_dim(nll_nats: ArrayLike, num_dims: int | ArrayLike) -> Array:
+def bits_per_dim(nll_nats: ArrayLike, *, num_dims: int | ArrayLike) -> Array:
     """Converts a negative log-likelihood in nats to bits per dimension.
 
     .. math::
@@ -155,7 +151,7 @@ def bits_per_dim(nll_nats: ArrayLike, num_dims: int | ArrayLike) -> Array:
     Example:
         >>> import math
         >>> from genmath import latent
-        >>> print(round(float(latent.bits_per_dim(784 * math.log(2.0), 784)), 4))
+        >>> print(round(float(latent.bits_per_dim(784 * math.log(2.0), num_dims=784)), 4))
         1.0
 
     References:

@@ -36,9 +36,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from genmath._src import special, validation
-
-Array = jax.Array
-ArrayLike = jax.typing.ArrayLike
+from genmath._src.typing import Array, ArrayLike, Key, SampleShape, Shape
 
 _LOG_TWO_PI = math.log(2.0 * math.pi)
 
@@ -55,26 +53,26 @@ __all__ = [
 # Shape checks (static, so they fire at trace time).
 
 
-def _check_square(where: str, name: str, matrix: Array) -> int:
+def _check_square(caller: str, name: str, matrix: Array) -> int:
     if matrix.ndim < 2 or matrix.shape[-1] != matrix.shape[-2]:
         raise ValueError(
-            f"{where}: `{name}` must be a square matrix (or a batch of them) with shape "
+            f"{caller}: `{name}` must be a square matrix (or a batch of them) with shape "
             f"(..., D, D), got shape {matrix.shape}."
         )
     return matrix.shape[-1]
 
 
-def _check_event(where: str, name: str, value: Array, size: int, *, allow_scalar: bool) -> None:
+def _check_event(caller: str, name: str, value: Array, size: int, *, allow_scalar: bool) -> None:
     if allow_scalar and value.ndim == 0:
         return
     if value.ndim == 0 or value.shape[-1] != size:
         raise ValueError(
-            f"{where}: `{name}` must have the event size D = {size} of `scale_tril` in its "
+            f"{caller}: `{name}` must have the event size D = {size} of `scale_tril` in its "
             f"last axis, got shape {value.shape}."
         )
 
 
-def _batch_shape(value: Array, event_ndim: int) -> tuple[int, ...]:
+def _batch_shape(value: Array, event_ndim: int) -> Shape:
     return value.shape[: max(value.ndim - event_ndim, 0)]
 
 
@@ -359,11 +357,11 @@ def kl(
 
 
 def sample(
-    key: ArrayLike,
+    key: Key,
     *,
     loc: ArrayLike,
     scale_tril: ArrayLike,
-    shape: tuple[int, ...] | None = None,
+    sample_shape: SampleShape = (),
 ) -> Array:
     """Reparameterised samples :math:`x = \\mu + L\\varepsilon`, :math:`\\varepsilon \\sim
     \\mathcal N(0, I)`.
@@ -379,17 +377,18 @@ def sample(
         loc: mean of shape ``(..., D)`` (or a scalar), floating.
         scale_tril: :math:`L` of shape ``(..., D, D)``, floating; only the lower triangle
             is read.
-        shape: sample shape prepended to the broadcast batch shape; ``None`` means ``()``.
+        sample_shape: shape of the independent draws, prepended to the broadcast batch
+            shape: an int ``n`` (meaning ``(n,)``) or a tuple; ``()`` draws one sample.
 
     Returns:
-        Samples of shape ``shape + batch + (D,)`` in the compute dtype.
+        Samples of shape ``sample_shape + batch + (D,)`` in the compute dtype.
 
     Example:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from genmath import mvn
         >>> x = mvn.sample(jax.random.key(0), loc=jnp.zeros(2), scale_tril=jnp.eye(2),
-        ...                shape=(5,))
+        ...                sample_shape=5)
         >>> x.shape
         (5, 2)
 
@@ -409,7 +408,7 @@ def sample(
             "scale_tril (batch)": _batch_shape(scale_tril, 2),
         },
     )
-    sample_shape = () if shape is None else tuple(shape)
+    sample_shape = validation.sample_shape(name, sample_shape)
     noise = jax.random.normal(key, sample_shape + batch + (d,), scale_tril.dtype)
     return loc + _tril_matvec(jnp.tril(scale_tril), noise)
 

@@ -26,10 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from genmath._src import validation
-
-Array = jax.Array
-ArrayLike = jax.typing.ArrayLike
-Axis = int | tuple[int, ...]
+from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 _HALF_LOG_TWO_PI_E = 0.5 * (1.0 + math.log(2.0 * math.pi))
@@ -61,8 +58,8 @@ class LogProbTerms(NamedTuple):
     squared_error: Array
 
 
-def _event_sum(where: str, terms: Array, axis: Axis) -> Array:
-    axes = validation.check_axis(where, axis, terms.ndim)
+def _event_sum(caller: str, terms: Array, axis: Axis) -> Array:
+    axes = validation.check_axis(caller, axis, terms.ndim)
     return jnp.sum(terms, axis=axes)
 
 
@@ -245,12 +242,12 @@ def _twice_kl_elementwise(loc_p, log_scale_p, loc_q, log_scale_q):
     return jnp.exp(r) - 1.0 - r + standardized * standardized
 
 
-def _kl_sum(where: str, twice_elementwise: Array, axis: Axis) -> Array:
+def _kl_sum(caller: str, twice_elementwise: Array, axis: Axis) -> Array:
     # Halving after the reduction lets XLA:CPU keep its fast reduction kernel (a 0.5 inside
     # fused everything into one slower loop, ~1.2x here). e^r rounded to float
     # can fall a few ulps below 1 + r for r near 0; clamping the sum (one op per row, not
     # per element) keeps KL >= 0 without touching the p == q zero.
-    return jnp.maximum(0.5 * _event_sum(where, twice_elementwise, axis), 0.0)
+    return jnp.maximum(0.5 * _event_sum(caller, twice_elementwise, axis), 0.0)
 
 
 def kl(
@@ -348,11 +345,11 @@ def kl_standard(*, loc: ArrayLike, log_scale: ArrayLike, axis: Axis = -1) -> Arr
 
 
 def sample(
-    key: ArrayLike,
+    key: Key,
     *,
     loc: ArrayLike,
     log_scale: ArrayLike,
-    shape: tuple[int, ...] | None = None,
+    sample_shape: SampleShape = (),
 ) -> Array:
     """Reparameterised samples :math:`x = \\mu + \\sigma \\odot \\varepsilon`.
 
@@ -366,17 +363,18 @@ def sample(
         key: a ``jax.random`` key.
         loc: mean, floating.
         log_scale: log standard deviation, floating, broadcastable with ``loc``.
-        shape: sample shape prepended to the broadcast shape of ``loc`` and
-            ``log_scale``; ``None`` means ``()``.
+        sample_shape: shape of the independent draws, prepended to the broadcast shape of
+            ``loc`` and ``log_scale``: an int ``n`` (meaning ``(n,)``) or a tuple; ``()``
+            draws one sample.
 
     Returns:
-        Samples of shape ``shape + broadcast(loc, log_scale).shape`` in the compute dtype.
+        Samples of shape ``sample_shape + broadcast(loc, log_scale).shape`` in the compute dtype.
 
     Example:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from genmath import normal
-        >>> x = normal.sample(jax.random.key(0), loc=jnp.zeros(3), log_scale=0.0, shape=(5,))
+        >>> x = normal.sample(jax.random.key(0), loc=jnp.zeros(3), log_scale=0.0, sample_shape=5)
         >>> x.shape
         (5, 3)
 
@@ -385,7 +383,7 @@ def sample(
     """
     name = "normal.sample"
     loc, log_scale = validation.promote(name, {"loc": loc, "log_scale": log_scale})
-    sample_shape = () if shape is None else tuple(shape)
+    sample_shape = validation.sample_shape(name, sample_shape)
     full_shape = sample_shape + jnp.broadcast_shapes(loc.shape, log_scale.shape)
     noise = jax.random.normal(key, full_shape, loc.dtype)
     return loc + jnp.exp(log_scale) * noise

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 
-Array = jax.Array
+from genmath._src.typing import Array
 
 _SERIES_RADIUS = 0.7
 

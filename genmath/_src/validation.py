@@ -6,14 +6,13 @@ time inside ``jax.jit`` and cost nothing at run time.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-Array = jax.Array
-ArrayLike = jax.typing.ArrayLike
+from genmath._src.typing import Array, ArrayLike, Axis, SampleShape, Shape
 
 
 def _is_python_scalar(value) -> bool:
@@ -35,7 +34,7 @@ def compute_dtype(*values: ArrayLike) -> np.dtype:
 
 
 def promote(
-    where: str,
+    caller: str,
     params: Mapping[str, ArrayLike],
     data: Mapping[str, ArrayLike] | None = None,
     *,
@@ -44,7 +43,7 @@ def promote(
     """Checks and promotes arguments to one floating dtype.
 
     Args:
-        where: the public function's name, used in error messages.
+        caller: the public function's name, used in error messages.
         params: distribution parameters by name. Each must be a floating-point array
             or a Python scalar; anything else raises ``TypeError`` naming it.
         data: observed values by name (may be bool or integer, e.g. binary pixels).
@@ -60,49 +59,71 @@ def promote(
             continue
         dtype = jnp.result_type(value)
         if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(f"{where}: `{name}` must be a floating-point array, got dtype {dtype}.")
+            raise TypeError(
+                f"{caller}: `{name}` must be a floating-point array, got dtype {dtype}."
+            )
     for name, value in data.items():
         dtype = jnp.result_type(value)
         if not (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_):
-            raise TypeError(f"{where}: `{name}` must be numeric, got dtype {dtype}.")
+            raise TypeError(f"{caller}: `{name}` must be numeric, got dtype {dtype}.")
         if jnp.issubdtype(dtype, jnp.complexfloating):
-            raise TypeError(f"{where}: `{name}` must be real, got dtype {dtype}.")
+            raise TypeError(f"{caller}: `{name}` must be real, got dtype {dtype}.")
     everything = {**data, **params}
     dtype = compute_dtype(*everything.values())
     arrays = {name: jnp.asarray(value, dtype) for name, value in everything.items()}
     if broadcast:
-        check_broadcast(where, {n: a.shape for n, a in arrays.items()})
+        check_broadcast(caller, {n: a.shape for n, a in arrays.items()})
     return list(arrays.values())
 
 
-def check_broadcast(where: str, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, ...]:
+def check_broadcast(caller: str, shapes: Mapping[str, Shape]) -> Shape:
     """Returns the broadcast shape or raises ``ValueError`` naming every argument."""
     try:
         return jnp.broadcast_shapes(*shapes.values())
     except ValueError:
         described = ", ".join(f"`{n}` {tuple(s)}" for n, s in shapes.items())
-        raise ValueError(f"{where}: shapes do not broadcast: {described}.") from None
+        raise ValueError(f"{caller}: shapes do not broadcast: {described}.") from None
 
 
-def check_axis(where: str, axis: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
+def check_axis(caller: str, axis: Axis, ndim: int) -> tuple[int, ...]:
     """Normalises an event ``axis`` (int or tuple) against ``ndim``, with a clear error."""
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     normalised = []
     for a in axes:
         if not -ndim <= a < ndim:
-            raise ValueError(f"{where}: axis {a} is out of range for an array of rank {ndim}.")
+            raise ValueError(f"{caller}: axis {a} is out of range for an array of rank {ndim}.")
         normalised.append(a % ndim)
     if len(set(normalised)) != len(normalised):
-        raise ValueError(f"{where}: repeated axis in {axis}.")
+        raise ValueError(f"{caller}: repeated axis in {axis}.")
     return tuple(normalised)
 
 
-def check_mask(where: str, mask: ArrayLike | None, shape: tuple[int, ...]) -> Array | None:
+def check_mask(caller: str, mask: ArrayLike | None, shape: Shape) -> Array | None:
     """Checks an optional boolean ``where=`` mask against the elementwise shape."""
     if mask is None:
         return None
     mask = jnp.asarray(mask)
     if mask.dtype != jnp.bool_:
-        raise TypeError(f"{where}: `where` must be a boolean mask, got dtype {mask.dtype}.")
-    check_broadcast(where, {"where": mask.shape, "elementwise terms": shape})
+        raise TypeError(f"{caller}: `where` must be a boolean mask, got dtype {mask.dtype}.")
+    check_broadcast(caller, {"where": mask.shape, "elementwise terms": shape})
     return mask
+
+
+def sample_shape(caller: str, value: SampleShape) -> Shape:
+    """Normalises a ``sample_shape`` (an int ``n`` means ``(n,)``) to a tuple of sizes.
+
+    Raises ``TypeError`` for anything but an int or a sequence of ints (a float, a bool,
+    ``None``) and ``ValueError`` for a negative size, naming ``sample_shape``.
+    """
+    sizes = (value,) if not isinstance(value, (tuple, list)) else value
+    try:
+        if any(isinstance(n, (bool, np.bool_)) for n in sizes):
+            raise TypeError
+        shape = tuple(operator.index(n) for n in sizes)
+    except TypeError:
+        raise TypeError(
+            f"{caller}: `sample_shape` must be an int or a tuple of ints, got {value!r}."
+        ) from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"{caller}: `sample_shape` must not be negative, got {value!r}.")
+    return shape

@@ -49,7 +49,7 @@ def test_posterior_and_evidence_axes(axis):
         special.logsumexp(f64(log_joint), axis=axis),
         **tol(dtype),
     )
-    post_sum = np.exp(f64(bayes.posterior(log_joint, axis))).sum(axis)
+    post_sum = np.exp(f64(bayes.posterior(log_joint, axis=axis))).sum(axis)
     np.testing.assert_allclose(post_sum, np.ones_like(post_sum), **tol(dtype))
 
 
@@ -142,7 +142,7 @@ def test_kl_monte_carlo_agrees_with_closed_form_bernoulli_kl():
     logits_q = rng.normal(0, 2, (3, 10)).astype(np.float32)
     logits_p = rng.normal(0, 2, (3, 10)).astype(np.float32)
     n = 4000
-    z = bernoulli.sample(jax.random.key(0), logits=logits_q, shape=(n,))  # (n, 3, 10)
+    z = bernoulli.sample(jax.random.key(0), logits=logits_q, sample_shape=n)  # (n, 3, 10)
     log_q = bernoulli.log_prob(z, logits=logits_q)  # (n, 3)
     log_p = bernoulli.log_prob(z, logits=logits_p)
     estimate = latent.kl_monte_carlo(log_q, log_p)
@@ -156,7 +156,7 @@ def test_kl_monte_carlo_agrees_with_closed_form_categorical_kl():
     logits_q = rng.normal(0, 1.5, (4, 6)).astype(np.float32)
     logits_p = rng.normal(0, 1.5, (4, 6)).astype(np.float32)
     n = 4000
-    y = categorical.sample(jax.random.key(1), logits=logits_q, shape=(n,))  # (n, 4)
+    y = categorical.sample(jax.random.key(1), logits=logits_q, sample_shape=n)  # (n, 4)
     log_q = categorical.log_prob(y, logits=logits_q)
     log_p = categorical.log_prob(y, logits=logits_p)
     estimate = latent.kl_monte_carlo(log_q, log_p, axis=0)
@@ -182,14 +182,14 @@ def test_kl_monte_carlo_elbo_and_bits_per_dim_values(dtype):
     np.testing.assert_allclose(latent.elbo(ll, kl), f64(ll) - f64(kl), **tol(dtype))
     nll = rng.uniform(50, 150, (4,)).astype(dtype)
     np.testing.assert_allclose(
-        latent.bits_per_dim(nll, 784), f64(nll) / (784 * np.log(2)), **tol(dtype)
+        latent.bits_per_dim(nll, num_dims=784), f64(nll) / (784 * np.log(2)), **tol(dtype)
     )
     dims = np.array([784, 3072, 1, 10])
     np.testing.assert_allclose(
-        latent.bits_per_dim(nll, dims), f64(nll) / (dims * np.log(2)), **tol(dtype)
+        latent.bits_per_dim(nll, num_dims=dims), f64(nll) / (dims * np.log(2)), **tol(dtype)
     )
     # A uniform distribution over 256 pixel values is 8 bits per dimension.
-    assert float(latent.bits_per_dim(np.asarray(784 * math.log(256), dtype), 784)) == (
+    assert float(latent.bits_per_dim(np.asarray(784 * math.log(256), dtype), num_dims=784)) == (
         pytest.approx(8.0, rel=32 * float(np.finfo(dtype).eps))
     )
 
@@ -204,7 +204,7 @@ def all_functions(a, b):
         latent.iwae_bound(a),
         latent.kl_monte_carlo(a, b),
         latent.elbo(a, b),
-        latent.bits_per_dim(a, 7),
+        latent.bits_per_dim(a, num_dims=7),
     ]
     return jnp.concatenate([jnp.ravel(o) for o in outputs])
 
@@ -243,8 +243,8 @@ def test_dtype_promotion():
     assert bayes.evidence(bf).dtype == np.float32
     assert latent.iwae_bound(bf).dtype == np.float32
     assert latent.kl_monte_carlo(bf, np.zeros((3, 2), np.float32)).dtype == np.float32
-    assert latent.bits_per_dim(jnp.ones(2, jnp.bfloat16), 784).dtype == np.float32
-    assert latent.bits_per_dim(np.ones(2, np.float32), 784).dtype == np.float32
+    assert latent.bits_per_dim(jnp.ones(2, jnp.bfloat16), num_dims=784).dtype == np.float32
+    assert latent.bits_per_dim(np.ones(2, np.float32), num_dims=784).dtype == np.float32
     if X64:
         assert latent.iwae_bound(np.zeros((3, 2))).dtype == np.float64
         assert bayes.posterior(np.zeros(3)).dtype == np.float64
@@ -270,9 +270,9 @@ def test_errors_name_the_argument():
     with pytest.raises(TypeError, match="kl"):
         latent.elbo(f32, i32)
     with pytest.raises(TypeError, match="nll_nats"):
-        latent.bits_per_dim(i32, 784)
+        latent.bits_per_dim(i32, num_dims=784)
     for bad in (0, -3, True):
         with pytest.raises(ValueError, match="num_dims"):
-            latent.bits_per_dim(f32, bad)
+            latent.bits_per_dim(f32, num_dims=bad)
     with pytest.raises(TypeError, match="log_weights"):
         jax.jit(latent.iwae_bound)(i32)

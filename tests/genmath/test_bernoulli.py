@@ -431,7 +431,7 @@ def test_where_mask_broadcasts():
 def test_sample_moments_shape_and_dtype():
     logits = np.array([-2.0, 0.0, 0.5, 3.0, -np.inf, np.inf], np.float32)
     n = 20_000
-    draw = jax.jit(lambda k, lg: bernoulli.sample(k, logits=lg, shape=(n,)))
+    draw = jax.jit(lambda k, lg: bernoulli.sample(k, logits=lg, sample_shape=n))
     x = draw(jax.random.key(0), logits)
     assert x.shape == (n, 6) and x.dtype == np.float32
     assert set(np.unique(np.asarray(x))) <= {0.0, 1.0}
@@ -440,7 +440,7 @@ def test_sample_moments_shape_and_dtype():
     # Five standard errors of a binomial proportion; exact for probabilities 0 and 1.
     assert np.all(np.abs(np.asarray(x).mean(0) - p) <= 5 * se), (np.asarray(x).mean(0), p)
     assert bernoulli.sample(jax.random.key(1), logits=logits).shape == (6,)
-    assert bernoulli.sample(jax.random.key(1), logits=0.3, shape=(2, 3)).shape == (2, 3)
+    assert bernoulli.sample(jax.random.key(1), logits=0.3, sample_shape=(2, 3)).shape == (2, 3)
 
 
 # --- dtypes and errors --------------------------------------------------------------

@@ -291,7 +291,7 @@ def test_sample_frequencies_shape_and_dtype():
     with np.errstate(divide="ignore"):
         logits = np.log(np.array([[0.1, 0.2, 0.0, 0.7], [0.25] * 4], np.float32))
     n = 20_000
-    draw = jax.jit(lambda k, lg: categorical.sample(k, logits=lg, shape=(n,)))
+    draw = jax.jit(lambda k, lg: categorical.sample(k, logits=lg, sample_shape=(n,)))
     y = np.asarray(draw(jax.random.key(0), logits))
     assert y.shape == (n, 2) and np.issubdtype(y.dtype, np.integer)
     freq = np.stack([np.bincount(y[:, b], minlength=4) / n for b in range(2)])

@@ -164,7 +164,7 @@ def test_grouped_columns_give_the_same_values(monkeypatch, rng, x_shape, loc_sha
                 mvn.log_prob(x, loc=loc, scale_tril=tril),
                 jax.grad(lambda t: jnp.sum(mvn.log_prob(x, loc=loc, scale_tril=t)))(tril),
                 mvn.kl(loc_p=loc_p, scale_tril_p=tril, loc_q=loc, scale_tril_q=tril),
-                mvn.sample(jax.random.key(0), loc=loc, scale_tril=tril, shape=x_shape[:1]),
+                mvn.sample(jax.random.key(0), loc=loc, scale_tril=tril, sample_shape=x_shape[:1]),
             )
         )
         return fn(x, loc, tril, loc_p)
@@ -269,7 +269,7 @@ def test_only_the_lower_triangle_is_read(rng):
         lambda t: mvn.log_prob(x, loc=loc, scale_tril=t),
         lambda t: mvn.entropy(scale_tril=t),
         lambda t: mvn.kl(loc_p=loc, scale_tril_p=t, loc_q=0.0, scale_tril_q=t[::-1]),
-        lambda t: mvn.sample(jax.random.key(0), loc=loc, scale_tril=t, shape=(4,)),
+        lambda t: mvn.sample(jax.random.key(0), loc=loc, scale_tril=t, sample_shape=(4,)),
     ):
         np.testing.assert_array_equal(np.asarray(fn(garbage)), np.asarray(fn(tril)))
 
@@ -307,7 +307,7 @@ def test_monte_carlo_moments_and_kl(rng):
     tril_p, tril_p64 = _random_tril(rng, (), d)
     loc_q, _ = _as(rng.normal(0.0, 1.0, (d,)))
     tril_q, _ = _random_tril(rng, (), d)
-    x = jax.jit(functools.partial(mvn.sample, shape=(n,)))(
+    x = jax.jit(functools.partial(mvn.sample, sample_shape=n))(
         jax.random.key(0), loc=loc_p, scale_tril=tril_p
     )
     chex.assert_shape(x, (n, d))
@@ -326,17 +326,19 @@ def test_monte_carlo_moments_and_kl(rng):
 
 
 @pytest.mark.parametrize(
-    ("shape", "loc_shape", "tril_batch", "expected"),
+    ("sample_shape", "loc_shape", "tril_batch", "expected"),
     [
-        (None, (3,), (), (3,)),
+        ((), (3,), (), (3,)),
+        (5, (), (), (5, 3)),
         ((5,), (), (), (5, 3)),
+        ((2, 0), (3,), (), (2, 0, 3)),
         ((5,), (2, 1, 3), (4,), (5, 2, 4, 3)),
     ],
 )
-def test_sample_shape_and_dtype(shape, loc_shape, tril_batch, expected):
+def test_sample_shape_and_dtype(sample_shape, loc_shape, tril_batch, expected):
     loc = jnp.zeros(loc_shape, DTYPE)
     tril = jnp.broadcast_to(jnp.eye(3, dtype=DTYPE), (*tril_batch, 3, 3))
-    x = mvn.sample(jax.random.key(1), loc=loc, scale_tril=tril, shape=shape)
+    x = mvn.sample(jax.random.key(1), loc=loc, scale_tril=tril, sample_shape=sample_shape)
     chex.assert_shape(x, expected)
     assert x.dtype == DTYPE
 
@@ -364,7 +366,9 @@ def test_gradients(rng):
     # Reparameterised sampling (reverse mode only: each transformation recompiles the
     # random-bit generator).
     check(
-        lambda m, t: mvn.sample(key, loc=m, scale_tril=t, shape=(2,)), (loc, tril), modes=("rev",)
+        lambda m, t: mvn.sample(key, loc=m, scale_tril=t, sample_shape=(2,)),
+        (loc, tril),
+        modes=("rev",),
     )
 
 

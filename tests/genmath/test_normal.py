@@ -243,7 +243,7 @@ def test_monte_carlo_kl_and_moments(rng):
     log_scale_p, log_scale_p64 = _array(rng, (4,), -1.0, 0.5)
     loc_q, _ = _array(rng, (4,), -1.0, 1.0)
     log_scale_q, _ = _array(rng, (4,), -1.0, 0.5)
-    x = normal.sample(jax.random.key(0), loc=loc_p, log_scale=log_scale_p, shape=(n,))
+    x = normal.sample(jax.random.key(0), loc=loc_p, log_scale=log_scale_p, sample_shape=n)
     chex.assert_shape(x, (n, 4))
     log_ratio = normal.log_prob(x, loc=loc_p, log_scale=log_scale_p) - normal.log_prob(
         x, loc=loc_q, log_scale=log_scale_q
@@ -258,16 +258,18 @@ def test_monte_carlo_kl_and_moments(rng):
 
 
 @pytest.mark.parametrize(
-    ("shape", "param_shape", "expected"),
+    ("sample_shape", "param_shape", "expected"),
     [
-        (None, (3,), (3,)),
+        ((), (3,), (3,)),
+        (5, (3,), (5, 3)),
         ((5,), (3,), (5, 3)),
+        ([2, 5], (4, 1), (2, 5, 4, 1)),
         ((2, 5), (4, 1), (2, 5, 4, 1)),
     ],
 )
-def test_sample_shape_and_dtype(shape, param_shape, expected):
+def test_sample_shape_and_dtype(sample_shape, param_shape, expected):
     loc = jnp.zeros(param_shape, DTYPE)
-    x = normal.sample(jax.random.key(1), loc=loc, log_scale=0.0, shape=shape)
+    x = normal.sample(jax.random.key(1), loc=loc, log_scale=0.0, sample_shape=sample_shape)
     chex.assert_shape(x, expected)
     assert x.dtype == DTYPE
 
@@ -302,12 +304,14 @@ def test_gradients(rng):
     key = jax.random.key(2)
     # (Reverse mode only: every transformation recompiles the random-bit generator.)
     check(
-        lambda m, s: normal.sample(key, loc=m, log_scale=s, shape=(2,)),
+        lambda m, s: normal.sample(key, loc=m, log_scale=s, sample_shape=(2,)),
         (loc, log_scale),
         modes=("rev",),
     )
     noise = jax.random.normal(key, (2, 3, 4), DTYPE)
-    grad_scale = jax.grad(lambda s: jnp.sum(normal.sample(key, loc=loc, log_scale=s, shape=(2,))))
+    grad_scale = jax.grad(
+        lambda s: jnp.sum(normal.sample(key, loc=loc, log_scale=s, sample_shape=(2,)))
+    )
     np.testing.assert_allclose(
         grad_scale(log_scale), jnp.sum(noise, 0) * jnp.exp(log_scale), rtol=tol(DTYPE)
     )

@@ -1,0 +1,122 @@
+"""The conventions every genmath module shares: signatures, ``sample_shape``, type aliases."""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import genmath
+from genmath._src import typing as gm_typing
+
+MODULES = [getattr(genmath, name) for name in genmath.__all__]
+PUBLIC_FUNCTIONS = [
+    pytest.param(getattr(module, name), id=f"{module.__name__}.{name}")
+    for module in MODULES
+    for name in module.__all__
+    if inspect.isfunction(getattr(module, name))
+]
+
+# Every sampler with parameters of batch shape (2, 3) and the event shape it appends.
+SAMPLERS = {
+    "bernoulli.sample": (
+        lambda key, s: genmath.bernoulli.sample(key, logits=jnp.zeros((2, 3)), sample_shape=s),
+        (2, 3),
+    ),
+    "normal.sample": (
+        lambda key, s: genmath.normal.sample(
+            key, loc=jnp.zeros((2, 3)), log_scale=0.0, sample_shape=s
+        ),
+        (2, 3),
+    ),
+    "mvn.sample": (
+        lambda key, s: genmath.mvn.sample(
+            key, loc=jnp.zeros((2, 3, 4)), scale_tril=jnp.eye(4), sample_shape=s
+        ),
+        (2, 3, 4),
+    ),
+    "categorical.sample": (
+        lambda key, s: genmath.categorical.sample(key, logits=jnp.zeros((2, 3, 5)), sample_shape=s),
+        (2, 3),
+    ),
+}
+
+
+@pytest.mark.parametrize("fn", PUBLIC_FUNCTIONS)
+def test_data_positional_and_options_keyword_only(fn):
+    # Data (and the random key) are positional without defaults; every parameter with a
+    # default (an option such as `axis`, `where`, `sample_shape`) is keyword-only.
+    for param in inspect.signature(fn).parameters.values():
+        if param.default is not inspect.Parameter.empty:
+            assert param.kind is inspect.Parameter.KEYWORD_ONLY, (fn.__name__, param.name)
+        assert param.kind is not inspect.Parameter.VAR_POSITIONAL
+    assert "shape" not in inspect.signature(fn).parameters, fn.__name__
+
+
+def test_every_sampler_is_covered():
+    samplers = {
+        f"{module.__name__.split('.')[-1]}.{name}"
+        for module in MODULES
+        for name in module.__all__
+        if name == "sample" or name.endswith("_sample")
+    }
+    assert samplers <= set(SAMPLERS), samplers - set(SAMPLERS)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize(
+    ("sample_shape", "prefix"),
+    [
+        ((), ()),
+        (3, (3,)),
+        ((3,), (3,)),
+        ((2, 4), (2, 4)),
+        ([2, 4], (2, 4)),
+        (0, (0,)),
+        (np.int64(3), (3,)),
+    ],
+)
+def test_sample_shape_is_prepended_to_the_batch_shape(name, sample_shape, prefix):
+    draw, batch = SAMPLERS[name]
+    x = jax.jit(lambda key: draw(key, sample_shape))(jax.random.key(0))
+    assert x.shape == (*prefix, *batch)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_default_sample_shape_is_one_draw_and_an_int_equals_its_tuple(name):
+    draw, batch = SAMPLERS[name]
+    key = jax.random.key(1)
+    np.testing.assert_array_equal(draw(key, 3), draw(key, (3,)))
+    assert draw(key, ()).shape == batch
+    # The default: `sample_shape` left out.
+    fn = {
+        "bernoulli.sample": genmath.bernoulli.sample,
+        "categorical.sample": genmath.categorical.sample,
+    }.get(name)
+    if fn is not None:
+        assert fn(key, logits=jnp.zeros((2, 3, 5))).shape[:2] == (2, 3)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_bad_sample_shape_raises_naming_it(name):
+    draw, _ = SAMPLERS[name]
+    key = jax.random.key(0)
+    for bad in (None, 2.0, True, (2, 1.5), "3"):
+        with pytest.raises(TypeError, match="sample_shape"):
+            draw(key, bad)
+    for bad in (-1, (2, -3)):
+        with pytest.raises(ValueError, match="sample_shape"):
+            draw(key, bad)
+
+
+def test_modules_share_the_typing_aliases():
+    # One definition of each alias, in genmath._src.typing, imported everywhere.
+    for module in MODULES:
+        for alias in ("Array", "ArrayLike", "Axis"):
+            if hasattr(module, alias):
+                assert getattr(module, alias) is getattr(gm_typing, alias), (module, alias)
+        source = inspect.getsource(module)
+        assert "= jax.typing.ArrayLike" not in source and "Axis = int" not in source
