@@ -188,7 +188,7 @@ class FactorizedBernoulli(nnx.Module):
 
     def sample(self, key: jax.Array, num_samples: int) -> jax.Array:
         """``num_samples`` binary images ``(num_samples, 28, 28)``."""
-        x = bernoulli.sample(key, logits=self.logits[...], shape=(num_samples,))
+        x = bernoulli.sample(key, logits=self.logits[...], sample_shape=(num_samples,))
         return x.reshape((num_samples, *IMAGE_SHAPE))
 
 

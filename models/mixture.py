@@ -150,7 +150,7 @@ class MixtureOfBernoullis(nnx.Module):
           ``(images (num_samples, 28, 28), components (num_samples,))``.
         """
         z_key, x_key = jax.random.split(key)
-        z = categorical.sample(z_key, logits=self.mixture_logits[...], shape=(num_samples,))
+        z = categorical.sample(z_key, logits=self.mixture_logits[...], sample_shape=(num_samples,))
         x = bernoulli.sample(x_key, logits=self.logits[...][z])
         return x.reshape((num_samples, *IMAGE_SHAPE)), z
 

@@ -1,9 +1,15 @@
-"""MNIST through tensorflow-datasets, cached as numpy arrays, and its binarisations.
+"""MNIST: the one data module. Loading through tensorflow-datasets, constants, binarisations.
 
 The first :func:`load_mnist` prepares the tfds ``mnist`` dataset, either from a local folder
 holding the four original IDX ``.gz`` files (no network needed) or by downloading them. The
 decoded splits are then cached as an ``.npz`` inside tfds's versioned dataset folder, so later
-calls read that one file and never import TensorFlow.
+calls read that one file and never import TensorFlow. In a multi-process job,
+:func:`load_mnist_shard` reads only this process's rows, through the same tfds builder.
+
+The data path of every model: uint8 images (on the device) -> :func:`binarize` (fresh
+Bernoulli draws per step for ``"dynamic"``) -> :func:`flatten_images` -> the model. Every
+model is evaluated on :func:`evaluation_images`, one fixed, seeded binarisation of the test
+set, so their likelihoods are comparable.
 """
 
 from __future__ import annotations
@@ -23,11 +29,19 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+
+from models import sharding
 
 try:  # Cross-process lock around preparation; Windows has no fcntl and goes without.
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
+
+#: Height and width of an MNIST image, its pixel count and its number of classes.
+IMAGE_SHAPE = (28, 28)
+NUM_PIXELS = 784
+NUM_CLASSES = 10
 
 BINARIZATIONS = ("dynamic", "threshold", "grey")
 
@@ -97,13 +111,98 @@ def load_mnist(
     return arrays
 
 
+class MnistShard(NamedTuple):
+    """A training split spread over the processes of a job."""
+
+    images: jax.Array  # global (num_examples, 28, 28) uint8, sharded P("data")
+    labels: jax.Array  # global (num_examples,) int32, sharded P("data")
+    rows: slice  # the rows this process read
+
+
+def load_mnist_shard(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    mesh: Mesh | None = None,
+    tfds_dir: str | os.PathLike | None = None,
+    num_examples: int | None = None,
+) -> MnistShard:
+    """Loads MNIST's training split with each process reading only its own rows.
+
+    The split (its first ``num_examples`` examples, default all 60,000, trimmed to a
+    multiple of the device count) is cut into contiguous slices, one per process in mesh
+    order; each process reads its slice (:func:`read_mnist_rows`) and the slices are
+    assembled into one global array sharded along ``"data"``. The example order is
+    tfds's, the same as :func:`load_mnist`, so the trainer's global permutation draws
+    exactly the batches a single-host run draws.
+
+    Args:
+        data_dir: folder with the four original IDX files, as for :func:`load_mnist` (only
+            read when the dataset still has to be prepared; every host prepares its own copy).
+        mesh: the trainer's mesh (default :func:`models.sharding.data_mesh`).
+        tfds_dir: tfds's data directory, as for :func:`load_mnist`.
+        num_examples: use only the first ``num_examples`` training examples.
+    """
+    mesh = sharding.data_mesh() if mesh is None else mesh
+    devices = sharding.data_axis_size(mesh)
+    total = _SPLIT_SIZES["train"] if num_examples is None else operator.index(num_examples)
+    if not 0 < total <= _SPLIT_SIZES["train"]:
+        raise ValueError(f"num_examples must be in [1, 60000], got {num_examples}.")
+    total -= total % devices
+    if total == 0:
+        raise ValueError(f"num_examples={num_examples} is fewer than the {devices} devices.")
+    rows = sharding.process_rows(total, mesh)
+    images, labels = read_mnist_rows("train", rows, data_dir=data_dir, tfds_dir=tfds_dir)
+    return MnistShard(
+        sharding.assemble(images, total, mesh), sharding.assemble(labels, total, mesh), rows
+    )
+
+
+def read_mnist_rows(
+    split: str,
+    rows: slice,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    tfds_dir: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads rows ``rows.start:rows.stop`` of an MNIST split, and nothing else, into host memory.
+
+    Goes through a tfds split slice (``"train[a:b]"``) of the prepared dataset, so only
+    those records are decoded; on a host where MNIST is not prepared yet,
+    :func:`load_mnist` prepares it first (under its cross-process lock).
+
+    Returns:
+        uint8 images ``(b - a, 28, 28)`` and int32 labels ``(b - a,)``, in tfds's order.
+    """
+    if split not in _SPLIT_SIZES:
+        raise ValueError(
+            f"read_mnist_rows: split must be one of {tuple(_SPLIT_SIZES)}, got {split!r}."
+        )
+    size = _SPLIT_SIZES[split]
+    start, stop, step = rows.indices(size)
+    if step != 1 or stop <= start or (rows.stop is not None and rows.stop > size):
+        raise ValueError(
+            f"read_mnist_rows: rows must be a non-empty contiguous slice of the {size} "
+            f"{split} examples, got {rows}."
+        )
+    builder = _mnist_builder(_resolve_tfds_dir(tfds_dir))
+    if not builder.is_prepared():
+        load_mnist(data_dir, tfds_dir=tfds_dir)
+    _import_tensorflow_quietly()
+    import tensorflow_datasets as tfds
+
+    dataset = builder.as_dataset(split=f"{split}[{start}:{stop}]", batch_size=-1, as_supervised=True)
+    images, labels = tfds.as_numpy(dataset)
+    return np.ascontiguousarray(images[..., 0], dtype=np.uint8), labels.astype(np.int32)
+
+
 def binarize(images, *, mode: str, key: jax.Array | None = None) -> jax.Array:
     """Turns uint8 pixels into float32 values in [0, 1], on the device.
 
     Args:
         images: uint8 pixel intensities in [0, 255], any shape (typically (..., 28, 28)).
-        mode: ``"dynamic"``: a fresh Bernoulli(pixel / 255) draw from ``key``;
-            ``"threshold"``: 1 where pixel / 255 > 0.5, else 0; ``"grey"``: pixel / 255.
+        mode: ``"dynamic"``: a fresh Bernoulli(pixel / 255) draw from ``key`` (see
+            :func:`bernoulli_pixels` for its precision); ``"threshold"``: 1 where
+            pixel / 255 > 0.5, else 0; ``"grey"``: pixel / 255.
         key: PRNG key, required by ``"dynamic"`` and ignored otherwise.
 
     Returns:
@@ -120,27 +219,122 @@ def binarize(images, *, mode: str, key: jax.Array | None = None) -> jax.Array:
         raise ValueError(f"binarize: mode must be one of {BINARIZATIONS}, got {mode!r}.")
     if mode == "dynamic" and key is None:
         raise ValueError("binarize: mode='dynamic' draws random pixels and needs key=<PRNG key>.")
-    images = jnp.asarray(images)
-    if images.dtype != jnp.uint8:
-        raise TypeError(f"binarize: images must be uint8 pixels in [0, 255], got {images.dtype}.")
+    images = _check_pixels("binarize", images)
     if mode == "threshold":
         return (images > 127).astype(jnp.float32)  # pixel / 255 > 0.5, exactly
+    if mode == "dynamic":
+        return bernoulli_pixels(key, images)
+    return _intensity(images)
+
+
+def _check_pixels(fn: str, images) -> jax.Array:
+    images = jnp.asarray(images)
+    if images.dtype != jnp.uint8:
+        raise TypeError(f"{fn}: images must be uint8 pixels in [0, 255], got {images.dtype}.")
+    return images
+
+
+def _intensity(images: jax.Array) -> jax.Array:
     # A multiplication rather than a division: XLA turns division by a constant into this
     # under jit, so eager and jitted results agree to the bit.
-    intensity = images.astype(jnp.float32) * (1.0 / 255.0)
-    if mode == "grey":
-        return intensity
-    return jax.random.bernoulli(key, intensity).astype(jnp.float32)
+    return images.astype(jnp.float32) * (1.0 / 255.0)
+
+
+def bernoulli_pixels(key: jax.Array, images) -> jax.Array:
+    """A Bernoulli(pixel / 255) draw per pixel, two pixels per 32-bit random word.
+
+    Each pixel is compared with 16 random bits: it is 1 with probability
+    ``t / 2**16``, ``t = round(pixel * 2**16 / 255)``, which is within ``2**-17 < 8e-6``
+    of ``pixel / 255`` (exactly 0 and 1 at pixels 0 and 255). Splitting each word in two
+    halves the random bits, which dominate the cost of a dynamically binarised training
+    step on a CPU (``jax.random.bernoulli`` draws a 32-bit word per pixel).
+
+    Args:
+        key: a PRNG key.
+        images: uint8 pixels; the leading axis (the batch) stays leading, so a
+            batch-sharded input keeps its sharding.
+
+    Returns:
+        float32 zeros and ones, of the shape of ``images``.
+
+    >>> import numpy as np
+    >>> x = bernoulli_pixels(jax.random.key(0), np.array([[0, 255, 0, 255]], np.uint8))
+    >>> print(x)
+    [[0. 1. 0. 1.]]
+    """
+    images = _check_pixels("bernoulli_pixels", images)
+    shape = images.shape
+    lead = shape[:1] if images.ndim >= 2 else ()
+    flat = images.reshape(*lead, -1)
+    size = flat.shape[-1]
+    half = -(-size // 2)
+    flat = jnp.pad(flat, [(0, 0)] * len(lead) + [(0, 2 * half - size)])
+    pixels = flat.reshape(*lead, 2, half).astype(jnp.uint32)
+    words = jax.random.bits(key, (*lead, 1, half), jnp.uint32)
+    bits16 = jnp.concatenate([words & 0xFFFF, words >> 16], axis=-2)
+    # u < round(p 2^16 / 255)  <=>  (u + 1) 255 <= p 2^16 + 127: integers, no division.
+    ones = (bits16 + 1) * 255 <= pixels * 65536 + 127
+    return ones.astype(jnp.float32).reshape(*lead, 2 * half)[..., :size].reshape(shape)
 
 
 def fixed_binarization(images, *, seed: int) -> jax.Array:
-    """The dynamic binarisation drawn once from ``seed``: a fixed binary set for evaluation.
+    """A Bernoulli(pixel / 255) draw from ``seed``: a fixed binary set for evaluation.
 
     Evaluating every model on the same binary images makes their likelihoods comparable.
+    It is drawn with ``jax.random.bernoulli`` (one 32-bit word per pixel), so the evaluation
+    sets of earlier results stay bit for bit the same.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"fixed_binarization: seed must be a Python int, got {seed!r}.")
-    return binarize(images, mode="dynamic", key=jax.random.key(int(seed)))
+    intensity = _intensity(_check_pixels("fixed_binarization", images))
+    return jax.random.bernoulli(jax.random.key(int(seed)), intensity).astype(jnp.float32)
+
+
+def evaluation_images(images, *, binarization: str, seed: int = 0) -> jax.Array:
+    """The fixed test set for a model trained on ``binarization``.
+
+    ``"dynamic"`` gives :func:`fixed_binarization` of ``seed``; ``"threshold"`` and ``"grey"``
+    are deterministic already.
+    """
+    if binarization == "dynamic":
+        return fixed_binarization(images, seed=seed)
+    return binarize(images, mode=binarization)
+
+
+def evaluation_note(num_images: int, binarization: str, seed: int = 0) -> str:
+    """What :func:`evaluation_images` drew, in words, for ``metrics.json``."""
+    drawn = f"fixed_binarization(seed={seed})" if binarization == "dynamic" else binarization
+    return f"first {num_images} test images, {drawn}"
+
+
+def flatten_images(x, *, fn: str = "flatten_images") -> jax.Array:
+    """``(..., 28, 28)`` images or ``(..., 784)`` vectors as ``(..., 784)``; else a clear error.
+
+    ``fn`` names the caller in the error.
+
+    >>> print(flatten_images(jnp.zeros((5, 28, 28))).shape)
+    (5, 784)
+    """
+    x = jnp.asarray(x)
+    if x.ndim >= 2 and x.shape[-2:] == IMAGE_SHAPE:
+        return x.reshape(*x.shape[:-2], NUM_PIXELS)
+    if x.ndim >= 1 and x.shape[-1] == NUM_PIXELS:
+        return x
+    raise ValueError(f"{fn}: `x` must have shape (..., 28, 28) or (..., 784), got {x.shape}.")
+
+
+def unflatten_images(x: jax.Array) -> jax.Array:
+    """``(..., 784)`` -> ``(..., 28, 28)``."""
+    return x.reshape(*x.shape[:-1], *IMAGE_SHAPE)
+
+
+def subset(images, labels, count: int | None, *, name: str = "count"):
+    """The first ``count`` examples (all for ``None``); ``name`` is the option in the error."""
+    if count is None:
+        return images, labels
+    if not 0 < count <= images.shape[0]:
+        raise ValueError(f"{name} must lie in [1, {images.shape[0]}], got {count}.")
+    return images[:count], labels[:count]
 
 
 def epoch_batches(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:

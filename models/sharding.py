@@ -2,9 +2,9 @@
 
 The trainers shard the batch along the mesh axis ``"data"`` and keep parameters and
 optimizer state replicated; GSPMD inserts the collectives (gradient all-reduce, and the
-batch gather when the dataset itself is sharded). This module holds the small pieces
-around that: building the mesh, placing arrays on it, and loading each process's shard of
-MNIST when the job spans several hosts (see :func:`load_mnist_shard`).
+batch gather when the dataset itself is sharded). This module holds device placement only:
+building the mesh and placing arrays on it (replicated, or split along ``"data"`` from each
+process's rows). Loading a process's rows of MNIST is :func:`models.mnist.load_mnist_shard`.
 
 Multi-host jobs start with JAX's own runtime, ``jax.distributed.initialize()``, before
 anything else touches JAX; after it, ``jax.devices()`` lists every process's devices and
@@ -13,12 +13,9 @@ anything else touches JAX; after it, ``jax.devices()`` lists every process's dev
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import operator
-import os
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -132,7 +129,7 @@ def place_dataset(images, labels, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
         if isinstance(array, jax.Array) and not array.is_fully_addressable:
             raise ValueError(
                 "the training data span devices of other processes that are not on the "
-                "trainer's mesh; build both from the same mesh (see load_mnist_shard)."
+                "trainer's mesh; build both from the same mesh (see models.mnist.load_mnist_shard)."
             )
         return replicate(array, mesh)
 
@@ -198,104 +195,3 @@ def assemble(local_rows: np.ndarray, num_examples: int, mesh: Mesh) -> jax.Array
         )
     global_shape = (num_examples, *local_rows.shape[1:])
     return jax.make_array_from_process_local_data(batch_sharded(mesh), local_rows, global_shape)
-
-
-class MnistShard(NamedTuple):
-    """A training split spread over the processes of a job."""
-
-    images: jax.Array  # global (num_examples, 28, 28) uint8, sharded P("data")
-    labels: jax.Array  # global (num_examples,) int32, sharded P("data")
-    rows: slice  # the rows this process read
-
-
-def load_mnist_shard(
-        data_dir: str | os.PathLike | None = None,
-        *,
-        mesh: Mesh | None = None,
-        tfds_dir: str | os.PathLike | None = None,
-        num_examples: int | None = None,
-) -> MnistShard:
-    """Loads MNIST's training split with each process reading only its own rows.
-
-    The split (its first ``num_examples`` examples, default all 60,000, trimmed to a
-    multiple of the device count) is cut into contiguous slices, one per process in mesh
-    order; each process reads its slice (:func:`read_mnist_rows`) and the slices are
-    assembled into one global array sharded along ``"data"``. The example order is
-    tfds's, the same as :func:`models.mnist.load_mnist`, so the trainer's global
-    permutation draws exactly the batches a single-host run draws.
-
-    Args:
-        data_dir: folder with the four original IDX files, as for ``load_mnist`` (only read
-            when the dataset still has to be prepared; every host prepares its own copy).
-        mesh: the trainer's mesh (default :func:`data_mesh`).
-        tfds_dir: tfds's data directory, as for ``load_mnist``.
-        num_examples: use only the first ``num_examples`` training examples.
-    """
-    mesh = data_mesh() if mesh is None else mesh
-    devices = data_axis_size(mesh)
-    total = _SPLIT_SIZES["train"] if num_examples is None else operator.index(num_examples)
-    if not 0 < total <= _SPLIT_SIZES["train"]:
-        raise ValueError(f"num_examples must be in [1, 60000], got {num_examples}.")
-    total -= total % devices
-    if total == 0:
-        raise ValueError(f"num_examples={num_examples} is fewer than the {devices} devices.")
-    rows = process_rows(total, mesh)
-    images, labels = read_mnist_rows("train", rows, data_dir=data_dir, tfds_dir=tfds_dir)
-    return MnistShard(assemble(images, total, mesh), assemble(labels, total, mesh), rows)
-
-
-def read_mnist_rows(
-        split: str,
-        rows: slice,
-        *,
-        data_dir: str | os.PathLike | None = None,
-        tfds_dir: str | os.PathLike | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reads rows ``rows.start:rows.stop`` of an MNIST split, and nothing else, into host memory.
-
-    Goes through a tfds split slice (``"train[a:b]"``) of the prepared dataset, so only
-    those records are decoded; on a host where MNIST is not prepared yet,
-    :func:`models.mnist.load_mnist` prepares it first (under its cross-process lock).
-
-    Returns:
-        uint8 images ``(b - a, 28, 28)`` and int32 labels ``(b - a,)``, in tfds's order.
-    """
-    if split not in _SPLIT_SIZES:
-        raise ValueError(f"read_mnist_rows: split must be one of {tuple(_SPLIT_SIZES)}, "
-                         f"got {split!r}.")
-    size = _SPLIT_SIZES[split]
-    start, stop, step = rows.indices(size)
-    if step != 1 or stop <= start or (rows.stop is not None and rows.stop > size):
-        raise ValueError(
-            f"read_mnist_rows: rows must be a non-empty contiguous slice of the {size} "
-            f"{split} examples, got {rows}."
-        )
-    builder = _mnist_builder(tfds_dir)
-    if not builder.is_prepared():
-        from models import mnist
-
-        mnist.load_mnist(data_dir, tfds_dir=tfds_dir)
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    # TensorFlow only decodes records here; the accelerators stay JAX's.
-    with contextlib.suppress(RuntimeError):  # raised once TF has initialised its devices
-        tf.config.set_visible_devices([], "GPU")
-    dataset = builder.as_dataset(
-        split=f"{split}[{start}:{stop}]", batch_size=-1, as_supervised=True
-    )
-    images, labels = tfds.as_numpy(dataset)
-    return np.ascontiguousarray(images[..., 0], dtype=np.uint8), labels.astype(np.int32)
-
-
-_SPLIT_SIZES = {"train": 60_000, "test": 10_000}
-
-
-def _mnist_builder(tfds_dir):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow_datasets as tfds  # heavy: imported on use only
-
-    if tfds_dir is None:
-        tfds_dir = os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
-    tfds_dir = os.path.expanduser(os.fspath(tfds_dir))
-    return tfds.builder("mnist", data_dir=tfds_dir, file_format="tfrecord")

@@ -1,8 +1,10 @@
-"""An on-device training loop for Flax NNX models on MNIST.
+"""An on-device training loop for Flax NNX models on MNIST, and the one train step.
 
-One ``nnx.split`` when the trainer is built; an epoch is a single jit-compiled
-``lax.scan`` over minibatches with on-device shuffling and binarisation, so the
-host is only involved once per epoch (to read the epoch's mean metrics).
+:func:`make_train_step` is the single optimisation step every trainer uses (and the
+training benchmark times): ``loss_fn``'s value and gradients, the optax update, a finite
+check. :class:`Trainer` runs it inside one jit-compiled ``lax.scan`` per epoch, with
+on-device shuffling and binarisation, so the host is involved once per epoch (to read the
+epoch's mean metrics). One ``nnx.split`` when the trainer is built.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -24,15 +27,33 @@ from tqdm.auto import tqdm
 
 from models import mnist, sharding
 
-# loss_fn(model, x, labels, key) -> (scalar loss to minimise, {name: scalar metric}).
+
+class Batch(NamedTuple):
+    """A minibatch: binarised float images ``(batch, 28, 28)`` and int labels ``(batch,)``."""
+
+    images: jax.Array
+    labels: jax.Array
+
+
+# loss_fn(model, batch, key, step) -> (scalar loss to minimise, {name: scalar metric});
+# ``step`` is the optimizer's step count (for schedules inside the loss, e.g. KL warm-up).
 LossFn = Callable[
-    [nnx.Module, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]
+    [nnx.Module, Batch, jax.Array, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters shared by every MNIST trainer."""
+    """Hyper-parameters shared by every MNIST trainer.
+
+    Attributes:
+      epochs: epochs to train (a resumed run trains up to this many in all).
+      batch_size: the global batch.
+      learning_rate: the optimiser's (peak) learning rate.
+      seed: every key of the run derives from it.
+      binarization: one of ``models.mnist.BINARIZATIONS``.
+      keep_checkpoints: how many of the latest per-epoch checkpoints to keep.
+    """
 
     epochs: int = 10
     batch_size: int = 128
@@ -40,6 +61,94 @@ class TrainConfig:
     seed: int = 0
     binarization: str = "dynamic"
     keep_checkpoints: int = 2
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "keep_checkpoints"):
+            check_positive_int(name, getattr(self, name))
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1e3):
+            raise _config_error(
+                "learning_rate", f"must be a positive number, got {self.learning_rate!r}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise _config_error("seed", f"must be an integer, got {self.seed!r}")
+        if self.binarization not in mnist.BINARIZATIONS:
+            raise _config_error(
+                "binarization", f"must be one of {mnist.BINARIZATIONS}, got {self.binarization!r}"
+            )
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; ``field`` names it (the CLIs map it to a flag)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"`{field}` {message}.")
+        self.field = field
+
+
+_config_error = ConfigError
+
+
+def check_positive_int(name: str, value) -> None:
+    """Raises :class:`ConfigError` unless ``value`` is an int >= 1 (bools are not ints)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(name, f"must be a positive integer, got {value!r}")
+
+
+def check_choice(name: str, value, choices: tuple) -> None:
+    """Raises :class:`ConfigError` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {choices}, got {value!r}")
+
+
+SCHEDULES = ("constant", "cosine", "burda")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam and its learning-rate schedule.
+
+    Attributes:
+      schedule: ``"constant"``; ``"cosine"`` (decay to 0 over the run); ``"burda"`` (Burda
+        et al. 2015: ``lr * 10**(-i/7)`` for ``3**i`` epochs, i = 0..7).
+      eps: Adam's epsilon (Burda et al. used 1e-4).
+      b2: Adam's second-moment decay.
+    """
+
+    schedule: str = "constant"
+    eps: float = 1e-8
+    b2: float = 0.999
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise _config_error("schedule", f"must be one of {SCHEDULES}, got {self.schedule!r}")
+
+
+def make_optimizer(
+    config: OptimizerConfig, train: TrainConfig, steps_per_epoch: int
+) -> optax.GradientTransformation:
+    """Adam with ``config``'s schedule, counted in steps of ``steps_per_epoch``."""
+    rate = train.learning_rate
+    if config.schedule == "cosine":
+        schedule = optax.cosine_decay_schedule(rate, max(1, train.epochs * steps_per_epoch))
+    elif config.schedule == "burda":
+        schedule = burda_learning_rate(steps_per_epoch, rate)
+    else:
+        schedule = rate
+    return optax.adam(schedule, b2=config.b2, eps=config.eps)
+
+
+def burda_learning_rate(steps_per_epoch: int, base: float = 1e-3) -> optax.Schedule:
+    """Burda et al. (2015)'s schedule: ``base * 10**(-i/7)`` for ``3**i`` epochs, i = 0..7.
+
+    After the 3280 epochs of the eight stages the last rate is kept.
+    """
+    boundaries, rates, epochs = [], [base], 0
+    for i in range(8):
+        epochs += 3**i
+        boundaries.append(epochs * steps_per_epoch)
+        rates.append(base * 10.0 ** (-min(i + 1, 7) / 7.0))
+    schedules = [optax.constant_schedule(r) for r in rates[:-1]]
+    return optax.join_schedules(schedules, boundaries[:-1])
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,24 +160,47 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def make_train_step(graphdef, loss_fn: LossFn):
+    """The one optimisation step: ``train_step(state, batch, key) -> (state, metrics, finite)``.
+
+    ``state`` is the ``nnx.State`` of ``(model, optimizer)`` (``nnx.Optimizer``) and
+    ``graphdef`` its graph definition; ``batch`` a :class:`Batch`. ``loss_fn`` gets the
+    optimizer's step count, so schedules inside the loss (KL warm-up) follow the run.
+    ``metrics`` holds ``loss`` and ``loss_fn``'s metrics; ``finite`` is whether the loss and
+    every gradient were finite (the update is applied either way; the caller decides).
+    Pure, so it can be jit-compiled alone (as the training benchmark's per-step loop does)
+    or scanned over (as :class:`Trainer` does).
+    """
+    grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+
+    def train_step(state, batch: Batch, key: jax.Array):
+        model, optimizer = nnx.merge(graphdef, state)
+        (loss, metrics), grads = grad_fn(model, batch, key, optimizer.step[...])
+        optimizer.update(model, grads)
+        finite = jnp.isfinite(loss) & _all_finite(grads)
+        return nnx.state((model, optimizer)), {"loss": loss, **metrics}, finite
+
+    return train_step
+
+
 def make_epoch_fn(
-        graphdef, loss_fn: LossFn, *, batch_size: int, binarization: str, mesh: Mesh | None = None
+    graphdef, loss_fn: LossFn, *, batch_size: int, binarization: str, mesh: Mesh | None = None
 ):
     """Builds a pure ``epoch(state, images, labels, key) -> (state, metrics)`` function.
 
-    ``state`` is the ``nnx.State`` of ``(model, optimizer)``. The returned metrics hold
-    the per-step losses/metrics (arrays of length ``steps``) and ``first_bad_step``,
-    the index of the first step whose loss or gradients were not finite (-1 if none).
-    The check is one reduction per step; the caller discards the epoch's state when it
-    is not -1 (selecting between old and new parameters every step would cost a full
-    extra pass over the parameters and optimizer state).
+    One ``lax.scan`` of :func:`make_train_step` over the epoch's minibatches, each gathered
+    from the on-device dataset and binarised on the device. The returned metrics hold the
+    per-step losses/metrics (arrays of length ``steps``) and ``first_bad_step``, the index of
+    the first step whose loss or gradients were not finite (-1 if none). The check is one
+    reduction per step; the caller discards the epoch's state when it is not -1 (selecting
+    between old and new parameters every step would cost a full extra pass over the
+    parameters and optimizer state).
 
     With a ``mesh``, each minibatch is constrained to be split along its axis ``"data"``;
     GSPMD then partitions the step and inserts the gradient all-reduce. The batches are
     drawn from one global permutation, so they do not depend on the device count.
     """
-
-    grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+    train_step = make_train_step(graphdef, loss_fn)
     if mesh is None:
         split_batch = lambda x: x
     else:
@@ -83,13 +215,10 @@ def make_epoch_fn(
             idx = split_batch(idx)
             # Partitionable threefry draws the same bits whatever the batch's sharding.
             x = split_batch(mnist.binarize(images[idx], mode=binarization, key=data_key))
-            model, optimizer = nnx.merge(graphdef, state)
-            (loss, metrics), grads = grad_fn(model, x, split_batch(labels[idx]), loss_key)
-            optimizer.update(model, grads)
-            _, new_state = nnx.split((model, optimizer))
-            finite = jnp.isfinite(loss) & _all_finite(grads)
+            batch = Batch(x, split_batch(labels[idx]))
+            state, metrics, finite = train_step(state, batch, loss_key)
             first_bad = jnp.where((first_bad < 0) & ~finite, index, first_bad)
-            return (new_state, first_bad), {"loss": loss, **metrics}
+            return (state, first_bad), metrics
 
         perm_key, step_key = jax.random.split(key)
         batches = mnist.epoch_batches(perm_key, images.shape[0], batch_size)
@@ -107,8 +236,8 @@ class Trainer:
     Args:
       model: the ``nnx.Module`` to train (updated in place; see :attr:`model`).
       tx: the optax transformation.
-      loss_fn: ``loss_fn(model, x, labels, key) -> (loss, metrics)``; ``x`` is the
-        binarised float32 batch of shape ``(batch, 28, 28)``.
+      loss_fn: ``loss_fn(model, batch, key, step) -> (loss, metrics)``; ``batch`` is a
+        :class:`Batch` of binarised float32 images ``(batch, 28, 28)`` and labels.
       config: hyper-parameters.
       workdir: where checkpoints and ``train_log.csv`` go; ``None`` for neither.
       mesh: the devices to train on, data-parallel: each minibatch is split along the

@@ -1,0 +1,59 @@
+"""Command-line plumbing shared by the examples: common flags and one-line errors.
+
+Each example's ``main`` parses its flags into its configuration dataclass and calls its
+``train_and_evaluate``. Flags default to ``None`` ("not given"), so an explicit value is
+never mistaken for "unset"; a :class:`models.training.ConfigError` raised while building
+the configuration becomes an argparse error naming the flag (one line, exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from models.training import ConfigError
+
+
+def add_run_flags(parser: argparse.ArgumentParser, *, workdir: str) -> None:
+    """``--data-dir``, ``--workdir``, ``--no-resume``, ``--no-progress``."""
+    add = parser.add_argument
+    add("--data-dir", help="folder with the four MNIST IDX .gz files (else $GENMATH_MNIST_DIR)")
+    add("--workdir", default=workdir, help=f"where outputs go (default {workdir})")
+    add(
+        "--no-resume",
+        action="store_true",
+        help="start afresh, deleting the checkpoints already in --workdir",
+    )
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def given(args: argparse.Namespace, *names: str) -> dict:
+    """The flags among ``names`` that were given (not ``None``), as config fields."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def flag_name(field: str, flags: dict[str, str] | None = None) -> str:
+    """The flag that sets configuration field ``field``."""
+    return (flags or {}).get(field, "--" + field.replace("_", "-"))
+
+
+@contextlib.contextmanager
+def config_errors_as_usage(
+    parser: argparse.ArgumentParser, flags: dict[str, str] | None = None
+) -> Iterator[None]:
+    """Turns a ``ConfigError`` into ``parser.error`` naming the flag of its field."""
+    try:
+        yield
+    except ConfigError as error:
+        message = str(error).split("` ", 1)[-1].rstrip(".")
+        parser.error(f"argument {flag_name(error.field, flags)}: {message}")
+
+
+def run_or_exit(fn, *args, **kwargs):
+    """Calls ``fn``; a missing data folder becomes a one-line error instead of a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except FileNotFoundError as error:
+        sys.exit(f"error: {error}")

@@ -1,0 +1,2 @@
+"""The VAE example: ``python -m examples.vae``; the library function is
+:func:`examples.vae.train.train_and_evaluate`, the configurations :mod:`examples.vae.configs`."""

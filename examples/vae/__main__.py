@@ -1,0 +1,3 @@
+from examples.vae.main import run
+
+run()

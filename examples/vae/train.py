@@ -1,0 +1,280 @@
+"""Trains a VAE on MNIST and evaluates it as a density model, a generator and an encoder.
+
+:func:`train_and_evaluate` is the library function behind ``python -m examples.vae``; the
+distributed example, the training benchmark and the tests call it directly. It leaves in
+``workdir``:
+
+* ``metrics.json``: test ELBO with its reconstruction and KL terms, the importance-sampled
+  negative log-likelihood (K = ``config.eval_samples``) with its standard error, in nats
+  and bits/dim; the active units; the linear probe's accuracy; timings, the device, the
+  configuration and the per-epoch history;
+* ``samples.png`` (prior samples; a conditional model draws digit d in row d),
+  ``reconstructions.png`` (rows of test images, each followed by its reconstruction),
+  ``manifold.png`` (2-D latent only: the decoded latent grid), ``training_curve.png``;
+* the trainer's ``train_log.csv``, ``history.json`` and ``checkpoints/`` (a rerun with
+  the same workdir resumes from the latest checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from examples.vae.configs import Config
+from genmath import latent
+from models import mnist, reporting, sharding, vae
+from models.probe import fit_linear_probe, probe_accuracy
+from models.training import Trainer, make_optimizer
+
+# On an accelerator the papers' K = 5000; on a CPU a K that keeps evaluation near a minute.
+ACCELERATOR_EVAL_SAMPLES = 5000
+CPU_EVAL_SAMPLES = 100
+
+
+def default_eval_samples() -> int:
+    return ACCELERATOR_EVAL_SAMPLES if jax.default_backend() != "cpu" else CPU_EVAL_SAMPLES
+
+
+def build(config: Config, train_images, *, mesh: Mesh | None = None, workdir=None) -> Trainer:
+    """The VAE that ``config`` describes and its trainer.
+
+    Every process builds the same initial parameters from ``config.train.seed``; the
+    decoder's output bias starts at the data's pixel means when the config asks for it.
+    """
+    init_key = jax.random.split(jax.random.key(config.train.seed), 3)[0]
+    means = vae.pixel_means(train_images) if config.model.output_bias_init else None
+    model = vae.make_vae(config.model, rngs=nnx.Rngs(params=init_key), pixel_means=means)
+    steps_per_epoch = train_images.shape[0] // config.train.batch_size
+    tx = make_optimizer(config.optimizer, config.train, steps_per_epoch)
+    loss_fn = vae.make_loss_fn(config.objective, steps_per_epoch=steps_per_epoch)
+    return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh)
+
+
+def train_and_evaluate(
+    config: Config,
+    workdir: str | os.PathLike,
+    *,
+    data: mnist.Mnist | None = None,
+    data_dir: str | os.PathLike | None = None,
+    mesh: Mesh | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Trains (or resumes) the VAE of ``config`` and evaluates it; returns the metrics.
+
+    Args:
+      config: the run (see :mod:`examples.vae.configs`).
+      workdir: where checkpoints, metrics and pictures go.
+      data: the MNIST arrays; by default :func:`models.mnist.load_mnist` of ``data_dir``.
+        Its training arrays may be global arrays sharded over ``mesh`` (a multi-host job,
+        :func:`models.mnist.load_mnist_shard`); evaluation runs on this process's copy.
+      data_dir: the folder of the four MNIST IDX files (see ``load_mnist``).
+      mesh: the devices to train on, data-parallel (default: all of them).
+      resume: continue from the latest checkpoint in ``workdir``; ``False`` deletes the
+        checkpoints there first.
+      progress: show a progress bar.
+
+    Returns:
+      The metrics also written to ``workdir/metrics.json`` (by process 0).
+    """
+    start = time.perf_counter()
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    if not resume:
+        # Otherwise the old checkpoints would shadow the new run's (same step numbers).
+        shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+    data = mnist.load_mnist(data_dir) if data is None else data
+    train_images, train_labels = mnist.subset(
+        data.train_images, data.train_labels, config.train_examples, name="train_examples"
+    )
+    test_images, test_labels = mnist.subset(
+        data.test_images, data.test_labels, config.test_examples, name="test_examples"
+    )
+    binarization = config.train.binarization
+    x_test = mnist.evaluation_images(test_images, binarization=binarization, seed=config.eval_seed)
+    y_test = jnp.asarray(test_labels)
+    eval_key, picture_key = jax.random.split(jax.random.key(config.train.seed), 3)[1:]
+
+    trainer = build(config, train_images, mesh=mesh, workdir=workdir)
+    eval_seconds, epochs_run = [0.0], [0]
+
+    def local_model():
+        # A process-local copy of the replicated parameters (a no-op on one process).
+        return nnx.merge(trainer.graphdef, sharding.to_local(trainer.state))[0]
+
+    def on_epoch_end(trainer: Trainer, record: dict) -> dict:
+        tic = time.perf_counter()
+        epochs_run[0] += 1
+        extra = {}
+        epoch = trainer.epochs_done
+        if config.eval_every and epoch % config.eval_every == 0:
+            terms = vae.evaluate_elbo(local_model(), x_test, y_test, eval_key)
+            extra["test_neg_elbo"] = -terms["elbo"]
+        if config.nll_every and epoch % config.nll_every == 0:
+            nll = vae.evaluate_log_likelihood(
+                local_model(),
+                x_test,
+                y_test,
+                jax.random.fold_in(eval_key, 2),
+                num_samples=config.curve_samples,
+            )
+            extra[f"test_nll_k{config.curve_samples}"] = nll["nll_nats"]
+        extra["wall_clock"] = time.time()
+        eval_seconds[0] += time.perf_counter() - tic
+        return extra
+
+    fit_start = time.perf_counter()
+    history = trainer.fit(
+        train_images,
+        train_labels,
+        resume=True,
+        on_epoch_end=on_epoch_end,
+        progress=progress and jax.process_index() == 0,
+    )
+    fit_seconds = time.perf_counter() - fit_start - eval_seconds[0]
+    model = local_model()
+    if jax.process_index() != 0:
+        return {}
+
+    terms = vae.evaluate_elbo(model, x_test, y_test, eval_key)
+    eval_samples = config.eval_samples or default_eval_samples()
+    tic = time.perf_counter()
+    nll = vae.evaluate_log_likelihood(
+        model, x_test, y_test, jax.random.fold_in(eval_key, 1), num_samples=eval_samples
+    )
+    iwae_seconds = time.perf_counter() - tic
+    test_features = vae.encoder_means(model, x_test, y_test)
+
+    # Representation learning: a linear probe on the encoder means.
+    local_train_images, local_train_labels = _local_rows(train_images), _local_rows(train_labels)
+    x_train_eval = mnist.evaluation_images(
+        local_train_images, binarization=binarization, seed=config.eval_seed + 1
+    )
+    y_train = jnp.asarray(local_train_labels)
+    train_features = vae.encoder_means(model, x_train_eval, y_train)
+    probe = fit_linear_probe(train_features, y_train, steps=config.probe_steps)
+
+    pictures = save_pictures(model, workdir, x_test, y_test, picture_key)
+    pictures.append(save_curves(workdir, history, config))
+
+    neg_elbo = -terms["elbo"]
+    likelihood = model.likelihood
+    metrics = {
+        "model": "vae",
+        "test_nll_nats": nll["nll_nats"],
+        "test_nll_stderr_nats": nll["nll_stderr_nats"],
+        "test_bits_per_dim": nll["bits_per_dim"],
+        "eval_samples": eval_samples,
+        "test_neg_elbo_nats": neg_elbo,
+        "test_neg_elbo_bits_per_dim": float(latent.bits_per_dim(neg_elbo, num_dims=784)),
+        "test_reconstruction_nats": -terms["reconstruction"],
+        "test_kl_nats": terms["kl"],
+        "active_units": vae.active_units(test_features),
+        "active_units_note": "latent dimensions with Cov_x(E_q[z|x]) > 1e-2 on the test set",
+        "probe_test_accuracy": probe_accuracy(probe, test_features, y_test),
+        "probe_train_accuracy": probe_accuracy(probe, train_features, y_train),
+        "binarization": binarization,
+        "evaluation_set": mnist.evaluation_note(x_test.shape[0], binarization, config.eval_seed),
+        "likelihood_note": ("log p(x|y) (the label is given)" if model.conditional else "log p(x)")
+        + f"; {likelihood.kind}",
+        "seed": config.train.seed,
+        "device": reporting.device_description(),
+        "num_processes": jax.process_count(),
+        "num_devices": trainer.mesh.devices.size,
+        "train_examples": int(train_images.shape[0]),
+        "epochs": config.train.epochs,
+        "epochs_run_now": epochs_run[0],
+        "train_seconds_per_epoch": fit_seconds / epochs_run[0] if epochs_run[0] else None,
+        "train_seconds_note": "mean over the epochs run in this process, compilation and "
+        "checkpointing included, per-epoch test evaluation excluded",
+        "iwae_eval_seconds": iwae_seconds,
+        "wall_time_s": time.perf_counter() - start,
+        "preset": config.preset,
+        "config": dataclasses.asdict(config),
+        "history": history,
+        "pictures": pictures,
+    }
+    reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
+    return metrics
+
+
+def _local_rows(array) -> np.ndarray:
+    """This process's rows of a (possibly multi-process, batch-sharded) training array."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+        return np.concatenate([np.asarray(s.data) for s in shards if s.replica_id == 0])
+    return np.asarray(array)
+
+
+def summary(metrics: dict) -> str:
+    """One line for the terminal."""
+    return (
+        f"test -ELBO {metrics['test_neg_elbo_nats']:.2f} nats (reconstruction "
+        f"{metrics['test_reconstruction_nats']:.2f}, KL {metrics['test_kl_nats']:.2f}); test NLL "
+        f"(IWAE, K={metrics['eval_samples']}) {metrics['test_nll_nats']:.2f} "
+        f"± {metrics['test_nll_stderr_nats']:.2f} nats = {metrics['test_bits_per_dim']:.4f} "
+        f"bits/dim; {metrics['active_units']} active units; probe accuracy "
+        f"{metrics['probe_test_accuracy']:.4f}; {metrics['epochs_run_now']} epochs trained now "
+        f"on {metrics['device']}"
+    )
+
+
+@nnx.jit
+def _picture_arrays(model: vae.VAE, key, x, y) -> dict[str, jax.Array]:
+    """Every picture's images in one compiled call."""
+    # Prior samples; a conditional model draws digit d in row d.
+    labels = jnp.repeat(jnp.arange(10), 10) if model.conditional else None
+    arrays = {"samples": model.generate(key, 100, labels)}
+    # Rows of eight test images, each row followed by its reconstructions.
+    originals = x[:64].reshape(8, 8, 28, 28)
+    recon = model.reconstruct(x[:64], y[:64]).reshape(8, 8, 28, 28)
+    arrays["reconstructions"] = jnp.stack([originals, recon], axis=1).reshape(-1, 28, 28)
+    if model.latent_dim == 2 and not model.conditional:
+        arrays["manifold"] = model.mean(model.decode(vae.latent_grid(20)))
+    return arrays
+
+
+def save_pictures(model: vae.VAE, workdir: str, x_test, y_test, key) -> list[str]:
+    """``samples.png``, ``reconstructions.png`` and (2-D latent) ``manifold.png``."""
+    arrays = jax.device_get(_picture_arrays(model, key, x_test, y_test))
+    columns = {"samples": 10, "reconstructions": 8, "manifold": 20}
+    written = []
+    for name, images in arrays.items():
+        reporting.save_image_grid(
+            os.path.join(workdir, f"{name}.png"), np.asarray(images), ncols=columns[name]
+        )
+        written.append(f"{name}.png")
+    return written
+
+
+def save_curves(workdir: str, history: list[dict], config: Config) -> str:
+    """``training_curve.png``: train and test bounds against the epoch."""
+
+    def curve(key):
+        rows = [r for r in history if key in r]
+        return [r["epoch"] for r in rows], [r[key] for r in rows]
+
+    curves = {"train −ELBO": curve("neg_elbo")}
+    for key, label in (
+        ("test_neg_elbo", "test −ELBO"),
+        (f"test_nll_k{config.curve_samples}", f"test NLL (K={config.curve_samples})"),
+        ("neg_iwae", f"train −IWAE (K={config.objective.num_samples})"),
+    ):
+        if curve(key)[0]:
+            curves[label] = curve(key)
+    reporting.plot_curves(
+        os.path.join(workdir, "training_curve.png"),
+        curves,
+        xlabel="epoch",
+        ylabel="nats per image",
+        title=f"VAE on MNIST ({config.train.binarization} binarisation)",
+    )
+    return "training_curve.png"
