@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
 
-from models.training import ConfigError
+from models.training import ConfigError, TrainConfig
+
+TRAIN_FIELDS = ("seed", "epochs", "batch_size", "learning_rate", "binarization")
 
 
 def add_run_flags(parser: argparse.ArgumentParser, *, workdir: str) -> None:
@@ -27,6 +30,40 @@ def add_run_flags(parser: argparse.ArgumentParser, *, workdir: str) -> None:
         help="start afresh, deleting the checkpoints already in --workdir",
     )
     add("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_train_flags(
+    parser: argparse.ArgumentParser,
+    defaults: TrainConfig,
+    *,
+    binarizations: tuple[str, ...],
+    learning_rate_help: str = "learning rate",
+) -> None:
+    """``--seed``, ``--epochs``, ``--batch-size``, ``--learning-rate``, ``--binarization``.
+
+    They default to ``None`` (not given); the help shows ``defaults``' values, which apply
+    when a flag is left out (see :func:`train_config`).
+    """
+    add = parser.add_argument
+    add("--seed", type=int, help=f"every key of the run derives from it (default {defaults.seed})")
+    add("--epochs", type=int, help=f"default {defaults.epochs}")
+    add("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    add(
+        "--learning-rate",
+        type=float,
+        help=f"{learning_rate_help} (default {defaults.learning_rate:g})",
+    )
+    add(
+        "--binarization",
+        choices=binarizations,
+        help="training binarisation; the test set is a fixed draw of it "
+        f"(default {defaults.binarization})",
+    )
+
+
+def train_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    """``base`` with the :func:`add_train_flags` flags that were given."""
+    return dataclasses.replace(base, **given(args, *TRAIN_FIELDS))
 
 
 def given(args: argparse.Namespace, *names: str) -> dict:

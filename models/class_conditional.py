@@ -14,7 +14,12 @@ Fitting maximises ``log p(x, y)`` plus a Beta prior (``pseudo_count``) on every 
 and a Dirichlet prior (``class_pseudo_count``) on ``p(y)``; the optimum is the closed form
 ``theta_yi = (sum_{n: y_n = y} x_ni + a) / (N_y + 2a)``, ``p(y) = (N_y + b) / (N + C b)``
 (:func:`closed_form`), and gradient training through the shared Trainer
-(:func:`make_loss_fn`) reaches it.
+(:func:`make_loss_fn`) reaches it. :func:`evaluate` scores a model on a test set in one
+compiled call (:func:`models.evaluation.map_batches`), compiled once per shape.
+
+For contrast, :class:`LogisticRegression` is the discriminative counterpart on the same
+pixels: it models ``p(y | x)`` only (no ``log p(x)``, no samples), and usually classifies
+better.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ import numpy as np
 from flax import nnx
 
 from genmath import bayes, bernoulli, categorical
-from models import factorized
-from models.factorized import IMAGE_SHAPE, NUM_PIXELS, PSEUDO_COUNT
+from models import evaluation, factorized
+from models.factorized import PSEUDO_COUNT
+from models.mnist import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS, flatten_images
+from models.training import Batch
 
-NUM_CLASSES = 10
 #: Default Dirichlet pseudo-count per class on p(y).
 CLASS_PSEUDO_COUNT = 1.0
 
@@ -87,7 +93,7 @@ class ClassConditionalBernoulli(nnx.Module):
 
     def log_joint(self, x: jax.Array) -> jax.Array:
         """``log p(x, y)`` for every class, shape ``(..., C)``."""
-        x = factorized.flatten_images("ClassConditionalBernoulli.log_joint", x)
+        x = flatten_images(x, fn="ClassConditionalBernoulli.log_joint")
         return self.log_class_probs + factorized.component_log_likelihoods(x, self.logits[...])
 
     def log_prob(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
@@ -99,7 +105,7 @@ class ClassConditionalBernoulli(nnx.Module):
         """
         if labels is None:
             return bayes.evidence(self.log_joint(x), axis=-1)
-        x = factorized.flatten_images("ClassConditionalBernoulli.log_prob", x)
+        x = flatten_images(x, fn="ClassConditionalBernoulli.log_prob")
         log_py = categorical.log_prob(labels, logits=self.class_logits[...])
         # Gathering the labels' templates costs (..., 784) rather than (..., C, 784).
         logits = jnp.take(self.logits[...], jnp.asarray(labels), axis=0, mode="clip")
@@ -144,10 +150,15 @@ def make_loss_fn(
     pseudo_count: float = PSEUDO_COUNT,
     class_pseudo_count: float = CLASS_PSEUDO_COUNT,
 ):
-    """The Trainer loss: minibatch ``-log p(x, y)`` minus ``1/num_train`` of the log-prior."""
+    """The Trainer loss ``loss_fn(model, batch, key, step) -> (loss, metrics)``.
 
-    def loss_fn(model, x, labels, key):
-        del key
+    The loss is the minibatch ``-log p(x, y)`` minus ``1/num_train`` of the log-prior; the
+    metrics are that NLL (``nll_joint``) and the minibatch accuracy.
+    """
+
+    def loss_fn(model, batch: Batch, key: jax.Array, step: jax.Array):
+        del key, step
+        x, labels = batch.images, batch.labels
         nll = -jnp.mean(model.log_prob(x, labels))
         loss = nll - model.log_prior(pseudo_count, class_pseudo_count) / num_train
         accuracy = jnp.mean(model.predict(x) == labels)
@@ -185,9 +196,7 @@ def closed_form(
             f"closed_form: `labels` must be ({images.shape[0]},) integers in [0, {num_classes}), "
             f"got shape {labels.shape}."
         )
-    x = factorized.flatten_images(
-        "closed_form", factorized.expected_pixels(images, binarization)
-    )
+    x = flatten_images(factorized.expected_pixels(images, binarization), fn="closed_form")
     # float64 host accumulation, as in factorized.closed_form_logits.
     x = np.asarray(x)
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
@@ -201,27 +210,82 @@ def closed_form(
     )
 
 
-def evaluate(model: ClassConditionalBernoulli, x: jax.Array, labels, *, batch_size: int = 1000):
+# -------------------------------------------------------------------------- evaluation
+
+
+def _eval_labels(fn: str, labels, num: int) -> jax.Array:
+    labels = jnp.asarray(labels)
+    if labels.shape != (num,):
+        raise ValueError(
+            f"{fn}: `labels` must have shape ({num},) to match `x`, got {labels.shape}."
+        )
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(f"{fn}: `labels` must be integers, got dtype {labels.dtype}.")
+    return labels
+
+
+def _scores_batch(model, x, labels, *, key):
+    del key
+    log_joint = model.log_joint(x)
+    return {
+        "correct": jnp.argmax(log_joint, axis=-1) == labels,
+        "log_px": bayes.evidence(log_joint, axis=-1),
+        "log_pxy": jnp.take_along_axis(log_joint, labels[:, None], axis=-1)[:, 0],
+    }
+
+
+def evaluate(model: ClassConditionalBernoulli, x, labels, *, batch_size: int = 1000) -> dict:
     """Test metrics on binarised ``x``: accuracy, mean ``-log p(x)`` and ``-log p(x, y)``.
+
+    One compiled call over batches of ``batch_size`` (:func:`models.evaluation.map_batches`),
+    compiled once per model structure and shape: a second call compiles nothing.
 
     Returns a dict of Python floats: ``accuracy``, ``nll`` (marginal), ``nll_joint``.
     """
-    graphdef, state = nnx.split(model)
+    x = factorized.eval_images("class_conditional.evaluate", x)
+    labels = _eval_labels("class_conditional.evaluate", labels, x.shape[0])
+    scores = evaluation.map_batches(_scores_batch, model, x, labels, batch_size=batch_size)
+    scores = {name: np.asarray(value, np.float64) for name, value in scores.items()}
+    return {
+        "accuracy": float(np.mean(scores["correct"])),
+        "nll": float(-np.mean(scores["log_px"])),
+        "nll_joint": float(-np.mean(scores["log_pxy"])),
+    }
 
-    @jax.jit
-    def sums(state, x, labels):
-        model = nnx.merge(graphdef, state)
-        log_joint = model.log_joint(x)
-        log_px = bayes.evidence(log_joint, axis=-1)
-        log_pxy = jnp.take_along_axis(log_joint, labels[:, None], axis=-1)[:, 0]
-        correct = jnp.argmax(log_joint, axis=-1) == labels
-        return jnp.stack([jnp.sum(correct), -jnp.sum(log_px), -jnp.sum(log_pxy)])
 
-    labels = jnp.asarray(labels)
-    n = x.shape[0]
-    total = sum(
-        sums(state, x[i : i + batch_size], labels[i : i + batch_size])
-        for i in range(0, n, batch_size)
-    )
-    accuracy, nll, nll_joint = (float(v) / n for v in jax.device_get(total))
-    return {"accuracy": accuracy, "nll": nll, "nll_joint": nll_joint}
+# --------------------------------------------------- the discriminative counterpart
+
+
+class LogisticRegression(nnx.Module):
+    """``p(y | x) = softmax(W x + b)`` on the same pixels (zero-initialised; the objective is
+    convex, so no random start is needed). It models ``p(y | x)`` only."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES):
+        self.weights = nnx.Param(jnp.zeros((NUM_PIXELS, num_classes)))
+        self.bias = nnx.Param(jnp.zeros((num_classes,)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Class logits ``(..., C)`` of images ``(..., 28, 28)`` or ``(..., 784)``."""
+        x = flatten_images(x, fn="LogisticRegression")
+        return x @ self.weights[...] + self.bias[...]
+
+
+def logistic_loss(model: LogisticRegression, batch: Batch, key: jax.Array, step: jax.Array):
+    """The Trainer loss of :class:`LogisticRegression`: the mean ``-log p(y | x)``."""
+    del key, step
+    logits = model(batch.images)
+    loss = -jnp.mean(categorical.log_prob(batch.labels, logits=logits))
+    return loss, {"accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == batch.labels)}
+
+
+def _correct_batch(model, x, labels, *, key):
+    del key
+    return jnp.argmax(model(x), axis=-1) == labels
+
+
+def classifier_accuracy(model, x, labels, *, batch_size: int = 1000) -> float:
+    """Test accuracy of a classifier ``model(x) -> class logits`` (e.g. LogisticRegression)."""
+    x = factorized.eval_images("classifier_accuracy", x)
+    labels = _eval_labels("classifier_accuracy", labels, x.shape[0])
+    correct = evaluation.map_batches(_correct_batch, model, x, labels, batch_size=batch_size)
+    return float(np.mean(np.asarray(correct, np.float64)))

@@ -42,9 +42,12 @@ worth thousandths of a nat). Training on ``binarization="grey"`` instead would o
 exact expected log-likelihood (the cross-entropy with the grey levels), with the same
 optimum and minibatch noise only.
 
-The helpers here (:func:`component_log_likelihoods`, :func:`beta_log_prior`) are shared by
-the mixture (:mod:`models.mixture`) and the class-conditional model
-(:mod:`models.class_conditional`).
+The helpers here (:func:`component_log_likelihoods`, :func:`beta_log_prior`,
+:func:`make_loss_fn`, :func:`make_optimizer`, :func:`evaluate_nll`) are shared by the
+mixture (:mod:`models.mixture`) and the class-conditional model
+(:mod:`models.class_conditional`). Evaluation goes through
+:func:`models.evaluation.map_batches` with module-level batch functions, so it compiles
+once per model structure and test-set shape, not once per call.
 """
 
 from __future__ import annotations
@@ -56,24 +59,15 @@ import optax
 from flax import nnx
 
 from genmath import bernoulli, latent
-from models import mnist
+from models import evaluation, mnist
+from models.mnist import IMAGE_SHAPE, NUM_PIXELS, flatten_images
+from models.training import Batch, TrainConfig
 
-IMAGE_SHAPE = (28, 28)
-NUM_PIXELS = 784
 #: Default Beta pseudo-count per outcome (Laplace smoothing).
 PSEUDO_COUNT = 1.0
-
-
-def flatten_images(where: str, x: jax.Array, num_pixels: int = NUM_PIXELS) -> jax.Array:
-    """``(..., 28, 28)`` images or ``(..., 784)`` vectors as ``(..., 784)``, else a clear error."""
-    x = jnp.asarray(x)
-    if x.ndim >= 1 and x.shape[-1] == num_pixels:
-        return x
-    if x.ndim >= 2 and x.shape[-2] * x.shape[-1] == num_pixels:
-        return x.reshape((*x.shape[:-2], num_pixels))
-    raise ValueError(
-        f"{where}: `x` must have shape (..., 28, 28) or (..., {num_pixels}), got {x.shape}."
-    )
+#: The binarisations the family trains on: a Bernoulli likelihood of grey levels is no
+#: normalised density, so ``"grey"`` is left out.
+BINARIZATIONS = ("dynamic", "threshold")
 
 
 def component_log_likelihoods(x: jax.Array, logits: jax.Array) -> jax.Array:
@@ -140,7 +134,7 @@ def closed_form_probs(
     """
     if not pseudo_count > 0:
         raise ValueError(f"closed_form_probs: `pseudo_count` must be > 0, got {pseudo_count}.")
-    x = flatten_images("closed_form_probs", expected_pixels(images, binarization))
+    x = flatten_images(expected_pixels(images, binarization), fn="closed_form_probs")
     # Accumulate the per-pixel counts in float64 on the host: 60000 terms in float32 lose
     # several digits, more than the 0.05-nat agreement this is compared at.
     counts = np.sum(np.asarray(x), axis=0, dtype=np.float64)
@@ -180,7 +174,7 @@ class FactorizedBernoulli(nnx.Module):
 
     def log_prob(self, x: jax.Array) -> jax.Array:
         """``log p(x)`` in nats for images ``(..., 28, 28)`` or ``(..., 784)``: shape ``(...)``."""
-        x = flatten_images("FactorizedBernoulli.log_prob", x)
+        x = flatten_images(x, fn="FactorizedBernoulli.log_prob")
         return bernoulli.log_prob(x, logits=self.logits[...], axis=-1)
 
     def log_prior(self, pseudo_count: float = PSEUDO_COUNT) -> jax.Array:
@@ -193,21 +187,27 @@ class FactorizedBernoulli(nnx.Module):
 
 
 def make_loss_fn(num_train: int, **prior_kwargs):
-    """The Trainer loss: minibatch NLL minus ``1/num_train`` of the log-prior.
+    """The Trainer loss ``loss_fn(model, batch, key, step) -> (loss, metrics)``.
 
-    Works for any model with ``log_prob(x)`` and ``log_prior(**prior_kwargs)`` (e.g.
-    ``pseudo_count=...``; the mixture also takes ``weight_pseudo_count=...``); the labels
-    and key are unused. Counting ``1/num_train`` of the prior per minibatch makes one
-    epoch's expected loss the negative log-posterior divided by ``num_train``.
+    The loss is the minibatch NLL minus ``1/num_train`` of the log-prior. Works for any
+    model with ``log_prob(x)`` and ``log_prior(**prior_kwargs)`` (e.g. ``pseudo_count=...``;
+    the mixture also takes ``weight_pseudo_count=...``); the labels, key and step are
+    unused. Counting ``1/num_train`` of the prior per minibatch makes one epoch's expected
+    loss the negative log-posterior divided by ``num_train``.
     """
 
-    def loss_fn(model, x, labels, key):
-        del labels, key
-        nll = -jnp.mean(model.log_prob(x))
+    def loss_fn(model, batch: Batch, key: jax.Array, step: jax.Array):
+        del key, step
+        nll = -jnp.mean(model.log_prob(batch.images))
         loss = nll - model.log_prior(**prior_kwargs) / num_train
         return loss, {"nll": nll}
 
     return loss_fn
+
+
+def train_steps(num_train: int, config: TrainConfig) -> int:
+    """The optimizer steps of a run: ``epochs * (num_train // batch_size)``."""
+    return config.epochs * (num_train // config.batch_size)
 
 
 def make_optimizer(
@@ -232,22 +232,40 @@ def make_optimizer(
     return optax.adam(schedule, b2=b2)
 
 
-def evaluate_nll(model, x: jax.Array, *, batch_size: int = 1000) -> jax.Array:
-    """Mean ``-log p(x)`` in nats over binarised images ``x`` ``(N, 28, 28)``, in chunks.
+# -------------------------------------------------------------------------- evaluation
 
-    ``model`` needs ``log_prob``. Chunks bound the memory of models whose ``log_prob``
-    builds per-component arrays; the remainder is a last, smaller chunk.
+
+def eval_images(fn: str, x) -> jax.Array:
+    """A batch of images ``(N, 28, 28)`` or ``(N, 784)`` as float32 ``(N, 784)``."""
+    x = flatten_images(x, fn=fn)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"{fn}: `x` must be a non-empty batch of images, got shape {x.shape}.")
+    return jnp.asarray(x, jnp.float32)
+
+
+def _log_prob_batch(model, x, *, key):
+    del key
+    return model.log_prob(x)
+
+
+def log_probs(model, x, *, batch_size: int = 1000) -> jax.Array:
+    """``log p(x)`` in nats of every image of ``x`` ``(N, 28, 28)``: shape ``(N,)``.
+
+    ``model`` is any module with ``log_prob(x)`` (this family's three models). Batches of
+    ``batch_size`` bound the memory of models whose ``log_prob`` builds per-component
+    arrays; the whole evaluation is one compiled call
+    (:func:`models.evaluation.map_batches`), compiled once per model structure and shape.
     """
-    graphdef, state = nnx.split(model)
+    x = eval_images("log_probs", x)
+    return evaluation.map_batches(_log_prob_batch, model, x, batch_size=batch_size)
 
-    @jax.jit
-    def total(state, chunk):
-        return jnp.sum(nnx.merge(graphdef, state).log_prob(chunk))
 
-    n = x.shape[0]
-    parts = [total(state, x[i : i + batch_size]) for i in range(0, n, batch_size)]
-    return -jnp.sum(jnp.stack(parts)) / n
+def evaluate_nll(model, x, *, batch_size: int = 1000) -> float:
+    """Mean ``-log p(x)`` in nats over the binarised images ``x`` (see :func:`log_probs`)."""
+    values = np.asarray(log_probs(model, x, batch_size=batch_size), np.float64)
+    return float(-np.mean(values))
 
 
 def bits_per_dim(nll_nats) -> float:
-    return float(latent.bits_per_dim(nll_nats, NUM_PIXELS))
+    """An NLL in nats per image as bits per pixel."""
+    return float(latent.bits_per_dim(nll_nats, num_dims=NUM_PIXELS))

@@ -13,7 +13,8 @@ Two ways to fit it, maximising the same objective (log-likelihood plus a Beta pr
 ``pi``, as in :mod:`models.factorized`):
 
 * gradient ascent with optax through the shared :class:`models.training.Trainer`
-  (``factorized.make_loss_fn`` works unchanged for this model);
+  (``factorized.make_loss_fn`` works unchanged for this model, and
+  ``factorized.evaluate_nll`` evaluates it);
 * expectation-maximisation (:func:`fit_em`), one compiled full-data pass per iteration,
   whose M-step is the closed form ``theta_k = (sum_n r_nk x_n + a) / (sum_n r_nk + 2a)``,
   ``pi_k = (sum_n r_nk + b) / (N + K b)``.
@@ -35,7 +36,8 @@ from tqdm.auto import tqdm
 
 from genmath import bayes, bernoulli, categorical
 from models import factorized, mnist, sharding
-from models.factorized import IMAGE_SHAPE, NUM_PIXELS, PSEUDO_COUNT
+from models.factorized import PSEUDO_COUNT
+from models.mnist import IMAGE_SHAPE, NUM_PIXELS, flatten_images
 
 #: Default Dirichlet pseudo-count per component on the mixture weights.
 WEIGHT_PSEUDO_COUNT = 1.0
@@ -124,7 +126,7 @@ class MixtureOfBernoullis(nnx.Module):
 
     def log_joint(self, x: jax.Array) -> jax.Array:
         """``log pi_k + log p(x | z = k)`` for images ``(..., 28, 28)``: shape ``(..., K)``."""
-        x = factorized.flatten_images("MixtureOfBernoullis.log_joint", x)
+        x = flatten_images(x, fn="MixtureOfBernoullis.log_joint")
         return self.log_weights + factorized.component_log_likelihoods(x, self.logits[...])
 
     def log_prob(self, x: jax.Array) -> jax.Array:
@@ -174,13 +176,14 @@ def _em_step(logits, mixture_logits, x, pseudo_count, weight_pseudo_count):
 
 
 @functools.partial(jax.jit, static_argnames=("binarization", "mesh"))
-def _em_iteration(logits, mixture_logits, images, key, pseudo_count, weight_pseudo_count, *,
-                  binarization, mesh):
+def _em_iteration(
+    logits, mixture_logits, images, key, pseudo_count, weight_pseudo_count, *, binarization, mesh
+):
     # The images stay split along the batch: the E-step is per image, and the M-step's
     # sums over images become one all-reduce of the (K, 784) statistics and K counts.
     images = jax.lax.with_sharding_constraint(images, sharding.batch_sharded(mesh))
     x = mnist.binarize(images, mode=binarization, key=key)
-    x = factorized.flatten_images("fit_em", x)
+    x = flatten_images(x, fn="fit_em")
     logits, mixture_logits, nll = _em_step(
         logits, mixture_logits, x, pseudo_count, weight_pseudo_count
     )
@@ -267,8 +270,14 @@ def fit_em(
         for iteration in bar:
             key = jax.random.fold_in(base_key, iteration)
             logits, mixture_logits, nll = _em_iteration(
-                logits, mixture_logits, images, key, pseudo_count, weight_pseudo_count,
-                binarization=binarization, mesh=mesh,
+                logits,
+                mixture_logits,
+                images,
+                key,
+                pseudo_count,
+                weight_pseudo_count,
+                binarization=binarization,
+                mesh=mesh,
             )
             history.append(float(nll))
             bar.set_postfix(nll=f"{history[-1]:.2f}")

@@ -1,0 +1,3 @@
+from examples.factorized_bernoulli.main import run
+
+run()

@@ -1,0 +1,3 @@
+from examples.mixture.main import run
+
+run()

@@ -1,0 +1,3 @@
+from examples.naive_bayes.main import run
+
+run()
