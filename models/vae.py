@@ -258,13 +258,13 @@ def _init_output_bias(decoder, likelihood, means) -> None:
     bias = likelihood.output_bias(np.asarray(means).reshape(-1))
     if bias is None:
         return
+    outputs = likelihood.outputs_per_pixel
+    bias = np.broadcast_to(np.reshape(bias, (NUM_PIXELS, -1)), (NUM_PIXELS, outputs))
     layer = decoder.output_layer
-    shape = layer.bias.shape
-    bias = np.broadcast_to(bias.reshape(NUM_PIXELS, -1), (NUM_PIXELS, shape[-1]))
-    if shape != (NUM_PIXELS * shape[-1],):
-        # A per-channel bias (transposed convolution): the mean over the pixels.
+    if layer.bias.size != NUM_PIXELS * outputs:
+        # A per-channel bias (a transposed convolution's): the mean over the pixels.
         bias = bias.mean(axis=0)
-    layer.bias[...] = jnp.asarray(bias.reshape(shape), layer.bias.dtype)
+    layer.bias[...] = jnp.asarray(bias.reshape(layer.bias.shape), layer.bias.dtype)
 
 
 # ------------------------------------------------------------------------------ bounds
