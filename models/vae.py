@@ -31,7 +31,7 @@ import optax
 from flax import nnx
 
 from genmath import latent, normal
-from models import evaluation, likelihoods, networks
+from models import evaluation, likelihoods, networks, sharding
 from models.mnist import NUM_CLASSES, NUM_PIXELS, flatten_images, unflatten_images
 from models.training import Batch, ConfigError, check_choice, check_positive_int
 
@@ -249,9 +249,19 @@ def make_vae(
 
 
 def pixel_means(images) -> np.ndarray:
-    """The mean image in [0, 1] of uint8 ``images``, ``(784,)`` float64 (on the host)."""
-    images = np.asarray(images)
-    return images.reshape(images.shape[0], -1).mean(axis=0, dtype=np.float64) / 255.0
+    """The mean image in [0, 1] of uint8 ``images``: ``(784,)`` numpy, on the host.
+
+    ``images`` may be a global array split over the processes of a job (every process
+    then gets the same means, as initial parameters must be).
+    """
+    if isinstance(images, jax.Array) and not images.is_fully_addressable:
+        # Sum on the devices (GSPMD reduces across processes), then this process's copy.
+        sums = jax.jit(lambda x: jnp.sum(x.reshape(x.shape[0], -1), 0, dtype=jnp.int32))(images)
+        sums = np.asarray(sharding.to_local(sums), np.float64)
+    else:
+        images = np.asarray(images)
+        sums = images.reshape(images.shape[0], -1).sum(axis=0, dtype=np.float64)
+    return sums / (255.0 * images.shape[0])
 
 
 def _init_output_bias(decoder, likelihood, means) -> None:

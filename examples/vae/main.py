@@ -3,22 +3,17 @@
     python -m examples.vae --data-dir ../shared/data/mnist --workdir runs/vae --epochs 10
 
 ``--preset`` picks the base configuration (``flax``, the default; ``burda``; ``burda-fast``);
-every flag given overrides it.
+every flag given overrides it (:mod:`examples.vae.flags`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from examples import _cli
-from examples.vae import configs
+from examples.vae import flags
 from examples.vae.train import summary, train_and_evaluate
-from models import likelihoods, mnist, networks, training, vae
-
-# Configuration fields whose flag is not simply --field-name.
-FLAGS = {"kind": "--objective", "scale": "--scale"}
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -29,89 +24,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cli.add_run_flags(parser, workdir="runs/vae")
-    add = parser.add_argument
-    add("--preset", choices=tuple(configs.PRESETS), default="flax", help="default: flax")
-    # Model.
-    add("--latent-dim", type=int)
-    add("--architecture", choices=vae.ARCHITECTURES, help="encoder/decoder (default: mlp)")
-    add("--hidden", type=int, nargs="+", help="mlp: hidden widths, e.g. --hidden 200 200")
-    add("--conv-channels", type=int, nargs="+", help="conv: 1 or 2 stride-2 layers' channels")
-    add("--activation", choices=tuple(networks.ACTIVATIONS))
-    add("--likelihood", choices=tuple(likelihoods.LIKELIHOODS))
-    add("--fixed-variance", type=float, help="gaussian: fixed pixel variance (a scaled MSE)")
-    add("--scale", choices=likelihoods.Gaussian.SCALES, help="gaussian: learned log-scale")
-    add("--conditional", action="store_true", default=None, help="feed the label to both nets")
-    add("--no-output-bias-init", action="store_true",
-        help="leave the decoder output bias at zero instead of the data's pixel logits")
-    # Objective.
-    add("--objective", choices=vae.OBJECTIVES)
-    add("--num-samples", type=int, help="K samples per example in the training objective")
-    add("--kl-warmup-epochs", type=float, help="ELBO: KL weight from 0 to 1 over N epochs")
-    add("--free-bits", type=float, help="ELBO: minimum KL per latent dimension, in nats")
-    # Training.
-    add("--seed", type=int)
-    add("--epochs", type=int)
-    add("--batch-size", type=int)
-    add("--learning-rate", type=float)
-    add("--schedule", choices=training.SCHEDULES, help="learning-rate schedule")
-    add("--binarization", choices=mnist.BINARIZATIONS,
-        help="default: the likelihood's (dynamic for bernoulli, grey for gaussian)")
-    # Evaluation.
-    add("--eval-samples", type=int, help="K of the test NLL (default 5000 on accelerators, "
-        "100 on CPU)")
-    add("--eval-seed", type=int, help="seed of the fixed test binarisation")
-    add("--eval-every", type=int, help="epochs between test ELBOs (0: none)")
-    add("--nll-every", type=int, help="epochs between test NLLs for the curve (0: none)")
-    add("--train-examples", type=int, help="train on the first N training images only")
-    add("--test-examples", type=int, help="evaluate on the first N test images only")
-    add("--probe-steps", type=int, help="Adam steps of the linear probe")
+    flags.add_flags(parser)
     return parser, parser.parse_args(argv)
-
-
-def build_config(args: argparse.Namespace) -> configs.Config:
-    """The preset, overridden by every flag that was given."""
-    base = configs.get_config(args.preset)
-    model = base.model
-    options = dict(model.likelihood_options)
-    if args.likelihood is not None and args.likelihood != model.likelihood:
-        options = {}
-    options.update(_cli.given(args, "fixed_variance", "scale"))
-    model_fields = _cli.given(
-        args, "latent_dim", "architecture", "hidden", "conv_channels", "activation",
-        "likelihood", "conditional",
-    )
-    if args.no_output_bias_init:
-        model_fields["output_bias_init"] = False
-    model = dataclasses.replace(model, likelihood_options=options, **model_fields)
-    objective_fields = _cli.given(args, "num_samples", "kl_warmup_epochs", "free_bits")
-    if args.objective is not None:
-        objective_fields["kind"] = args.objective
-    objective = dataclasses.replace(base.objective, **objective_fields)
-    train_fields = _cli.given(args, "seed", "epochs", "batch_size", "learning_rate", "binarization")
-    if args.binarization is None:
-        accepted = likelihoods.LIKELIHOODS[model.likelihood].binarizations
-        if base.train.binarization not in accepted:
-            train_fields["binarization"] = accepted[0]
-    train = dataclasses.replace(base.train, **train_fields)
-    optimizer = dataclasses.replace(base.optimizer, **_cli.given(args, "schedule"))
-    return dataclasses.replace(
-        base,
-        model=model,
-        objective=objective,
-        train=train,
-        optimizer=optimizer,
-        **_cli.given(
-            args, "eval_samples", "eval_seed", "eval_every", "nll_every", "train_examples",
-            "test_examples", "probe_steps",
-        ),
-    )
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Runs the example; returns the metrics written to ``workdir/metrics.json``."""
     parser, args = parse_args(argv)
-    with _cli.config_errors_as_usage(parser, FLAGS):
-        config = build_config(args)
+    with _cli.config_errors_as_usage(parser, flags.FLAGS):
+        config = flags.build_config(args)
     metrics = train_and_evaluate(
         config,
         args.workdir,

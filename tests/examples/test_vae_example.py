@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from examples.vae import configs, main
+from examples.vae import configs, flags, main
 from examples.vae.train import train_and_evaluate
 from models.training import ConfigError
 
 
 def config_from(flags: list[str]) -> configs.Config:
     _, args = main.parse_args(flags)
-    return main.build_config(args)
+    return flags.build_config(args)
 
 
 def test_presets():

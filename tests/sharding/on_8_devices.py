@@ -149,12 +149,15 @@ CONFIG = TrainConfig(epochs=15, batch_size=64, learning_rate=1e-3, seed=0)  # 30
 
 def tiny_vae() -> vae.VAE:
     config = vae.VAEConfig(latent_dim=4, hidden=(32,))
-    return vae.VAE(config, rngs=nnx.Rngs(params=jax.random.key(0)))
+    return vae.make_vae(config, rngs=nnx.Rngs(params=jax.random.key(0)))
+
+
+LOSS = vae.make_loss_fn(vae.Objective())
 
 
 def train(mesh, images, labels, epochs: int):
     """Per-step losses and final parameters of ``epochs`` epochs on ``mesh``."""
-    trainer = Trainer(tiny_vae(), optax.adam(CONFIG.learning_rate), vae.loss_fn, CONFIG,
+    trainer = Trainer(tiny_vae(), optax.adam(CONFIG.learning_rate), LOSS, CONFIG,
                       mesh=mesh)
     losses = []
     for _ in range(epochs):
@@ -246,9 +249,9 @@ def test_epoch_on_a_sharded_dataset_gathers_only_batch_indices(sharded_dataset_r
 def test_batch_size_must_split_over_the_devices():
     config = TrainConfig(batch_size=60)
     with pytest.raises(ValueError, match=r"batch_size=60 .* 8 devices"):
-        Trainer(tiny_vae(), optax.adam(1e-3), vae.loss_fn, config, mesh=sharding.data_mesh())
+        Trainer(tiny_vae(), optax.adam(1e-3), LOSS, config, mesh=sharding.data_mesh())
     # The same batch size is fine on a mesh it splits over.
-    Trainer(tiny_vae(), optax.adam(1e-3), vae.loss_fn, config,
+    Trainer(tiny_vae(), optax.adam(1e-3), LOSS, config,
             mesh=sharding.data_mesh(jax.devices()[:4]))
 
 
@@ -262,7 +265,7 @@ def test_process_rows_split_evenly_over_the_devices():
 
 
 def test_default_mesh_spans_all_devices():
-    trainer = Trainer(tiny_vae(), optax.adam(1e-3), vae.loss_fn, CONFIG)
+    trainer = Trainer(tiny_vae(), optax.adam(1e-3), LOSS, CONFIG)
     assert trainer.mesh.shape == {"data": DEVICES}
 
 

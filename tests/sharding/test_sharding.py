@@ -16,6 +16,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from examples import distributed
+from examples.vae import flags as vae_flags
+from examples.vae.train import build
+from models import mnist as mnist_data
 from models import sharding, vae
 from models.training import TrainConfig, Trainer
 
@@ -24,7 +27,10 @@ from models.training import TrainConfig, Trainer
 
 def tiny_vae() -> vae.VAE:
     config = vae.VAEConfig(latent_dim=2, hidden=(8,))
-    return vae.VAE(config, rngs=nnx.Rngs(params=jax.random.key(0)))
+    return vae.make_vae(config, rngs=nnx.Rngs(params=jax.random.key(0)))
+
+
+LOSS = vae.make_loss_fn(vae.Objective())
 
 
 def test_default_mesh_is_all_devices_on_the_data_axis():
@@ -41,7 +47,7 @@ def test_data_mesh_needs_devices():
 def test_mesh_without_a_data_axis_is_refused():
     mesh = Mesh(np.asarray(jax.devices()), ("batch",))
     with pytest.raises(ValueError, match=r"axis named 'data'.*\('batch',\)"):
-        Trainer(tiny_vae(), optax.adam(1e-3), vae.loss_fn, TrainConfig(batch_size=8), mesh=mesh)
+        Trainer(tiny_vae(), optax.adam(1e-3), LOSS, TrainConfig(batch_size=8), mesh=mesh)
     with pytest.raises(TypeError, match=r"mesh must be a jax\.sharding\.Mesh"):
         sharding.check_batch_size(8, jax.devices())
 
@@ -78,7 +84,7 @@ def test_process_rows_and_assemble_on_one_process():
 def test_load_mnist_shard_checks_num_examples(num_examples):
     message = rf"num_examples must be in \[1, 60000\], got {num_examples}"
     with pytest.raises(ValueError, match=message):
-        sharding.load_mnist_shard(num_examples=num_examples)
+        mnist_data.load_mnist_shard(num_examples=num_examples)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +98,7 @@ def test_load_mnist_shard_checks_num_examples(num_examples):
 )
 def test_read_mnist_rows_checks_its_arguments(split, rows, message):
     with pytest.raises(ValueError, match=message):
-        sharding.read_mnist_rows(split, rows)
+        mnist_data.read_mnist_rows(split, rows)
 
 
 def test_replicate_and_to_local_round_trip():
@@ -177,9 +183,8 @@ def test_two_processes_with_jax_distributed_train_like_one_device(
         np.testing.assert_array_equal(a, b)
     # ... and they are those of the same run on one device, up to float rounding.
     _, args = distributed.parse_args(DISTRIBUTED_FLAGS)
-    trainer = distributed.build_trainer(
-        args, mesh=sharding.data_mesh(jax.devices()[:1]), num_examples=512, workdir=None
-    )
+    config = vae_flags.build_config(args)
+    trainer = build(config, mnist.train_images[:512], mesh=sharding.data_mesh(jax.devices()[:1]))
     trainer.fit(mnist.train_images[:512], mnist.train_labels[:512], progress=False)
     reference = [np.asarray(x) for x in jax.tree.leaves(nnx.state(trainer.model, nnx.Param))]
     for a, ref in zip(params[0], reference, strict=True):
