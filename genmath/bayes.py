@@ -43,8 +43,11 @@ def posterior(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:
 
     Entries of :math:`-\\infty` (impossible values of :math:`y`) stay :math:`-\\infty` with
     finite gradients. If *every* entry along ``axis`` is :math:`-\\infty` the observation
-    :math:`x` is impossible, the posterior is undefined and the result is NaN (the
-    :func:`evidence` is then :math:`-\\infty`).
+    :math:`x` is impossible (the :func:`evidence` is :math:`-\\infty`) and the posterior is
+    undefined: the whole slice is NaN, never a made-up distribution, and its gradient is 0,
+    so that such observations can be masked out of a loss (``jnp.where`` after the call)
+    without putting NaN into the gradient of the rest. An entry of :math:`+\\infty` or NaN
+    also gives NaN.
 
     Args:
         log_joint: :math:`\\log p(x, y)`, floating, with :math:`y` along ``axis``.
@@ -65,9 +68,13 @@ def posterior(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:
         C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §1.2.
     """
     log_joint, axes = _log_joint("bayes.posterior", log_joint, axis)
+    empty = jnp.all(jnp.isneginf(log_joint), axis=axes, keepdims=True)
+    # Double where: log_softmax of an all -inf slice is NaN with a NaN gradient (0/0); it
+    # is evaluated at 0 instead and its value then overwritten with NaN (gradient 0).
+    safe = jnp.where(empty, 0.0, log_joint)
     # log_softmax subtracts from the max-shifted values: log_joint - logsumexp(log_joint)
     # would cancel catastrophically at large magnitudes (-1e4 in float32).
-    return jax.nn.log_softmax(log_joint, axis=axes)
+    return jnp.where(empty, jnp.nan, jax.nn.log_softmax(safe, axis=axes))
 
 
 def evidence(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:

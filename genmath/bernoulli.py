@@ -10,7 +10,12 @@ that each logit costs one ``exp`` and one ``log1p`` (``log_prob`` costs what the
 
 Probabilities of exactly 0 and 1 are logits of :math:`-\\infty` and :math:`+\\infty`; the
 convention :math:`0 \\cdot \\log 0 = 0` is applied, and values and gradients stay finite
-wherever the result is finite (at logits :math:`\\pm 10^4` too).
+wherever the result is finite (at logits :math:`\\pm 10^4` too). A finite logit is a
+probability strictly between 0 and 1, even where :math:`\\sigma(\\ell)` or
+:math:`\\sigma(-\\ell)` underflows to 0 in the compute dtype (:math:`|\\ell| \\gtrsim 88`
+in float32, 745 in float64): :func:`cross_entropy` and :func:`kl` against a :math:`q` of
+logit :math:`\\mp\\infty` are then :math:`+\\infty` (with a zero gradient), as they are
+mathematically, in every dtype.
 
 Every reducing function sums only over the event ``axis`` (an int or a tuple, default
 ``-1``); the other axes are batch axes and broadcast between the arguments. An optional
@@ -19,6 +24,7 @@ boolean ``where`` mask drops elements from that sum.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -77,10 +83,66 @@ def _weighted(weight: Array, value: Array) -> Array:
 
     Only non-finite values are replaced, and before the product, so that the derivative
     with respect to ``weight`` stays ``value`` wherever that is finite and no ``0 * inf``
-    reaches the chain rule.
+    reaches the chain rule. Callers make sure that a zero weight meets a non-finite value
+    only where the weight is 0 by definition (data ``x`` in {0, 1}, or a probability of
+    logit +-inf), never one that merely underflowed (see :func:`_support_mismatch`).
     """
     annihilated = (weight == 0) & ~jnp.isfinite(value)
     return weight * jnp.where(annihilated, 0.0, value)
+
+
+def _support_mismatch(logits_p: Array, logits_q: Array) -> Array:
+    """Where :math:`q` gives probability 0 to an outcome of positive probability under
+    :math:`p`: ``logits_q`` is -inf (+inf) and ``logits_p`` is not (False for NaN)."""
+    # Tested on the logits, not on sigma(l_p) > 0: a finite logit is a positive probability
+    # even where sigma underflows to 0, so the answer (+inf) does not depend on the dtype.
+    return ((logits_q == -jnp.inf) & (logits_p > -jnp.inf)) | (
+        (logits_q == jnp.inf) & (logits_p < jnp.inf)
+    )
+
+
+def _pair_value(logits_p: Array, logits_q: Array, kind: str):
+    """Elementwise KL(p || q) (``kind="kl"``) or H(p, q), with the logit pieces."""
+    p = _logit_parts(logits_p)
+    q = _logit_parts(logits_q)
+    if kind == "kl":
+        # log p - log q = (neg_p - neg_q) - (log1p_p - log1p_q) and
+        # log(1-p) - log(1-q) = (pos_q - pos_p) - (log1p_p - log1p_q); the shared part is
+        # weighted by p + (1 - p) = 1.
+        terms = (
+            _weighted(p.prob, p.neg - q.neg)
+            + _weighted(p.prob_not, q.pos - p.pos)
+            + (q.log1p_exp - p.log1p_exp)
+        )
+    else:
+        # -[p log sigma(lq) + (1-p) log sigma(-lq)], using p + (1 - p) = 1 for log1p.
+        terms = q.log1p_exp - _weighted(p.prob, q.neg) + _weighted(p.prob_not, q.pos)
+    mismatch = _support_mismatch(logits_p, logits_q)
+    # There a p that underflowed to 0 made 0 * inf = NaN (or 0) above; the exact value is +inf.
+    return jnp.where(mismatch, jnp.inf, terms), p, q, mismatch
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _pair_terms(logits_p: Array, logits_q: Array, kind: str) -> Array:
+    """Elementwise KL(p || q) or H(p, q), with the closed-form derivatives below."""
+    return _pair_value(logits_p, logits_q, kind)[0]
+
+
+@_pair_terms.defjvp
+def _pair_terms_jvp(kind, primals, tangents):
+    # Closed forms: d/dl_p = p (1 - p) (l_p - l_q) for the KL and -p (1 - p) l_q for H,
+    # d/dl_q = q - p for both. They cannot meet 0 * inf (unlike the chain rule through
+    # the masked pieces, which also ran 10-20 % slower), and they are 0 where the value is
+    # +inf (q = 0 or 1 where p is not).
+    logits_p, logits_q = primals
+    tangent_p, tangent_q = tangents
+    value, p, q, mismatch = _pair_value(logits_p, logits_q, kind)
+    slope = logits_p - logits_q if kind == "kl" else -logits_q
+    # The slope is infinite (or NaN) only where p (1 - p) is exactly 0 (an infinite l_p)
+    # or in a mismatch; dropping it there keeps the coefficient finite for the reverse pass.
+    coefficient_p = jnp.where(jnp.abs(slope) < jnp.inf, p.prob * p.prob_not * slope, 0.0)
+    tangent = coefficient_p * tangent_p + (q.prob - p.prob) * tangent_q
+    return value, jnp.where(mismatch, 0.0, tangent)
 
 
 def _reduce(name: str, terms: Array, axis: Axis, mask: Array | None) -> Array:
@@ -216,7 +278,11 @@ def cross_entropy(
         \\qquad p_i = \\sigma(\\ell^p_i),\\ q_i = \\sigma(\\ell^q_i)
 
     It equals ``-log_prob(sigmoid(logits_p), logits=logits_q)``; terms with
-    :math:`p_i \\in \\{0, 1\\}` follow :math:`0 \\cdot \\log 0 = 0`.
+    :math:`p_i \\in \\{0, 1\\}` (logits :math:`\\pm\\infty`) follow
+    :math:`0 \\cdot \\log 0 = 0`. It is :math:`+\\infty`, with a zero gradient, where
+    :math:`q_i \\in \\{0, 1\\}` gives probability 0 to an outcome of positive probability
+    under :math:`p`, including a finite ``logits_p`` whose :math:`p_i` (or :math:`1 - p_i`)
+    underflows to 0 in the compute dtype.
 
     Args:
         logits_p: logits of :math:`p`, floating.
@@ -241,11 +307,7 @@ def cross_entropy(
     name = "bernoulli.cross_entropy"
     logits_p, logits_q = validation.promote(name, {"logits_p": logits_p, "logits_q": logits_q})
     mask, (logits_p, logits_q) = _masked_inputs(name, where, [logits_p, logits_q])
-    p = _logit_parts(logits_p)
-    q = _logit_parts(logits_q)
-    # -[p log sigma(lq) + (1-p) log sigma(-lq)], using p + (1 - p) = 1 for the log1p part.
-    terms = q.log1p_exp - _weighted(p.prob, q.neg) + _weighted(p.prob_not, q.pos)
-    return _reduce(name, terms, axis, mask)
+    return _reduce(name, _pair_terms(logits_p, logits_q, "cross_entropy"), axis, mask)
 
 
 def kl(
@@ -265,9 +327,11 @@ def kl(
     Each log-ratio is computed as a difference of the pieces of
     :math:`\\log\\sigma(\\pm\\ell)` (never of the nearly equal softplus values themselves), so
     the result is accurate for tiny divergences at large logits, exactly 0 for
-    :math:`p = q`, and follows :math:`0 \\cdot \\log\\frac00 = 0`. It is :math:`+\\infty`
-    where :math:`q` gives zero probability to an outcome of positive probability under
-    :math:`p`.
+    :math:`p = q`, and follows :math:`0 \\cdot \\log\\frac00 = 0`. It is :math:`+\\infty`,
+    with a zero gradient, where :math:`q` gives zero probability (logit
+    :math:`\\mp\\infty`) to an outcome of positive probability under :math:`p`, including
+    a finite ``logits_p`` whose :math:`p_i` (or :math:`1 - p_i`) underflows to 0 in the
+    compute dtype.
 
     Args:
         logits_p: logits of :math:`p`, floating.
@@ -292,17 +356,7 @@ def kl(
     name = "bernoulli.kl"
     logits_p, logits_q = validation.promote(name, {"logits_p": logits_p, "logits_q": logits_q})
     mask, (logits_p, logits_q) = _masked_inputs(name, where, [logits_p, logits_q])
-    p = _logit_parts(logits_p)
-    q = _logit_parts(logits_q)
-    # log p - log q = (neg_p - neg_q) - (log1p_p - log1p_q) and
-    # log(1-p) - log(1-q) = (pos_q - pos_p) - (log1p_p - log1p_q); the shared part is
-    # weighted by p + (1 - p) = 1.
-    terms = (
-        _weighted(p.prob, p.neg - q.neg)
-        + _weighted(p.prob_not, q.pos - p.pos)
-        + (q.log1p_exp - p.log1p_exp)
-    )
-    return _reduce(name, terms, axis, mask)
+    return _reduce(name, _pair_terms(logits_p, logits_q, "kl"), axis, mask)
 
 
 def sample(

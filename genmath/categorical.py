@@ -7,13 +7,19 @@ constant to all logits changes nothing. Everything is computed from the shifted 
 element, like ``log_softmax``), so values stay accurate at logits of :math:`\\pm 10^4`.
 
 A logit of :math:`-\\infty` is a class of probability 0: the convention
-:math:`0 \\cdot \\log 0 = 0` is applied and gradients stay finite. A row whose logits are
-all :math:`-\\infty`, or any logit of :math:`+\\infty` or NaN, defines no distribution and
+:math:`0 \\cdot \\log 0 = 0` is applied and gradients stay finite. A finite logit is a class
+of positive probability, however far below the row's maximum it lies: its probability may
+underflow to 0 in the compute dtype (about 88 below the maximum in float32, 745 in
+float64), but :func:`cross_entropy` and :func:`kl` still treat it as positive, so they are
+:math:`+\\infty` (with a zero gradient) whenever :math:`q` puts probability 0 (logit
+:math:`-\\infty`) on such a class, independently of the dtype. A row whose logits are all
+:math:`-\\infty`, or any logit of :math:`+\\infty` or NaN, defines no distribution and
 gives NaN.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -52,7 +58,81 @@ def _pair(name: str, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis):
     logits_p, logits_q = validation.promote(name, {"logits_p": logits_p, "logits_q": logits_q})
     logits_p, logits_q = jnp.broadcast_arrays(logits_p, logits_q)
     axes = validation.check_axis(name, axis, logits_p.ndim)
-    return _normalise(logits_p, axes), _normalise(logits_q, axes), axes
+    return logits_p, logits_q, axes
+
+
+class _Divergence(NamedTuple):
+    value: Array  # KL(p || q) or H(p, q), reduced
+    p: _Normalised
+    q: _Normalised
+    weighted: (
+        Array  # e^s_p times s_p - s_q (KL) or s_q (H); 0 where p_k = 0, +-inf where q_k = 0 < p_k
+    )
+
+
+def _divergence_terms(logits_p: Array, logits_q: Array, axes: tuple[int, ...], kind: str):
+    p = _normalise(logits_p, axes)
+    q = _normalise(logits_q, axes)
+    # q_k = 0 < p_k: s_p > -inf rather than e^s_p > 0, so that a class whose p_k
+    # underflowed to 0 still counts as positive and the result (+inf) is the exact one.
+    mismatch = (p.shifted > -jnp.inf) & jnp.isneginf(q.shifted)
+    # Double where: zero-probability classes of p (s_p = -inf: s_p - s_q is NaN or -inf)
+    # and mismatched ones (s_q = -inf times a p_k that may be 0) must not reach a product.
+    # (Testing s_p = -inf rather than p == 0 fuses better.)
+    if kind == "kl":
+        values = jnp.where(jnp.isneginf(p.shifted) | mismatch, 0.0, p.shifted - q.shifted)
+    else:
+        values = jnp.where(jnp.isneginf(p.shifted) | mismatch, 0.0, q.shifted)
+    # A mismatched class puts +-inf into its row's sum, so the result is +inf without a
+    # reduction of its own (a separate `any` over the classes cost 2-3x here on CPU).
+    marker = jnp.inf if kind == "kl" else -jnp.inf
+    weighted = jnp.where(mismatch, marker, p.unnormalised * values)
+    row_sum = jnp.sum(weighted, axis=axes)
+    # Divide the row sum by Z once rather than every e^s_k: one pass fewer over the
+    # classes (10-30 % faster than p = exp(log_softmax) on CPU).
+    expectation = row_sum / p.z
+    if kind == "kl":
+        # KL = E_p[s_p - s_q] - log Z_p + log Z_q (the log-normalisers are constants under p).
+        value = expectation - p.log_z + q.log_z
+    else:
+        # H(p, q) = log Z_q - E_p[s_q], using sum_k p_k = 1.
+        value = q.log_z - expectation
+    return _Divergence(value, p, q, weighted)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _divergence(logits_p: Array, logits_q: Array, axes: tuple[int, ...], kind: str) -> Array:
+    """KL(p || q) (``kind="kl"``) or H(p, q), with the closed-form derivatives below."""
+    return _divergence_terms(logits_p, logits_q, axes, kind).value
+
+
+@_divergence.defjvp
+def _divergence_jvp(axes, kind, primals, tangents):
+    # Closed-form derivatives, d/dl_p,k = p_k (f_k - E_p[f]) for the averaged
+    # f_k = log(p_k / q_k) (KL) or -log q_k (H), and d/dl_q,k = q_k - p_k for both: no
+    # 0 * inf can reach them, and they need no masks saved for the backward pass (autodiff
+    # through the masked forward ran 2x slower). Where the result is +inf (q_k = 0 < p_k)
+    # the derivative is 0; NaN stays NaN.
+    logits_p, logits_q = primals
+    tangent_p, tangent_q = tangents
+    value, p, q, weighted = _divergence_terms(logits_p, logits_q, axes, kind)
+    infinite = value == jnp.inf
+    finite_value = jnp.where(infinite, 0.0, value)
+    keep = lambda row: jnp.expand_dims(row, axes)
+    # p_k (f_k - E_p f) Z_p, from the forward pass's weighted e^s_p v_k (one array fewer);
+    # its +-inf markers (rows whose tangent is 0 below) are replaced, as they would give
+    # 0 * inf = NaN in the reverse pass.
+    weighted = jnp.where(jnp.isinf(weighted), 0.0, weighted)
+    if kind == "kl":
+        # f_k - KL = (s_p - s_q) - log Z_p + log Z_q - KL.
+        scaled = weighted - p.unnormalised * keep(finite_value + p.log_z - q.log_z)
+    else:
+        # f_k - H = log Z_q - s_q - H.
+        scaled = p.unnormalised * keep(q.log_z - finite_value) - weighted
+    inverse_z_p = keep(1.0 / p.z)
+    coefficient_q = q.unnormalised * keep(1.0 / q.z) - p.unnormalised * inverse_z_p
+    tangent = jnp.sum(scaled * inverse_z_p * tangent_p + coefficient_q * tangent_q, axis=axes)
+    return value, jnp.where(infinite, 0.0, tangent)
 
 
 def log_prob(labels: ArrayLike, *, logits: ArrayLike) -> Array:
@@ -154,8 +234,11 @@ def cross_entropy(*, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis = -1) 
 
         H(p, q) = \\log Z_q - \\sum_k p_k s^q_k
 
-    (using :math:`\\sum_k p_k = 1`). Classes with :math:`p_k = 0` contribute 0 even where
-    :math:`q_k = 0`; it is :math:`+\\infty` where :math:`q_k = 0 < p_k`.
+    (using :math:`\\sum_k p_k = 1`). Classes with :math:`p_k = 0` (logit :math:`-\\infty`)
+    contribute 0 even where :math:`q_k = 0`. The result is :math:`+\\infty`, with a zero
+    gradient, where :math:`q_k = 0 < p_k`: ``logits_q`` is :math:`-\\infty` at a class where
+    ``logits_p`` is finite, even one so far below the maximum that :math:`p_k` underflows to
+    0 in the compute dtype (the exact value, not a dtype-dependent finite sum).
 
     Args:
         logits_p: logits of :math:`p`, floating.
@@ -177,11 +260,8 @@ def cross_entropy(*, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis = -1) 
         T. M. Cover and J. A. Thomas, *Elements of Information Theory*, 2nd ed., Wiley
         2006, §2.3.
     """
-    p, q, axes = _pair("categorical.cross_entropy", logits_p, logits_q, axis)
-    # Double where: zero-probability classes of p must not see s_q = -inf (0 * inf).
-    # (Testing s_p = -inf rather than p == 0 fuses better: a faster gradient.)
-    safe_shifted_q = jnp.where(jnp.isneginf(p.shifted), 0.0, q.shifted)
-    return q.log_z - _expectation(p, safe_shifted_q, axes)
+    logits_p, logits_q, axes = _pair("categorical.cross_entropy", logits_p, logits_q, axis)
+    return _divergence(logits_p, logits_q, axes, "cross_entropy")
 
 
 def kl(*, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis = -1) -> Array:
@@ -193,8 +273,11 @@ def kl(*, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis = -1) -> Array:
         - \\log Z_p + \\log Z_q
 
     Exactly 0 when ``logits_p`` and ``logits_q`` are equal. Classes with :math:`p_k = 0`
-    contribute 0 (even where :math:`q_k = 0`); the divergence is :math:`+\\infty` where
-    :math:`q_k = 0 < p_k`.
+    (logit :math:`-\\infty`) contribute 0 (even where :math:`q_k = 0`). The divergence is
+    :math:`+\\infty`, with a zero gradient, where :math:`q_k = 0 < p_k`: ``logits_q`` is
+    :math:`-\\infty` at a class where ``logits_p`` is finite, even one so far below the
+    maximum that :math:`p_k` underflows to 0 in the compute dtype (the exact value, not a
+    dtype-dependent finite sum).
 
     Args:
         logits_p: logits of :math:`p`, floating.
@@ -216,12 +299,8 @@ def kl(*, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis = -1) -> Array:
         S. Kullback and R. A. Leibler, "On Information and Sufficiency", *Ann. Math.
         Statist.* 22(1), 1951.
     """
-    p, q, axes = _pair("categorical.kl", logits_p, logits_q, axis)
-    # Double where: zero-probability classes of p give s_p - s_q = -inf - (-inf) = NaN or
-    # -inf; replacing it before the product keeps NaN out of the value and the gradient.
-    safe_difference = jnp.where(jnp.isneginf(p.shifted), 0.0, p.shifted - q.shifted)
-    # KL = E_p[s_p - s_q] - log Z_p + log Z_q (the log-normalisers are constants under p).
-    return _expectation(p, safe_difference, axes) - p.log_z + q.log_z
+    logits_p, logits_q, axes = _pair("categorical.kl", logits_p, logits_q, axis)
+    return _divergence(logits_p, logits_q, axes, "kl")
 
 
 def sample(

@@ -276,3 +276,50 @@ def test_errors_name_the_argument():
             latent.bits_per_dim(f32, num_dims=bad)
     with pytest.raises(TypeError, match="log_weights"):
         jax.jit(latent.iwae_bound)(i32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, (0, 2)])
+def test_posterior_of_an_impossible_observation_is_nan_with_zero_gradient(dtype, axis):
+    # Documented: a slice that is -inf everywhere along `axis` gives NaN (the posterior is
+    # undefined), and a zero gradient, so that masking it out of a loss (jnp.where after
+    # the call) keeps the gradient of the other slices finite and unchanged.
+    rng = np.random.default_rng(10)
+    log_joint = (3 * rng.standard_normal((2, 3, 4))).astype(dtype)
+    log_joint[:, 1, 2] = -np.inf  # an impossible value of y in an otherwise valid slice
+    if axis == -1:
+        log_joint[1, 0, :] = -np.inf
+        empty = np.zeros((2, 3, 1), bool)
+        empty[1, 0] = True
+    else:
+        log_joint[:, 2, :] = -np.inf
+        empty = np.zeros((1, 3, 1), bool)
+        empty[0, 2] = True
+    post = np.asarray(jax.jit(lambda a: bayes.posterior(a, axis=axis))(log_joint))
+    empty = np.broadcast_to(empty, log_joint.shape)
+    assert np.all(np.isnan(post[empty])) and not np.any(np.isnan(post[~empty]))
+    with np.errstate(invalid="ignore"):
+        ref = special.log_softmax(f64(log_joint), axis=axis)
+    np.testing.assert_allclose(post[~empty], ref[~empty], **tol(dtype))
+
+    weights = rng.standard_normal(log_joint.shape).astype(dtype)
+
+    def masked_loss(a):
+        p = bayes.posterior(a, axis=axis)
+        return jnp.sum(jnp.where(empty | jnp.isneginf(p), 0.0, weights * p))
+
+    def valid_only_loss(a):  # the same loss where the empty slices are simply absent
+        p = bayes.posterior(jnp.where(empty, 0.0, a), axis=axis)
+        return jnp.sum(jnp.where(empty | jnp.isneginf(p), 0.0, weights * p))
+
+    for grad in (jax.grad, jax.jacfwd):
+        g = np.asarray(jax.jit(grad(masked_loss))(log_joint))
+        assert np.all(np.isfinite(g))
+        np.testing.assert_array_equal(g[empty], 0.0)
+        g_ref = np.asarray(jax.jit(grad(valid_only_loss))(log_joint))
+        np.testing.assert_allclose(g[~empty], g_ref[~empty], **tol(dtype))
+    # Unmasked, the NaN slices have a zero gradient too (not NaN).
+    g = jax.grad(lambda a: jnp.sum(jnp.nan_to_num(bayes.posterior(a, axis=axis), neginf=0.0)))(
+        log_joint
+    )
+    assert np.all(np.isfinite(np.asarray(g)))

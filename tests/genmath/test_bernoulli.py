@@ -251,6 +251,132 @@ def test_continuous_extremes(dtype):
     np.testing.assert_array_equal(bernoulli.continuous_log_normalizer(logits=eta)[2:], np.inf)
 
 
+# --- 0 * inf: underflowed probabilities, infinite logits and both together -----------
+
+# Logits whose probability (or its complement) underflows to 0: float32 below about -88
+# (-104 with subnormals), float64 below -745; -60 is representable in both.
+UNDERFLOW_LOGITS = [-60.0, -100.0, -200.0, -800.0, -1e4]
+EDGE_LOGITS_Q = [-np.inf, -1e4, -30.0, 0.0, 30.0, 1e4, np.inf]
+
+
+def _bernoulli_pair_reference(lp, lq):
+    """Float64 KL, cross-entropy and their gradients for one finite-or-infinite pair.
+
+    Mismatched support (q = 0 or 1 exactly, where p is not) is +inf with a zero gradient;
+    otherwise the closed forms, with 0 * anything = 0 where p is exactly 0 or 1.
+    """
+    lp, lq = float(lp), float(lq)
+    mismatch = (lq == -np.inf and lp > -np.inf) or (lq == np.inf and lp < np.inf)
+    if mismatch:
+        return np.inf, np.inf, (0.0, 0.0), (0.0, 0.0)
+    p, q = special.expit(lp), special.expit(lq)
+    # Exact p (1 - p) without cancellation: sigma(l) sigma(-l).
+    pq = special.expit(lp) * special.expit(-lp)
+    log_q, log_1mq = special.log_expit(lq), special.log_expit(-lq)
+    log_p, log_1mp = special.log_expit(lp), special.log_expit(-lp)
+
+    def times(w, v):  # 0 * anything = 0
+        return 0.0 if w == 0 else w * v
+
+    one_minus_p = special.expit(-lp)
+    with np.errstate(invalid="ignore"):  # -inf - -inf where the weight is 0
+        kl = times(p, log_p - log_q) + times(one_minus_p, log_1mp - log_1mq)
+    ce = -(times(p, log_q) + times(one_minus_p, log_1mq))
+    # d/dlp: p(1-p) (lp - lq) and -p(1-p) lq; d/dlq: q - p (both).
+    finite_lq = np.isfinite(lq)
+    d_kl_p = times(pq, lp - lq) if finite_lq and np.isfinite(lp) else 0.0
+    d_ce_p = times(pq, -lq) if finite_lq else 0.0
+    return kl, ce, (d_kl_p, q - p), (d_ce_p, q - p)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_kl_and_cross_entropy_at_underflowed_and_infinite_logits(dtype, sign):
+    # Every pair of (underflowing, infinite, moderate) p-logits and (infinite, huge,
+    # moderate) q-logits, mirrored by `sign` (then 1 - p underflows and q = 1 at +inf).
+    lp_values = [*UNDERFLOW_LOGITS, -np.inf, 0.0, 2.0, np.inf]
+    lp, lq = (sign * np.array(g, dtype) for g in np.meshgrid(lp_values, EDGE_LOGITS_Q))
+    lp, lq = lp.ravel(), lq.ravel()
+    refs = [_bernoulli_pair_reference(a, b) for a, b in zip(lp, lq, strict=True)]
+    ref_kl_values, ref_ce_values, ref_kl_grads, ref_ce_grads = map(
+        np.array, zip(*refs, strict=True)
+    )
+    kl = lambda a, b: bernoulli.kl(logits_p=a, logits_q=b, axis=())
+    ce = lambda a, b: bernoulli.cross_entropy(logits_p=a, logits_q=b, axis=())
+    for fn, ref, ref_grad in ((kl, ref_kl_values, ref_kl_grads), (ce, ref_ce_values, ref_ce_grads)):
+        value = np.asarray(jax.jit(fn)(lp, lq), np.float64)
+        infinite = np.isinf(ref)
+        np.testing.assert_array_equal(value[infinite], ref[infinite])
+        # Absolute tolerance: the terms are as large as |l| = 1e4 (rounding of the logits).
+        np.testing.assert_allclose(
+            value[~infinite],
+            ref[~infinite],
+            rtol=32 * np.finfo(dtype).eps,
+            atol=32 * np.finfo(dtype).eps,
+        )
+        # Gradients: finite everywhere, zero at the mismatches, the closed forms elsewhere
+        # (reverse and forward mode).
+        total = lambda a, b, fn=fn: jnp.sum(fn(a, b))
+        for grad in (jax.grad(total, argnums=(0, 1)), jax.jacfwd(total, argnums=(0, 1))):
+            g_p, g_q = (np.asarray(g, np.float64) for g in jax.jit(grad)(lp, lq))
+            assert np.all(np.isfinite(g_p)) and np.all(np.isfinite(g_q))
+            np.testing.assert_allclose(g_p, ref_grad[:, 0], **tol(dtype))
+            np.testing.assert_allclose(g_q, ref_grad[:, 1], **tol(dtype))
+    # The identity KL = H(p, q) - H(p) holds with the infinities too.
+    h = bernoulli.entropy(logits=lp, axis=())
+    np.testing.assert_array_equal(np.isposinf(kl(lp, lq)), np.isposinf(ce(lp, lq) - h))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_support_mismatch_is_infinite_in_every_dtype(dtype):
+    # p = e^-200 (float32: 0) against q = 0: +inf in float32 and float64 alike, not a
+    # dtype-dependent finite sum; the row's other elements keep their normal gradients.
+    lp = np.array([[-200.0, 0.5, 3.0], [-200.0, 0.5, 3.0]], dtype)
+    lq = np.array([[-np.inf, 0.0, 1.0], [-20.0, 0.0, 1.0]], dtype)
+    for fn in (bernoulli.kl, bernoulli.cross_entropy):
+        value = fn(logits_p=lp, logits_q=lq)
+        assert float(value[0]) == np.inf and np.isfinite(float(value[1]))
+        g_p, g_q = jax.grad(lambda a, b, fn=fn: jnp.sum(fn(logits_p=a, logits_q=b)[0]), (0, 1))(
+            lp, lq
+        )
+        assert g_p[0, 0] == 0 and g_q[0, 0] == 0
+        g_p_ok, g_q_ok = jax.grad(lambda a, b, fn=fn: fn(logits_p=a, logits_q=b), (0, 1))(
+            lp[0, 1:], lq[0, 1:]
+        )
+        np.testing.assert_array_equal(g_p[0, 1:], g_p_ok)
+        np.testing.assert_array_equal(g_q[0, 1:], g_q_ok)
+        # A `where` mask drops the mismatched element: finite value and gradient.
+        mask = np.array([False, True, True])
+        masked = fn(logits_p=lp[0], logits_q=lq[0], where=mask)
+        np.testing.assert_allclose(masked, fn(logits_p=lp[0, 1:], logits_q=lq[0, 1:]), **tol(dtype))
+        # NaN stays NaN (no +inf override of an undefined input).
+        assert np.isnan(
+            float(fn(logits_p=np.array([np.nan], dtype), logits_q=np.array([-np.inf], dtype)))
+        )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_entropy_and_log_prob_at_underflowed_probabilities(dtype):
+    # sigma(l) underflows to 0 but l itself is finite: p log p = 0 * finite, no 0 * inf.
+    lg = np.array([*UNDERFLOW_LOGITS, *(-np.array(UNDERFLOW_LOGITS)), -np.inf, np.inf], dtype)
+    h = np.asarray(jax.jit(lambda a: bernoulli.entropy(logits=a, axis=()))(lg))
+    np.testing.assert_allclose(h, ref_entropy(lg, axis=()), atol=32 * np.finfo(dtype).eps)
+    g = jax.grad(lambda a: bernoulli.entropy(logits=a))(lg)
+    # dH/dl = -l sigma(l) sigma(-l): 0 to the dtype's resolution at these logits.
+    np.testing.assert_allclose(g, 0.0, atol=32 * np.finfo(dtype).eps)
+    for x in (0.0, 1.0, 0.5):
+        xs = np.full_like(lg, x)
+        value = bernoulli.log_prob(xs, logits=lg, axis=())
+        with np.errstate(invalid="ignore"):  # 0 log 0 = 0 in the reference
+            ref = np.where(xs == 0, 0.0, xs * special.log_expit(f64(lg))) + np.where(
+                xs == 1, 0.0, (1 - xs) * special.log_expit(-f64(lg))
+            )
+        np.testing.assert_allclose(value, ref, **tol(dtype))
+        g = jax.grad(lambda a, xs=xs: jnp.sum(bernoulli.log_prob(xs, logits=a, axis=())))(lg)
+        # x - sigma(l), finite everywhere (also at the infinite values of x = 1/2).
+        np.testing.assert_allclose(g, xs - special.expit(f64(lg)), atol=np.finfo(dtype).eps)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_out_of_range_data(dtype):
     x = np.array([-0.5, 1.5, 2.0], dtype)

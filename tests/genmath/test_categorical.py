@@ -174,6 +174,107 @@ def test_zero_probabilities_from_minus_inf_logits(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gap", [50.0, 100.0, 800.0, 1e4])
+def test_underflowed_class_against_a_zero_probability_class(dtype, gap):
+    # Issue 13: a class whose finite p-logit lies `gap` below the row maximum (p_k
+    # underflows to 0 beyond ~88 in float32, ~745 in float64) where q's logit is -inf:
+    # q_k = 0 < p_k, so KL and H(p, q) are +inf in every dtype, with a zero gradient.
+    # The other rows mix -inf logits, underflowed classes and +-1e4 logits, and stay
+    # finite and exact.
+    ninf = -np.inf
+    lp = np.array(
+        [
+            [0.0, -gap, 1.0, ninf],  # underflowed p against q = 0: +inf
+            [0.0, -gap, 1.0, ninf],  # the same p against a q > 0 there: finite
+            [0.0, ninf, 1.0, -gap],  # p = 0 where q = 0 (0 log 0 = 0), underflow vs q > 0
+            [1e4, -gap, ninf, 0.0],  # large logits
+            [0.0, -gap, 1.0, 2.0],  # q = 0 at a class of ordinary probability: +inf
+        ],
+        dtype,
+    )
+    lq = np.array(
+        [
+            [0.0, ninf, 0.5, ninf],
+            [0.0, 2.0, 0.5, ninf],
+            [0.0, ninf, 0.5, 3.0],
+            [-1e4, 0.0, ninf, 1e4],
+            [ninf, 0.0, 0.5, 1.0],
+        ],
+        dtype,
+    )
+    infinite = np.array([True, False, False, False, True])
+
+    def ref_kl_log_space(a, b):
+        # stats.entropy would need q = e^-2e4 (0 in float64): log-space reference instead.
+        with np.errstate(invalid="ignore"):
+            log_ratio = special.log_softmax(f64(a), -1) - special.log_softmax(f64(b), -1)
+            return np.sum(np.where(ref_probs(a) > 0, ref_probs(a) * log_ratio, 0.0), -1)
+
+    fns = {
+        "kl": (lambda a, b: categorical.kl(logits_p=a, logits_q=b), ref_kl_log_space),
+        "cross_entropy": (
+            lambda a, b: categorical.cross_entropy(logits_p=a, logits_q=b),
+            ref_cross_entropy,
+        ),
+    }
+    for fn, ref in fns.values():
+        value = np.asarray(jax.jit(fn)(lp, lq))
+        np.testing.assert_array_equal(np.isposinf(value), infinite)
+        # The finite rows: float64 references (where p_k underflows in float64 too, its
+        # exact contribution is below float64 resolution); absolute tolerance at 1e4.
+        scale = np.max(np.abs(np.where(np.isfinite(lp), lp, 0.0)))
+        eps = np.finfo(dtype).eps
+        np.testing.assert_allclose(
+            value[~infinite],
+            ref(lp[~infinite], lq[~infinite]),
+            rtol=32 * eps,
+            atol=32 * eps * scale,
+        )
+        total = lambda a, b, fn=fn: jnp.sum(fn(a, b))
+        for grad in (jax.grad(total, argnums=(0, 1)), jax.jacfwd(total, argnums=(0, 1))):
+            g_p, g_q = (np.asarray(g) for g in jax.jit(grad)(lp, lq))
+            assert np.all(np.isfinite(g_p)) and np.all(np.isfinite(g_q))
+            # +inf rows: a zero gradient; finite rows: the gradient they have on their own.
+            np.testing.assert_array_equal(g_p[infinite], 0.0)
+            np.testing.assert_array_equal(g_q[infinite], 0.0)
+            g_p_ok, g_q_ok = jax.jit(grad)(lp[~infinite], lq[~infinite])
+            np.testing.assert_allclose(g_p[~infinite], g_p_ok, rtol=1e-6, atol=1e-30)
+            np.testing.assert_allclose(g_q[~infinite], g_q_ok, rtol=1e-6, atol=1e-30)
+    # KL = H(p, q) - H(p) with the infinities too; the entropy of these p is finite.
+    h = np.asarray(categorical.entropy(logits=lp))
+    assert np.all(np.isfinite(h))
+    np.testing.assert_allclose(h, ref_entropy(lp), rtol=32 * eps, atol=32 * eps * scale)
+    g = jax.grad(lambda a: jnp.sum(categorical.entropy(logits=a)))(lp)
+    assert np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_underflowed_class_values_with_log_prob(dtype):
+    # The label of a class 1e4 below the maximum: log-probability -1e4 (finite), and the
+    # gradient 1 - p_y = 1 at the label, -p_k elsewhere.
+    lg = np.array([0.0, -1e4, -np.inf], dtype)
+    np.testing.assert_allclose(categorical.log_prob(1, logits=lg), -1e4, **tol(dtype))
+    g = jax.grad(lambda a: categorical.log_prob(1, logits=a))(lg)
+    np.testing.assert_array_equal(g, [-1.0, 1.0, 0.0])
+
+
+def test_undefined_distributions_give_nan_in_kl_and_cross_entropy():
+    # No +inf override of an undefined p or q (all -inf, or a +inf logit): NaN stays NaN.
+    dtype = DTYPES[-1]
+    ninf = -np.inf
+    valid = np.array([0.0, ninf], dtype)
+    for a, b in [
+        ([ninf, ninf], [0.0, ninf]),
+        ([0.0, 1.0], [ninf, ninf]),
+        ([0.0, 0.0], [np.inf, ninf]),
+        (valid, [np.nan, 0.0]),
+    ]:
+        a, b = np.asarray(a, dtype), np.asarray(b, dtype)
+        assert np.isnan(float(categorical.kl(logits_p=a, logits_q=b)))
+        assert np.isnan(float(categorical.cross_entropy(logits_p=a, logits_q=b)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_large_logits(dtype):
     lg = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4], [-1e4, -1e4, -1e4]], dtype)
     other = np.array([[0.0, 1e4, 0.0], [1e4, 0.0, 1e4], [0.0, 0.0, 0.0]], dtype)
