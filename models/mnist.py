@@ -64,9 +64,9 @@ class Mnist(NamedTuple):
 
 
 def load_mnist(
-        data_dir: str | os.PathLike | None = None,
-        *,
-        tfds_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    tfds_dir: str | os.PathLike | None = None,
 ) -> Mnist:
     """Loads MNIST through tensorflow-datasets, preparing it on first use.
 
@@ -190,7 +190,9 @@ def read_mnist_rows(
     _import_tensorflow_quietly()
     import tensorflow_datasets as tfds
 
-    dataset = builder.as_dataset(split=f"{split}[{start}:{stop}]", batch_size=-1, as_supervised=True)
+    dataset = builder.as_dataset(
+        split=f"{split}[{start}:{stop}]", batch_size=-1, as_supervised=True
+    )
     images, labels = tfds.as_numpy(dataset)
     return np.ascontiguousarray(images[..., 0], dtype=np.uint8), labels.astype(np.int32)
 
@@ -442,7 +444,9 @@ def _prepare(builder, data_dir: Path | None, tfds_root: Path) -> None:
     # tfds takes files from `manual_dir` by their registered names and hashes them against its
     # registered checksums (files placed in its download cache would be trusted unchecked).
     manual_dir = None if data_dir is None else os.fspath(data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+    )
 
 
 def _require_download_host(url_infos, tfds_root: Path) -> None:

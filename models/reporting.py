@@ -12,11 +12,11 @@ import numpy as np
 
 
 def save_image_grid(
-        path: str | os.PathLike,
-        images,
-        *,
-        ncols: int | None = None,
-        gap: int = 2,
+    path: str | os.PathLike,
+    images,
+    *,
+    ncols: int | None = None,
+    gap: int = 2,
 ) -> None:
     """Writes greyscale images as one PNG grid, tiles separated by ``gap`` grey pixels.
 
@@ -117,12 +117,12 @@ def device_description() -> str:
 
 
 def plot_curves(
-        path: str | os.PathLike,
-        curves: dict[str, tuple[list, list]],
-        *,
-        xlabel: str,
-        ylabel: str,
-        title: str | None = None,
+    path: str | os.PathLike,
+    curves: dict[str, tuple[list, list]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
 ) -> None:
     """Plots named (x, y) curves in one PNG (matplotlib's Agg renderer, no display needed).
 

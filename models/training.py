@@ -363,8 +363,7 @@ class Trainer:
         labels: jax.Array,
         *,
         resume: bool = True,
-        on_epoch_end: Callable[[Trainer, dict[str, float]], dict[str, float] | None]
-        | None = None,
+        on_epoch_end: Callable[[Trainer, dict[str, float]], dict[str, float] | None] | None = None,
         progress: bool = True,
     ) -> list[dict[str, Any]]:
         """Trains up to ``config.epochs`` epochs, checkpointing after each.

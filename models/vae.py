@@ -209,9 +209,7 @@ class VAE(nnx.Module):
         return self.mean(self.decode(loc, labels))
 
 
-def make_vae(
-    config: VAEConfig, *, rngs: nnx.Rngs, pixel_means: np.ndarray | None = None
-) -> VAE:
+def make_vae(config: VAEConfig, *, rngs: nnx.Rngs, pixel_means: np.ndarray | None = None) -> VAE:
     """Builds the encoder, decoder and likelihood that ``config`` names, and the VAE.
 
     ``pixel_means``: the training set's mean image in [0, 1] (``(784,)``), for
@@ -224,9 +222,7 @@ def make_vae(
     context = config.num_classes if config.conditional else 0
     latent, act = config.latent_dim, config.activation
     if config.architecture == "conv":
-        encoder = networks.ConvEncoder(
-            config.conv_channels, context, 2 * latent, act, rngs=rngs
-        )
+        encoder = networks.ConvEncoder(config.conv_channels, context, 2 * latent, act, rngs=rngs)
         decoder = networks.ConvDecoder(
             latent + context, config.conv_channels, act, outputs_per_pixel=outputs, rngs=rngs
         )
@@ -474,9 +470,7 @@ def _encoder_means_batch(model, x, labels, *, key):
 def encoder_means(model: VAE, x, labels=None, *, batch_size: int = 1000) -> jax.Array:
     """The encoder means ``E_q[z|x]`` of a batch of images: ``(n, latent_dim)``."""
     x, labels = _check_eval_inputs("encoder_means", x, labels)
-    return evaluation.map_batches(
-        _encoder_means_batch, model, x, labels, batch_size=batch_size
-    )
+    return evaluation.map_batches(_encoder_means_batch, model, x, labels, batch_size=batch_size)
 
 
 def active_units(means: jax.Array, *, threshold: float = 1e-2) -> int:

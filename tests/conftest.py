@@ -54,7 +54,9 @@ def make_synthetic_mnist(num_train: int = 1024, num_test: int = 256, seed: int =
 
     def images(n):
         bright = rng.random((n, 28, 28)) < 0.2
-        return np.where(bright, rng.integers(128, 256, (n, 28, 28)), rng.integers(0, 40, (n, 28, 28)))
+        return np.where(
+            bright, rng.integers(128, 256, (n, 28, 28)), rng.integers(0, 40, (n, 28, 28))
+        )
 
     return Mnist(
         train_images=images(num_train).astype(np.uint8),

@@ -31,8 +31,11 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--fixed-variance", type=float, help="gaussian: fixed pixel variance (a scaled MSE)")
     add("--scale", choices=likelihoods.Gaussian.SCALES, help="gaussian: learned log-scale")
     add("--conditional", action="store_true", default=None, help="feed the label to both nets")
-    add("--no-output-bias-init", action="store_true",
-        help="leave the decoder output bias at zero instead of the data's pixel logits")
+    add(
+        "--no-output-bias-init",
+        action="store_true",
+        help="leave the decoder output bias at zero instead of the data's pixel logits",
+    )
     # Objective.
     add("--objective", choices=vae.OBJECTIVES)
     add("--num-samples", type=int, help="K samples per example in the training objective")
@@ -44,11 +47,17 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--batch-size", type=int)
     add("--learning-rate", type=float)
     add("--schedule", choices=training.SCHEDULES, help="learning-rate schedule")
-    add("--binarization", choices=mnist.BINARIZATIONS,
-        help="default: the likelihood's (dynamic for bernoulli, grey for gaussian)")
+    add(
+        "--binarization",
+        choices=mnist.BINARIZATIONS,
+        help="default: the likelihood's (dynamic for bernoulli, grey for gaussian)",
+    )
     # Evaluation.
-    add("--eval-samples", type=int, help="K of the test NLL (default 5000 on accelerators, "
-        "100 on CPU)")
+    add(
+        "--eval-samples",
+        type=int,
+        help="K of the test NLL (default 5000 on accelerators, 100 on CPU)",
+    )
     add("--eval-seed", type=int, help="seed of the fixed test binarisation")
     add("--eval-every", type=int, help="epochs between test ELBOs (0: none)")
     add("--nll-every", type=int, help="epochs between test NLLs for the curve (0: none)")
@@ -66,8 +75,14 @@ def build_config(args: argparse.Namespace) -> configs.Config:
         options = {}
     options.update(_cli.given(args, "fixed_variance", "scale"))
     model_fields = _cli.given(
-        args, "latent_dim", "architecture", "hidden", "conv_channels", "activation",
-        "likelihood", "conditional",
+        args,
+        "latent_dim",
+        "architecture",
+        "hidden",
+        "conv_channels",
+        "activation",
+        "likelihood",
+        "conditional",
     )
     if args.no_output_bias_init:
         model_fields["output_bias_init"] = False
@@ -90,7 +105,13 @@ def build_config(args: argparse.Namespace) -> configs.Config:
         train=train,
         optimizer=optimizer,
         **_cli.given(
-            args, "eval_samples", "eval_seed", "eval_every", "nll_every", "train_examples",
-            "test_examples", "probe_steps",
+            args,
+            "eval_samples",
+            "eval_seed",
+            "eval_every",
+            "nll_every",
+            "train_examples",
+            "test_examples",
+            "probe_steps",
         ),
     )

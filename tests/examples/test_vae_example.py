@@ -9,14 +9,15 @@ import json
 import numpy as np
 import pytest
 
-from examples.vae import configs, flags, main
+from examples.vae import configs, main
+from examples.vae import flags as vae_flags
 from examples.vae.train import train_and_evaluate
 from models.training import ConfigError
 
 
 def config_from(flags: list[str]) -> configs.Config:
     _, args = main.parse_args(flags)
-    return flags.build_config(args)
+    return vae_flags.build_config(args)
 
 
 def test_presets():
@@ -46,7 +47,9 @@ def test_flags_override_the_preset_and_only_given_flags_count():
     config = config_from(["--likelihood", "gaussian", "--fixed-variance", "0.1"])
     assert config.train.binarization == "grey"
     assert dict(config.model.likelihood_options) == {"fixed_variance": 0.1}
-    config = config_from(["--kl-warmup-epochs", "5", "--free-bits", "0.25", "--no-output-bias-init"])
+    config = config_from(
+        ["--kl-warmup-epochs", "5", "--free-bits", "0.25", "--no-output-bias-init"]
+    )
     assert config.objective.kl_warmup_epochs == 5 and config.objective.free_bits == 0.25
     assert not config.model.output_bias_init
 
@@ -100,7 +103,10 @@ def test_missing_data_folder_is_one_line(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize(
     ("changes", "pictures"),
     [
-        ({"model": {"latent_dim": 2}}, {"samples", "reconstructions", "manifold", "training_curve"}),
+        (
+            {"model": {"latent_dim": 2}},
+            {"samples", "reconstructions", "manifold", "training_curve"},
+        ),
         (
             {
                 "model": {

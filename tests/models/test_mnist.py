@@ -32,8 +32,11 @@ def read_idx(path) -> np.ndarray:
 
 
 def split_arrays(data, split):
-    return (data.train_images, data.train_labels) if split == "train" else (
-        data.test_images, data.test_labels)
+    return (
+        (data.train_images, data.train_labels)
+        if split == "train"
+        else (data.test_images, data.test_labels)
+    )
 
 
 def sorted_examples(images, labels) -> np.ndarray:
@@ -48,8 +51,12 @@ def sorted_examples(images, labels) -> np.ndarray:
 
 
 def test_shapes_dtypes_and_labels(mnist):
-    expected = {"train_images": (60_000, 28, 28), "train_labels": (60_000,),
-                "test_images": (10_000, 28, 28), "test_labels": (10_000,)}
+    expected = {
+        "train_images": (60_000, 28, 28),
+        "train_labels": (60_000,),
+        "test_images": (10_000, 28, 28),
+        "test_labels": (10_000,),
+    }
     for name, array in mnist._asdict().items():
         assert isinstance(array, np.ndarray), name
         assert array.shape == expected[name], name
@@ -66,10 +73,12 @@ def test_arrays_are_those_of_the_idx_files(mnist, mnist_dir, split):
     # The pixel means agree exactly (integer sums), and so do the examples as a multiset:
     # tfds stores them in its own (deterministic) shuffled order.
     assert images.sum(dtype=np.int64) == idx_images.sum(dtype=np.int64)
-    np.testing.assert_array_equal(np.bincount(labels, minlength=10),
-                                  np.bincount(idx_labels, minlength=10))
-    np.testing.assert_array_equal(sorted_examples(images, labels),
-                                  sorted_examples(idx_images, idx_labels))
+    np.testing.assert_array_equal(
+        np.bincount(labels, minlength=10), np.bincount(idx_labels, minlength=10)
+    )
+    np.testing.assert_array_equal(
+        sorted_examples(images, labels), sorted_examples(idx_images, idx_labels)
+    )
 
 
 def test_cached_arrays_equal_the_prepared_tfds_records(mnist, tfds_dir):
@@ -249,8 +258,7 @@ def test_fixed_binarization_is_the_seeded_dynamic_draw(mnist):
     fixed = fixed_binarization(images, seed=7)
     assert fixed.dtype == jnp.float32
     np.testing.assert_array_equal(fixed, fixed_binarization(images, seed=7))
-    np.testing.assert_array_equal(
-        fixed, binarize(images, mode="dynamic", key=jax.random.key(7)))
+    np.testing.assert_array_equal(fixed, binarize(images, mode="dynamic", key=jax.random.key(7)))
     assert np.any(fixed != fixed_binarization(images, seed=8))
 
 
@@ -273,7 +281,8 @@ def test_binarize_rejects_bad_arguments():
 @pytest.mark.parametrize(("num_examples", "batch_size"), [(10, 3), (12, 4), (5, 5), (60_000, 128)])
 def test_epoch_batches_is_a_permutation(num_examples, batch_size):
     batches = jax.jit(epoch_batches, static_argnums=(1, 2))(
-        jax.random.key(0), num_examples, batch_size)
+        jax.random.key(0), num_examples, batch_size
+    )
     num_batches = num_examples // batch_size
     assert batches.shape == (num_batches, batch_size) and batches.dtype == jnp.int32
     indices = np.asarray(batches).ravel()
@@ -281,8 +290,9 @@ def test_epoch_batches_is_a_permutation(num_examples, batch_size):
     assert indices.min() >= 0 and indices.max() < num_examples
     if num_examples % batch_size == 0:
         np.testing.assert_array_equal(np.sort(indices), np.arange(num_examples))
-    np.testing.assert_array_equal(batches, epoch_batches(jax.random.key(0), num_examples,
-                                                         batch_size))
+    np.testing.assert_array_equal(
+        batches, epoch_batches(jax.random.key(0), num_examples, batch_size)
+    )
 
 
 def test_epoch_batches_shuffle_differs_between_keys():

@@ -14,8 +14,10 @@ from PIL import Image
 from models.reporting import device_description, plot_curves, save_image_grid, write_json
 
 
-@pytest.mark.parametrize(("count", "flat", "ncols"), [(1, False, None), (10, True, None),
-                                                      (16, False, 4), (7, True, 3), (5, False, 8)])
+@pytest.mark.parametrize(
+    ("count", "flat", "ncols"),
+    [(1, False, None), (10, True, None), (16, False, 4), (7, True, 3), (5, False, 8)],
+)
 def test_image_grid_size_and_tiles(tmp_path, count, flat, ncols):
     images = np.random.default_rng(count).random((count, 28, 28))
     path = tmp_path / "sub" / "grid.png"
@@ -30,7 +32,7 @@ def test_image_grid_size_and_tiles(tmp_path, count, flat, ncols):
     last = count - 1
     top, left = (last // columns) * 30, (last % columns) * 30
     expected = np.round(np.asarray(shown, np.float64).reshape(count, 28, 28)[last] * 255.0)
-    np.testing.assert_array_equal(pixels[top: top + 28, left: left + 28], expected)
+    np.testing.assert_array_equal(pixels[top : top + 28, left : left + 28], expected)
     if columns > 1:
         np.testing.assert_array_equal(pixels[:28, 28:30], 128)  # the gap between tiles
 
@@ -65,8 +67,12 @@ def test_json_round_trips_numpy_and_jax_values(tmp_path):
     text = path.read_text()
     assert text.startswith("{\n  ") and text.endswith("}\n")  # indented, newline-terminated
     assert json.loads(text) == {
-        "numpy_float": 0.25, "numpy_int": 7, "numpy_bool": True, "jax_scalar": 1.5,
-        "jax_array": [0, 1, 2], "nested": {"values": [2.0, 3], "name": "vae"},
+        "numpy_float": 0.25,
+        "numpy_int": 7,
+        "numpy_bool": True,
+        "jax_scalar": 1.5,
+        "jax_array": [0, 1, 2],
+        "nested": {"values": [2.0, 3], "name": "vae"},
         "path": str(tmp_path / "x"),
     }
 
@@ -84,8 +90,13 @@ def test_device_description_names_platform_and_jax():
 
 def test_plot_curves_writes_a_png(tmp_path):
     path = tmp_path / "plots" / "loss.png"
-    plot_curves(path, {"train": ([1, 2, 3], [3.0, 2.0, 1.5]), "test": (np.arange(3), jnp.ones(3))},
-                xlabel="epoch", ylabel="nats", title="VAE")
+    plot_curves(
+        path,
+        {"train": ([1, 2, 3], [3.0, 2.0, 1.5]), "test": (np.arange(3), jnp.ones(3))},
+        xlabel="epoch",
+        ylabel="nats",
+        title="VAE",
+    )
     with Image.open(path) as png:
         assert png.format == "PNG" and png.size == (640, 400)
         assert len(np.unique(np.asarray(png.convert("L")))) > 2  # something was drawn

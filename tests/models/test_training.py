@@ -77,7 +77,11 @@ def test_resume_from_checkpoint_gives_the_same_parameters(synthetic_mnist, tmp_p
     first.fit(images, labels, progress=False)
     # A fresh process would start from other parameters; resuming must overwrite them.
     resumed = Trainer(
-        small_vae(seed=7), optax.adam(1e-3), LOSS, TrainConfig(epochs=2), workdir=tmp_path / "resumed"
+        small_vae(seed=7),
+        optax.adam(1e-3),
+        LOSS,
+        TrainConfig(epochs=2),
+        workdir=tmp_path / "resumed",
     )
     assert resumed.restore_latest() and resumed.epochs_done == 1
     for a, b in zip(params_of(first), params_of(resumed), strict=True):

@@ -101,9 +101,7 @@ def test_fixed_variance_gaussian_loss_is_a_scaled_mse(variance):
     nll = -jax.jit(model.likelihood.log_prob)(x, mean_logits)
     mse = jnp.mean((x - jax.nn.sigmoid(mean_logits)) ** 2, axis=-1)
     constant = 0.5 * 784 * math.log(2 * math.pi * variance)
-    np.testing.assert_allclose(
-        nll, constant + 784 / (2 * variance) * mse, rtol=10 * tol(nll.dtype)
-    )
+    np.testing.assert_allclose(nll, constant + 784 / (2 * variance) * mse, rtol=10 * tol(nll.dtype))
     # Only the MSE depends on the decoder mean: minimising one minimises the other.
     assert np.argmin(nll) == np.argmin(mse)
 
@@ -323,7 +321,10 @@ def test_latent_grid_covers_the_prior_quantiles():
         ({"latent_dim": 0}, "latent_dim"),
         ({"likelihood_options": {"fixed_variance": 1.0}}, "fixed_variance"),
         ({"activation": "sin"}, "activation"),
-        ({"likelihood": "gaussian", "likelihood_options": {"fixed_variance": -1.0}}, "fixed_variance"),
+        (
+            {"likelihood": "gaussian", "likelihood_options": {"fixed_variance": -1.0}},
+            "fixed_variance",
+        ),
         ({"likelihood": "gaussian", "likelihood_options": {"scale": "row"}}, "scale"),
         ({"hidden": (0,)}, "hidden"),
         ({"architecture": "foo"}, "architecture"),

@@ -31,9 +31,7 @@ def trained(mnist):
     model = vae.make_vae(configs.flax().model, rngs=nnx.Rngs(params=jax.random.key(0)))
     loss = vae.make_loss_fn(vae.Objective())
     trainer = Trainer(model, optax.adam(1e-3), loss, TrainConfig(epochs=1, seed=0))
-    history = trainer.fit(
-        mnist.train_images[:40_000], mnist.train_labels[:40_000], progress=False
-    )
+    history = trainer.fit(mnist.train_images[:40_000], mnist.train_labels[:40_000], progress=False)
     x_test = fixed_binarization(mnist.test_images[:2000], seed=0)
     return trainer.model, history, x_test, jnp.asarray(mnist.test_labels[:2000])
 

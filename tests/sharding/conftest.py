@@ -47,12 +47,22 @@ def subprocess_env(mnist, mnist_dir, tfds_dir):
         command = [sys.executable, *args]
         if not wait:
             return subprocess.Popen(
-                command, cwd=REPO, env=env_for(devices), text=True,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                command,
+                cwd=REPO,
+                env=env_for(devices),
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
         return subprocess.run(
-            command, cwd=REPO, env=env_for(devices), text=True, timeout=timeout,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+            command,
+            cwd=REPO,
+            env=env_for(devices),
+            text=True,
+            timeout=timeout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
 
     return run

@@ -57,11 +57,16 @@ def _inputs(seed: int = 0):
     tril = np.tril(normal_(D, D), -1) + np.diag(np.exp(normal_(D)))
     return {
         "x01": (rng.random((B, D)) < 0.5).astype(dtype),
-        "a": normal_(B, D), "b": normal_(B, D), "c": normal_(B, D),
-        "logits_p": normal_(B, K), "logits_q": normal_(B, K),
+        "a": normal_(B, D),
+        "b": normal_(B, D),
+        "c": normal_(B, D),
+        "logits_p": normal_(B, K),
+        "logits_q": normal_(B, K),
         "labels": rng.integers(0, K, B).astype(np.int32),
         "log_weights": normal_(S, B),
-        "loc": normal_(D), "tril": tril, "tril_batch": np.broadcast_to(tril, (B, D, D)).copy(),
+        "loc": normal_(D),
+        "tril": tril,
+        "tril_batch": np.broadcast_to(tril, (B, D, D)).copy(),
     }
 
 
@@ -71,22 +76,30 @@ def _inputs(seed: int = 0):
 KERNELS = {
     "bernoulli.log_prob": (lambda v: bernoulli.log_prob(v["x01"], logits=v["a"]), "x01 a"),
     "bernoulli.kl": (lambda v: bernoulli.kl(logits_p=v["a"], logits_q=v["b"]), "a b"),
-    "normal.log_prob": (
-        lambda v: normal.log_prob(v["a"], loc=v["b"], log_scale=v["c"]), "a b c"),
+    "normal.log_prob": (lambda v: normal.log_prob(v["a"], loc=v["b"], log_scale=v["c"]), "a b c"),
     "normal.kl_standard": (lambda v: normal.kl_standard(loc=v["a"], log_scale=v["b"]), "a b"),
     "normal.kl": (
         lambda v: normal.kl(loc_p=v["a"], log_scale_p=v["b"], loc_q=v["c"], log_scale_q=v["a"]),
-        "a b c"),
+        "a b c",
+    ),
     "mvn.log_prob": (
-        lambda v: mvn.log_prob(v["a"], loc=v["b"], scale_tril=v["tril_batch"]), "a b tril_batch"),
+        lambda v: mvn.log_prob(v["a"], loc=v["b"], scale_tril=v["tril_batch"]),
+        "a b tril_batch",
+    ),
     "mvn.kl": (
-        lambda v: mvn.kl(loc_p=v["a"], scale_tril_p=v["tril_batch"], loc_q=v["b"],
-                         scale_tril_q=v["tril_batch"]), "a b tril_batch"),
+        lambda v: mvn.kl(
+            loc_p=v["a"], scale_tril_p=v["tril_batch"], loc_q=v["b"], scale_tril_q=v["tril_batch"]
+        ),
+        "a b tril_batch",
+    ),
     "categorical.log_prob": (
-        lambda v: categorical.log_prob(v["labels"], logits=v["logits_p"]), "labels logits_p"),
+        lambda v: categorical.log_prob(v["labels"], logits=v["logits_p"]),
+        "labels logits_p",
+    ),
     "categorical.kl": (
         lambda v: categorical.kl(logits_p=v["logits_p"], logits_q=v["logits_q"]),
-        "logits_p logits_q"),
+        "logits_p logits_q",
+    ),
     "bayes.posterior": (lambda v: bayes.posterior(v["logits_p"]), "logits_p"),
     "bayes.evidence": (lambda v: bayes.evidence(v["logits_p"]), "logits_p"),
     "latent.iwae_bound": (lambda v: latent.iwae_bound(v["log_weights"], axis=0), "log_weights"),
@@ -96,10 +109,15 @@ KERNELS = {
 # solve only along those), so they stay sharded.
 SHARED_PARAMETER_KERNELS = {
     "mvn.log_prob(shared loc, scale_tril)": (
-        lambda v: mvn.log_prob(v["a"], loc=v["loc"], scale_tril=v["tril"]), "a"),
+        lambda v: mvn.log_prob(v["a"], loc=v["loc"], scale_tril=v["tril"]),
+        "a",
+    ),
     "mvn.kl(batched p, shared q)": (
-        lambda v: mvn.kl(loc_p=v["a"], scale_tril_p=v["tril_batch"], loc_q=v["loc"],
-                         scale_tril_q=v["tril"]), "a tril_batch"),
+        lambda v: mvn.kl(
+            loc_p=v["a"], scale_tril_p=v["tril_batch"], loc_q=v["loc"], scale_tril_q=v["tril"]
+        ),
+        "a tril_batch",
+    ),
 }
 
 
@@ -157,8 +175,7 @@ LOSS = vae.make_loss_fn(vae.Objective())
 
 def train(mesh, images, labels, epochs: int):
     """Per-step losses and final parameters of ``epochs`` epochs on ``mesh``."""
-    trainer = Trainer(tiny_vae(), optax.adam(CONFIG.learning_rate), LOSS, CONFIG,
-                      mesh=mesh)
+    trainer = Trainer(tiny_vae(), optax.adam(CONFIG.learning_rate), LOSS, CONFIG, mesh=mesh)
     losses = []
     for _ in range(epochs):
         trainer.run_epoch(images, labels)
@@ -228,8 +245,7 @@ def test_epoch_all_reduces_gradients_and_gathers_nothing(data, eight_device_run)
     assert "all-gather" not in kinds, found
 
 
-def test_dataset_sharded_across_devices_draws_the_same_batches(one_device_run,
-                                                               sharded_dataset_run):
+def test_dataset_sharded_across_devices_draws_the_same_batches(one_device_run, sharded_dataset_run):
     losses_1 = one_device_run[0]
     losses = sharded_dataset_run[0]
     steps = losses.shape[0]
@@ -251,8 +267,7 @@ def test_batch_size_must_split_over_the_devices():
     with pytest.raises(ValueError, match=r"batch_size=60 .* 8 devices"):
         Trainer(tiny_vae(), optax.adam(1e-3), LOSS, config, mesh=sharding.data_mesh())
     # The same batch size is fine on a mesh it splits over.
-    Trainer(tiny_vae(), optax.adam(1e-3), LOSS, config,
-            mesh=sharding.data_mesh(jax.devices()[:4]))
+    Trainer(tiny_vae(), optax.adam(1e-3), LOSS, config, mesh=sharding.data_mesh(jax.devices()[:4]))
 
 
 def test_process_rows_split_evenly_over_the_devices():
@@ -295,7 +310,7 @@ def test_mixture_gradient_training_matches_one_device(mnist):
 
 
 def test_em_runs_data_parallel_on_images_sharded_along_the_batch(mnist):
-    images = mnist.train_images[:2 * MIXTURE_EXAMPLES]
+    images = mnist.train_images[: 2 * MIXTURE_EXAMPLES]
     runs = []
     for mesh in (sharding.data_mesh(jax.devices()[:1]), sharding.data_mesh()):
         model = mixture.MixtureOfBernoullis(10, key=jax.random.key(0), init_images=images)
@@ -316,12 +331,13 @@ def test_em_runs_data_parallel_on_images_sharded_along_the_batch(mnist):
 
 def test_em_iteration_all_reduces_statistics_and_gathers_no_images(mnist):
     mesh = sharding.data_mesh()
-    images = mixture._place_images(mnist.train_images[:2 * MIXTURE_EXAMPLES], mesh)
+    images = mixture._place_images(mnist.train_images[: 2 * MIXTURE_EXAMPLES], mesh)
     model = mixture.MixtureOfBernoullis(10, key=jax.random.key(0))
     params = sharding.replicate((model.logits[...], model.mixture_logits[...]), mesh)
     key = sharding.replicate(jax.random.key(0), mesh)
     compiled = mixture._em_iteration.lower(
-        *params, images, key, 1.0, 1.0, binarization="dynamic", mesh=mesh).compile()
+        *params, images, key, 1.0, 1.0, binarization="dynamic", mesh=mesh
+    ).compile()
     found = collectives(compiled.as_text())
     assert any(kind == "all-reduce" for kind, _ in found), found
     assert not any(kind == "all-gather" for kind, _ in found), found

@@ -117,9 +117,18 @@ def test_replicate_and_to_local_round_trip():
 def test_checks_on_eight_forced_cpu_devices(subprocess_env):
     """Runs ``on_8_devices.py`` (kernels, VAE and mixture training, HLO) on 8 CPU devices."""
     result = subprocess_env(
-        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra",
-         "tests/sharding/on_8_devices.py"],
-        devices=8, timeout=420,
+        [
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=-ra",
+            "tests/sharding/on_8_devices.py",
+        ],
+        devices=8,
+        timeout=420,
     )
     tail = result.stdout[-6000:]
     assert result.returncode == 0, tail
@@ -132,9 +141,24 @@ def test_checks_on_eight_forced_cpu_devices(subprocess_env):
 
 # A tiny VAE on the first 512 training images: 2 epochs of 16 steps, global batch 32.
 DISTRIBUTED_FLAGS = [
-    "--train-examples", "512", "--test-examples", "200", "--epochs", "2",
-    "--batch-size", "32", "--hidden", "16", "--latent-dim", "2", "--eval-samples", "4",
-    "--seed", "0", "--no-progress", "--no-resume",
+    "--train-examples",
+    "512",
+    "--test-examples",
+    "200",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--hidden",
+    "16",
+    "--latent-dim",
+    "2",
+    "--eval-samples",
+    "4",
+    "--seed",
+    "0",
+    "--no-progress",
+    "--no-resume",
 ]
 
 
@@ -144,14 +168,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_with_jax_distributed_train_like_one_device(
-        subprocess_env, mnist, tmp_path):
+def test_two_processes_with_jax_distributed_train_like_one_device(subprocess_env, mnist, tmp_path):
     workdir = tmp_path / "run"
-    flags = [*DISTRIBUTED_FLAGS, "--workdir", str(workdir), "--save-params",
-             "--coordinator-address", f"localhost:{free_port()}", "--num-processes", "2"]
+    flags = [
+        *DISTRIBUTED_FLAGS,
+        "--workdir",
+        str(workdir),
+        "--save-params",
+        "--coordinator-address",
+        f"localhost:{free_port()}",
+        "--num-processes",
+        "2",
+    ]
     processes = [
-        subprocess_env(["-m", "examples.distributed", *flags, "--process-id", str(i)],
-                       devices=2, timeout=None, wait=False)
+        subprocess_env(
+            ["-m", "examples.distributed", *flags, "--process-id", str(i)],
+            devices=2,
+            timeout=None,
+            wait=False,
+        )
         for i in range(2)
     ]
     outputs = []
@@ -177,8 +212,9 @@ def test_two_processes_with_jax_distributed_train_like_one_device(
 
     # Both processes end with the same parameters ...
     copies = [np.load(workdir / f"params-process{i}.npz") for i in range(2)]
-    params = [[c[name] for name in sorted(c.files, key=lambda n: int(n.split("_")[1]))]
-              for c in copies]
+    params = [
+        [c[name] for name in sorted(c.files, key=lambda n: int(n.split("_")[1]))] for c in copies
+    ]
     for a, b in zip(*params, strict=True):
         np.testing.assert_array_equal(a, b)
     # ... and they are those of the same run on one device, up to float rounding.
