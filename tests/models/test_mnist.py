@@ -253,12 +253,16 @@ def test_dynamic_binarization_is_determined_by_the_key(mnist):
     assert np.any(first != binarize(images, mode="dynamic", key=jax.random.key(2)))
 
 
-def test_fixed_binarization_is_the_seeded_dynamic_draw(mnist):
+def test_fixed_binarization_is_the_seeded_bernoulli_draw(mnist):
     images = mnist.test_images[:512]
     fixed = fixed_binarization(images, seed=7)
     assert fixed.dtype == jnp.float32
     np.testing.assert_array_equal(fixed, fixed_binarization(images, seed=7))
-    np.testing.assert_array_equal(fixed, binarize(images, mode="dynamic", key=jax.random.key(7)))
+    # jax.random.bernoulli of the grey levels, as in every earlier release: evaluation sets
+    # (and so the published figures) stay the same when the training draw gets cheaper.
+    grey = binarize(images, mode="grey")
+    expected = jax.random.bernoulli(jax.random.key(7), grey).astype(jnp.float32)
+    np.testing.assert_array_equal(fixed, expected)
     assert np.any(fixed != fixed_binarization(images, seed=8))
 
 
