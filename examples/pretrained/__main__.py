@@ -1,0 +1,3 @@
+from examples.pretrained.main import run
+
+run()

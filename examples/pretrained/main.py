@@ -1,0 +1,69 @@
+"""Pretrained VAEs with no training: evaluate one, or export a training run as one.
+
+    python -m examples.pretrained --data-dir ../shared/data/mnist --name vae-burda-fast
+    python -m examples.pretrained --data-dir ../shared/data/mnist \\
+        --export-from runs/vae-burda-fast --preset burda-fast --name vae-burda-fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from examples import _cli
+from examples.pretrained import run as pretrained_run
+from examples.vae import configs
+from models import pretrained
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.pretrained",
+        usage="%(prog)s [flags] (--help lists them)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--data-dir", help="folder with the four MNIST IDX .gz files (else $GENMATH_MNIST_DIR)")
+    add("--workdir", default="runs/pretrained", help="where metrics and pictures go")
+    add("--name", default="vae-burda-fast", help=f"one of {pretrained.available()}")
+    add("--eval-samples", type=int, help="K of the test NLL (default 100; export: 5000)")
+    add("--test-examples", type=int, help="evaluate on the first N test images only")
+    add("--export-from", help="a training run's workdir: export its latest checkpoint")
+    add("--preset", choices=tuple(configs.PRESETS), help="export: the run's preset")
+    args = parser.parse_args(argv)
+    for flag in ("eval_samples", "test_examples"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"argument --{flag.replace('_', '-')}: must be a positive integer")
+    if args.export_from:
+        if args.preset is None:
+            parser.error("argument --preset: --export-from needs the run's --preset")
+        record = pretrained_run.export(
+            args.export_from,
+            configs.get_config(args.preset),
+            args.name,
+            eval_samples=args.eval_samples or 5000,
+            data_dir=args.data_dir,
+        )
+        print(f"exported {args.name}: {record['epochs']} epochs, test {record['test']}")
+        return record
+    if args.name not in pretrained.available():
+        parser.error(f"argument --name: must be one of {pretrained.available()}")
+    metrics = pretrained_run.evaluate(
+        args.name,
+        args.workdir,
+        eval_samples=args.eval_samples or 100,
+        test_examples=args.test_examples,
+        data_dir=args.data_dir,
+    )
+    print(
+        f"{args.name}: test NLL (K={metrics['eval_samples']}) {metrics['test_nll_nats']:.2f} "
+        f"± {metrics['test_nll_stderr_nats']:.2f} nats, -ELBO {metrics['test_neg_elbo_nats']:.2f},"
+        f" {metrics['active_units']} active units; outputs in {args.workdir}"
+    )
+    return metrics
+
+
+def run() -> None:
+    _cli.run_or_exit(main, sys.argv[1:])
