@@ -33,6 +33,7 @@ _HALF_LOG_TWO_PI_E = 0.5 * (1.0 + math.log(2.0 * math.pi))
 
 __all__ = [
     "LogProbTerms",
+    "cross_entropy",
     "entropy",
     "kl",
     "kl_standard",
@@ -305,6 +306,65 @@ def kl(
         },
     )
     return _kl_sum(name, _twice_kl_elementwise(loc_p, log_scale_p, loc_q, log_scale_q), axis)
+
+
+def cross_entropy(
+    *,
+    loc_p: ArrayLike,
+    log_scale_p: ArrayLike,
+    loc_q: ArrayLike,
+    log_scale_q: ArrayLike,
+    axis: Axis = -1,
+) -> Array:
+    """Cross-entropy :math:`H(p, q) = -\\mathbb E_p[\\log q]` of two diagonal Gaussians.
+
+    .. math::
+
+        H(p, q) = \\sum_i \\Big[\\tfrac12 \\log 2\\pi + \\log\\sigma_{q,i}
+        + \\tfrac12 e^{r_i}
+        + \\tfrac12 \\Big(\\frac{\\mu_{p,i} - \\mu_{q,i}}{\\sigma_{q,i}}\\Big)^2\\Big],
+        \\qquad r_i = 2(\\log\\sigma_{p,i} - \\log\\sigma_{q,i})
+
+    (:math:`e^{r_i} = \\sigma_{p,i}^2 / \\sigma_{q,i}^2`, computed without a
+    :math:`\\sigma^2` that could overflow). It is :func:`entropy` of :math:`p` plus
+    :func:`kl`, and equals ``entropy(log_scale=log_scale_q)`` when :math:`p = q`. Like
+    :func:`kl`, it overflows to ``inf`` only when the value itself does.
+
+    Args:
+        loc_p, log_scale_p: mean and log standard deviation of :math:`p`, floating.
+        loc_q, log_scale_q: mean and log standard deviation of :math:`q`, floating.
+        axis: event axis or axes of the broadcast shape to sum over.
+
+    Returns:
+        :math:`H(p, q)` in nats, with the broadcast batch shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import normal
+        >>> h = normal.cross_entropy(loc_p=jnp.array([1.0]), log_scale_p=jnp.array([0.0]),
+        ...                          loc_q=jnp.array([0.0]), log_scale_q=jnp.array([0.0]))
+        >>> print(round(float(h), 4))  # entropy 1.4189 + KL 0.5
+        1.9189
+
+    References:
+        T. M. Cover and J. A. Thomas, *Elements of Information Theory*, 2nd ed., Wiley
+        2006, §2.3 and §8.6.
+    """
+    name = "normal.cross_entropy"
+    loc_p, log_scale_p, loc_q, log_scale_q = validation.promote(
+        name,
+        {
+            "loc_p": loc_p,
+            "log_scale_p": log_scale_p,
+            "loc_q": loc_q,
+            "log_scale_q": log_scale_q,
+        },
+    )
+    r = 2.0 * (log_scale_p - log_scale_q)
+    standardized = (loc_p - loc_q) * jnp.exp(-log_scale_q)
+    # The same pieces as kl (no sigma^2 that can overflow), plus the normaliser of q.
+    elementwise = _HALF_LOG_TWO_PI + log_scale_q + 0.5 * (jnp.exp(r) + standardized * standardized)
+    return _event_sum(name, elementwise, axis)
 
 
 def kl_standard(*, loc: ArrayLike, log_scale: ArrayLike, axis: Axis = -1) -> Array:

@@ -228,6 +228,48 @@ def test_kl_matches_closed_form_and_cross_entropy(
     assert_close(value, cross - own, scale=np.max(np.abs(cross)))
 
 
+@pytest.mark.parametrize(("loc_p_shape", "tril_p_batch", "loc_q_shape", "tril_q_batch"), KL_CASES)
+def test_cross_entropy_matches_scipy_and_is_entropy_plus_kl(
+    rng, loc_p_shape, tril_p_batch, loc_q_shape, tril_q_batch
+):
+    loc_p, loc_p64 = _as(rng.normal(0.0, 1.0, loc_p_shape))
+    loc_q, loc_q64 = _as(rng.normal(0.0, 1.0, loc_q_shape))
+    tril_p, tril_p64 = _random_tril(rng, tril_p_batch, 4)
+    tril_q, tril_q64 = _random_tril(rng, tril_q_batch, 4)
+    args = dict(loc_p=loc_p, scale_tril_p=tril_p, loc_q=loc_q, scale_tril_q=tril_q)
+    value = jax.jit(lambda kw: mvn.cross_entropy(**kw))(args)
+    assert value.dtype == DTYPE
+    # E_p[-log q(x)] = -log q(mu_p) + tr(Sigma_q^-1 Sigma_p) / 2, with scipy's log-density.
+    batch = value.shape
+    loc_p64, loc_q64 = np.broadcast_to(loc_p64, (*batch, 4)), np.broadcast_to(loc_q64, (*batch, 4))
+    tril_p64 = np.broadcast_to(tril_p64, (*batch, 4, 4))
+    tril_q64 = np.broadcast_to(tril_q64, (*batch, 4, 4))
+    expected = np.empty(batch)
+    for index in np.ndindex(*batch):
+        cov_p, cov_q = _covariance(tril_p64[index]), _covariance(tril_q64[index])
+        expected[index] = -stats.multivariate_normal.logpdf(
+            loc_p64[index], loc_q64[index], cov_q
+        ) + 0.5 * np.trace(np.linalg.solve(cov_q, cov_p))
+    assert_close(value, expected)
+    # H(p, q) = H(p) + KL(p || q) with genmath's own entropy and KL, and H(q, q) = H(q).
+    own = mvn.entropy(scale_tril=jnp.broadcast_to(tril_p, (*batch, 4, 4)))
+    assert_close(value, own + mvn.kl(**args), scale=np.max(np.abs(expected)))
+    same = mvn.cross_entropy(loc_p=loc_q, scale_tril_p=tril_q, loc_q=loc_q, scale_tril_q=tril_q)
+    assert_close(same, mvn.entropy(scale_tril=tril_q))
+
+
+def test_cross_entropy_monte_carlo(rng):
+    # E_p[-log q(x)] estimated from reparameterised samples of p.
+    loc_p, _ = _as(rng.normal(0.0, 1.0, (3,)))
+    loc_q, _ = _as(rng.normal(0.0, 1.0, (3,)))
+    tril_p, _ = _random_tril(rng, (), 3)
+    tril_q, _ = _random_tril(rng, (), 3)
+    x = mvn.sample(jax.random.key(3), loc=loc_p, scale_tril=tril_p, sample_shape=20_000)
+    neg_log_q = -np.asarray(mvn.log_prob(x, loc=loc_q, scale_tril=tril_q), np.float64)
+    value = mvn.cross_entropy(loc_p=loc_p, scale_tril_p=tril_p, loc_q=loc_q, scale_tril_q=tril_q)
+    assert _standard_errors_apart(neg_log_q[:, None], float(value)) < 5
+
+
 def test_kl_of_identical_distributions_is_exactly_zero_with_zero_gradient(rng):
     loc, _ = _as(rng.normal(0.0, 1.0, (3, 6)))
     tril, _ = _random_tril(rng, (3,), 6)
@@ -258,6 +300,12 @@ def test_diagonal_factors_agree_with_normal(rng):
         normal.log_prob(x, loc=loc_p, log_scale=log_scale_p),
     )
     assert_close(mvn.entropy(scale_tril=tril_p), normal.entropy(log_scale=log_scale_p))
+    assert_close(
+        mvn.cross_entropy(loc_p=loc_p, scale_tril_p=tril_p, loc_q=loc_q, scale_tril_q=tril_q),
+        normal.cross_entropy(
+            loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc_q, log_scale_q=log_scale_q
+        ),
+    )
 
 
 def test_only_the_lower_triangle_is_read(rng):
@@ -362,6 +410,10 @@ def test_gradients(rng):
         lambda a, b, c, d: mvn.kl(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d),
         (loc, tril, loc_q, tril_q),
     )
+    check(
+        lambda a, b, c, d: mvn.cross_entropy(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d),
+        (loc, tril, loc_q, tril_q),
+    )
     key = jax.random.key(2)
     # Reparameterised sampling (reverse mode only: each transformation recompiles the
     # random-bit generator).
@@ -411,6 +463,19 @@ def test_tiny_scales_stay_finite(rng):
     other, other64 = _random_tril(rng, (), 3)
     kl = mvn.kl(loc_p=x[0], scale_tril_p=tril, loc_q=0.0, scale_tril_q=other * scale)
     assert_close(kl, _reference_kl(unit_x64[0], base64, 0.0, other64))
+    # H(p, q) shifts by D log s under the common scaling; finite gradients.
+    cross = mvn.cross_entropy(loc_p=x[0], scale_tril_p=tril, loc_q=0.0, scale_tril_q=other * scale)
+    reference = (
+        _reference_kl(unit_x64[0], base64, 0.0, other64)
+        + stats.multivariate_normal(cov=_covariance(base64)).entropy()
+    )
+    assert_close(cross, reference + 3 * math.log(scale), scale=abs(3 * math.log(scale)))
+    grads = jax.grad(
+        lambda t, u: mvn.cross_entropy(loc_p=x[0], scale_tril_p=t, loc_q=0.0, scale_tril_q=u),
+        argnums=(0, 1),
+    )(tril, other * scale)
+    for grad in grads:
+        assert np.all(np.isfinite(np.asarray(grad)))
     assert np.isfinite(float(mvn.entropy(scale_tril=tril)))
 
 
@@ -447,6 +512,7 @@ def test_dtypes(rng, in_dtype):
     outputs = [
         mvn.entropy(scale_tril=tril),
         mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=x, scale_tril_q=tril),
+        mvn.cross_entropy(loc_p=loc, scale_tril_p=tril, loc_q=x, scale_tril_q=tril),
         mvn.sample(jax.random.key(0), loc=loc, scale_tril=tril),
         mvn.scale_tril_from_covariance(tril @ tril.T),
     ]
@@ -478,6 +544,21 @@ def test_errors():
         mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=0.0, scale_tril_q=jnp.eye(2, dtype=DTYPE))
     with pytest.raises(ValueError, match="`loc_q` must have the event size"):
         mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=jnp.zeros(2, DTYPE), scale_tril_q=tril)
+    with pytest.raises(ValueError, match="different event sizes"):
+        mvn.cross_entropy(
+            loc_p=loc, scale_tril_p=tril, loc_q=0.0, scale_tril_q=jnp.eye(2, dtype=DTYPE)
+        )
+    with pytest.raises(TypeError, match="scale_tril_q"):
+        mvn.cross_entropy(
+            loc_p=loc, scale_tril_p=tril, loc_q=0.0, scale_tril_q=jnp.eye(3, dtype=jnp.int32)
+        )
+    with pytest.raises(ValueError, match=r"mvn\.cross_entropy: shapes do not broadcast"):
+        mvn.cross_entropy(
+            loc_p=jnp.zeros((2, 3), DTYPE),
+            scale_tril_p=tril,
+            loc_q=jnp.zeros((4, 3), DTYPE),
+            scale_tril_q=tril,
+        )
     with pytest.raises(ValueError, match="`covariance` must be a square"):
         mvn.scale_tril_from_covariance(jnp.zeros((2, 3), DTYPE))
     # The checks are static, so they fire while tracing under jit.

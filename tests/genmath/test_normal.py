@@ -173,6 +173,41 @@ def test_kl_matches_closed_form_and_cross_entropy(rng, p_shape, q_shape, axis):
     assert np.all(np.asarray(value) >= 0.0)
 
 
+@pytest.mark.parametrize(("p_shape", "q_shape", "axis"), KL_CASES)
+def test_cross_entropy_matches_scipy_and_is_entropy_plus_kl(rng, p_shape, q_shape, axis):
+    loc_p, loc_p64 = _array(rng, p_shape, -2.0, 2.0)
+    log_scale_p, log_scale_p64 = _array(rng, p_shape, -2.0, 1.0)
+    loc_q, loc_q64 = _array(rng, q_shape, -2.0, 2.0)
+    log_scale_q, log_scale_q64 = _array(rng, q_shape, -2.0, 1.0)
+    shape = np.broadcast_shapes(p_shape, q_shape)
+    axes = _axes(axis, len(shape))
+    args = dict(loc_p=loc_p, log_scale_p=log_scale_p, loc_q=loc_q, log_scale_q=log_scale_q)
+    value = jax.jit(functools.partial(normal.cross_entropy, axis=axis))(**args)
+    assert value.dtype == DTYPE
+    # E_p[-log q(x)] by scipy: -log q(mu_p) + var_p / (2 var_q) (log q is quadratic) ...
+    cross = -stats.norm.logpdf(loc_p64, loc_q64, np.exp(log_scale_q64)) + 0.5 * np.exp(
+        2 * (log_scale_p64 - log_scale_q64)
+    )
+    cross = np.broadcast_to(cross, shape)
+    scale = np.max(np.sum(np.abs(cross), axis=axes))
+    assert_close(value, np.sum(cross, axis=axes), scale=scale)
+    # ... and by numerical integration for one element (scipy's expectation).
+    p_index, q_index = (0,) * len(p_shape), (0,) * len(q_shape)
+    by_quad = stats.norm(loc_p64[p_index], np.exp(log_scale_p64[p_index])).expect(
+        lambda x: -stats.norm.logpdf(x, loc_q64[q_index], np.exp(log_scale_q64[q_index]))
+    )
+    np.testing.assert_allclose(cross[(0,) * len(shape)], by_quad, rtol=1e-9)
+    # H(p, q) = H(p) + KL(p || q), with genmath's own entropy and KL.
+    entropy = normal.entropy(log_scale=jnp.broadcast_to(log_scale_p, shape), axis=axis)
+    kl = normal.kl(**args, axis=axis)
+    np.testing.assert_allclose(value, entropy + kl, rtol=tol(DTYPE), atol=tol(DTYPE) * scale)
+    # H(q, q) = H(q).
+    same = normal.cross_entropy(
+        loc_p=loc_q, log_scale_p=log_scale_q, loc_q=loc_q, log_scale_q=log_scale_q
+    )
+    np.testing.assert_allclose(same, normal.entropy(log_scale=log_scale_q), rtol=tol(DTYPE))
+
+
 @pytest.mark.parametrize("delta", [1e-1, 1e-3, 1e-5, 1e-8])
 def test_kl_of_nearby_distributions_is_within_a_few_ulps_and_never_negative(rng, delta):
     """The documented accuracy: absolute error of a few ulps of max(1, KL_i) per element."""
@@ -300,6 +335,11 @@ def test_gradients(rng):
         (loc, log_scale, loc_q, log_scale_q),
     )
     check(lambda m, s: normal.kl_standard(loc=m, log_scale=s), (loc, log_scale))
+    check(
+        lambda a, b, c, d: normal.cross_entropy(loc_p=a, log_scale_p=b, loc_q=c, log_scale_q=d),
+        (loc, log_scale, loc_q, log_scale_q),
+        order=2,
+    )
     # Reparameterised sampling: the sample is a differentiable function of the parameters.
     key = jax.random.key(2)
     # (Reverse mode only: every transformation recompiles the random-bit generator.)
@@ -384,6 +424,39 @@ def test_kl_extreme_log_scales(rng, log_scale_p, log_scale_q):
         assert np.all(np.isfinite(np.asarray(grad)))
 
 
+@pytest.mark.parametrize("log_scale_p", EXTREMES)
+@pytest.mark.parametrize("log_scale_q", EXTREMES)
+def test_cross_entropy_extreme_log_scales(rng, log_scale_p, log_scale_q):
+    loc_p, loc_p64 = _array(rng, (3,))
+    loc_q, loc_q64 = _array(rng, (3,))
+    args = dict(
+        loc_p=loc_p,
+        log_scale_p=jnp.full(3, log_scale_p, DTYPE),
+        loc_q=loc_q,
+        log_scale_q=jnp.full(3, log_scale_q, DTYPE),
+    )
+    value = normal.cross_entropy(**args)
+    r = 2.0 * (log_scale_p - log_scale_q)
+    z = (loc_p64 - loc_q64) * np.exp(-log_scale_q)
+    elementwise = 0.5 * np.log(2 * np.pi) + log_scale_q + 0.5 * (np.exp(r) + z**2)
+    grads = jax.grad(lambda kw: normal.cross_entropy(**kw))(args)
+    if np.sum(elementwise) > float(jnp.finfo(DTYPE).max) / 10:
+        # sigma_p^2 / sigma_q^2 = e^120 is beyond float32.
+        assert not X64
+        assert float(value) == np.inf
+        return
+    assert_close(value, np.sum(elementwise), scale=np.sum(np.abs(elementwise)))
+    for grad in jax.tree.leaves(grads):
+        assert np.all(np.isfinite(np.asarray(grad)))
+    # d/d(log sigma_p) = e^r, d/d(log sigma_q) = 1 - e^r - z^2.
+    np.testing.assert_allclose(
+        np.asarray(grads["log_scale_p"], np.float64),
+        np.exp(r),
+        rtol=10 * tol(DTYPE),
+        atol=float(jnp.finfo(DTYPE).tiny),  # e^-120 underflows in float32
+    )
+
+
 @pytest.mark.parametrize("in_dtype", [jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64])
 def test_dtypes(rng, in_dtype):
     if in_dtype == jnp.float64 and not X64:
@@ -402,6 +475,7 @@ def test_dtypes(rng, in_dtype):
         normal.entropy(log_scale=log_scale),
         normal.kl(loc_p=loc, log_scale_p=log_scale, loc_q=x, log_scale_q=log_scale),
         normal.kl_standard(loc=loc, log_scale=log_scale),
+        normal.cross_entropy(loc_p=loc, log_scale_p=log_scale, loc_q=x, log_scale_q=0.0),
         normal.sample(jax.random.key(0), loc=loc, log_scale=log_scale),
         *normal.log_prob_terms(x, loc=loc, log_scale=log_scale),
     ]
@@ -438,6 +512,10 @@ def test_errors():
         normal.log_prob(x, loc=0.0, log_scale=0.0, where=jnp.ones((4,), bool))
     with pytest.raises(ValueError, match="log_scale_q"):
         normal.kl(loc_p=x, log_scale_p=x, loc_q=x, log_scale_q=jnp.zeros(5, DTYPE))
+    with pytest.raises(ValueError, match="log_scale_q"):
+        normal.cross_entropy(loc_p=x, log_scale_p=x, loc_q=x, log_scale_q=jnp.zeros(5, DTYPE))
+    with pytest.raises(TypeError, match="loc_q"):
+        normal.cross_entropy(loc_p=x, log_scale_p=x, loc_q=jnp.zeros(3, jnp.int32), log_scale_q=x)
     # The checks are static, so they fire while tracing under jit.
     with pytest.raises(ValueError, match="`loc`"):
         jax.jit(normal.log_prob)(x, loc=jnp.zeros(4, DTYPE), log_scale=0.0)
