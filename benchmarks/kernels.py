@@ -39,26 +39,57 @@ SCHEMA_VERSION = 1
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.kernels", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny batches, few repetitions, a subset of peers (CI smoke run)")
-    parser.add_argument("--out", type=pathlib.Path, default=None,
-                        help=f"results directory (default {RESULTS_DIR}; --quick: a temp dir)")
-    parser.add_argument("--peers", default=None,
-                        help=f"comma-separated peers, from {','.join(peers.ALL_PEERS)} "
-                             "(genmath is always included)")
-    parser.add_argument("--sweep-peers", default=",".join(peers.SWEEP_PEERS),
-                        help="peers also timed away from the headline sizes (default %(default)s)")
-    parser.add_argument("--reps", type=int, default=None,
-                        help="interleaved repetitions per measurement (default 30, quick 5)")
-    parser.add_argument("--workloads", default=None,
-                        help="comma-separated subset of workloads (default: all)")
-    parser.add_argument("--dtypes", default=None,
-                        help="comma-separated input dtypes (default float32, plus bfloat16 on "
-                             "accelerators)")
-    parser.add_argument("--no-report", action="store_true",
-                        help="do not regenerate benchmarks/README.md after a full run")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.kernels",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny batches, few repetitions, a subset of peers (CI smoke run)",
+    )
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        help=f"results directory (default {RESULTS_DIR}; --quick: a temp dir)",
+    )
+    parser.add_argument(
+        "--peers",
+        default=None,
+        help=f"comma-separated peers, from {','.join(peers.ALL_PEERS)} "
+        "(genmath is always included)",
+    )
+    parser.add_argument(
+        "--sweep-peers",
+        default=",".join(peers.SWEEP_PEERS),
+        help="peers also timed away from the headline sizes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="interleaved repetitions per measurement (default 30, quick 5)",
+    )
+    parser.add_argument(
+        "--workloads", default=None, help="comma-separated subset of workloads (default: all)"
+    )
+    parser.add_argument(
+        "--dtypes",
+        default=None,
+        help="comma-separated input dtypes (default float32, plus bfloat16 on accelerators)",
+    )
+    parser.add_argument(
+        "--no-dim-sweep",
+        action="store_true",
+        help="time the batch-size sweep only, not the cost-against-dimension sweep",
+    )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not regenerate benchmarks/README.md after a full run",
+    )
     return parser.parse_args(argv)
 
 
@@ -66,13 +97,14 @@ def _case_seed(*parts) -> int:
     return zlib.crc32(repr(parts).encode())
 
 
-def _cases(workload: Workload, quick: bool,
-           accelerator: bool) -> list[tuple[int, int, tuple[str, ...]]]:
+def _cases(
+    workload: Workload, quick: bool, accelerator: bool, dim_sweep: bool = True
+) -> list[tuple[int, int, tuple[str, ...]]]:
     """(batch, dim, sweeps) to measure; a point in both sweeps is measured once."""
     batches = workload.quick_batches if quick else workload.batches
     if accelerator and not quick:
         batches = batches + workload.accelerator_batches
-    dims = () if quick else workload.dims
+    dims = () if quick or not dim_sweep else workload.dims
     cases: dict[tuple[int, int], list[str]] = {}
     for batch in batches:
         cases.setdefault((batch, workload.dim), []).append("batch")
@@ -85,8 +117,20 @@ def _cast(inputs: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=jnp.dtype(dtype)) for k, v in inputs.items()}
 
 
-def run_case(workload: Workload, batch: int, dim: int, dtype: str, sweeps, loaded, *,
-             sweep_peers, quick, reps, min_sample_s, bandwidth_gbps) -> list[dict]:
+def run_case(
+    workload: Workload,
+    batch: int,
+    dim: int,
+    dtype: str,
+    sweeps,
+    loaded,
+    *,
+    sweep_peers,
+    quick,
+    reps,
+    min_sample_s,
+    bandwidth_gbps,
+) -> list[dict]:
     """Measures every peer at one size; away from the headline size only ``sweep_peers``."""
     rng = np.random.default_rng(_case_seed(workload.name, batch, dim))
     inputs = _cast(workload.make_inputs(rng, batch, dim), dtype)
@@ -94,8 +138,13 @@ def run_case(workload: Workload, batch: int, dim: int, dtype: str, sweeps, loade
     rows = reference.size
     params = {n: jnp.asarray(inputs[n]) for n in workload.params}
     data = {n: jnp.asarray(inputs[n]) for n in workload.data}
-    base = {"workload": workload.name, "batch": batch, "dim": dim, "dtype": dtype,
-            "sweeps": list(sweeps)}
+    base = {
+        "workload": workload.name,
+        "batch": batch,
+        "dim": dim,
+        "dtype": dtype,
+        "sweeps": list(sweeps),
+    }
 
     headline = batch == workload.headline_batch(quick) and dim == workload.dim
     records, to_time = [], []
@@ -112,17 +161,24 @@ def run_case(workload: Workload, batch: int, dim: int, dtype: str, sweeps, loade
                 record["status"] = "skipped: torch runs on CPU in float32 only"
                 continue
             prepare = runners.prepare_torch if peer.framework == "torch" else runners.prepare_jax
-            p_in, d_in = ({n: inputs[n] for n in workload.params},
-                          {n: inputs[n] for n in workload.data}) if peer.framework == "torch" \
+            p_in, d_in = (
+                ({n: inputs[n] for n in workload.params}, {n: inputs[n] for n in workload.data})
+                if peer.framework == "torch"
                 else (params, data)
+            )
             try:
                 prepared = prepare(fn, p_in, d_in, mode)
             except Exception as error:  # a peer lacking a feature must not stop the run
-                record["status"] = "failed: " + f"{type(error).__name__}: {error}".splitlines()[0][
-                                                :200]
+                record["status"] = (
+                    "failed: " + f"{type(error).__name__}: {error}".splitlines()[0][:200]
+                )
                 continue
-            record.update(status="ok", compile_s=prepared.compile_s,
-                          first_call_s=prepared.first_call_s, finite=prepared.finite)
+            record.update(
+                status="ok",
+                compile_s=prepared.compile_s,
+                first_call_s=prepared.first_call_s,
+                finite=prepared.finite,
+            )
             if prepared.output is not None:
                 error = checks.max_relative_error(prepared.output, reference)
                 record["max_rel_err"] = error
@@ -135,14 +191,22 @@ def run_case(workload: Workload, batch: int, dim: int, dtype: str, sweeps, loade
     timing.run_interleaved([r for _, r in to_time], reps=reps, min_sample_s=min_sample_s)
     for record, runner in to_time:
         summary = timing.summarise(runner)
-        record.update(median_s=summary.median_s, min_s=summary.min_s,
-                      cpu_median_s=summary.cpu_median_s,
-                      p25_s=summary.p25_s, p75_s=summary.p75_s,
-                      samples=summary.samples, calls_per_sample=summary.calls_per_sample)
+        record.update(
+            median_s=summary.median_s,
+            min_s=summary.min_s,
+            cpu_median_s=summary.cpu_median_s,
+            p25_s=summary.p25_s,
+            p75_s=summary.p75_s,
+            samples=summary.samples,
+            calls_per_sample=summary.calls_per_sample,
+        )
         if workload.memory_bound:
             floor_s = record["min_bytes"] / (bandwidth_gbps * 1e9)
-            record.update(floor_s=floor_s, vs_floor=summary.median_s / floor_s,
-                          gbps=record["min_bytes"] / summary.median_s / 1e9)
+            record.update(
+                floor_s=floor_s,
+                vs_floor=summary.median_s / floor_s,
+                gbps=record["min_bytes"] / summary.median_s / 1e9,
+            )
     # value_and_grad is judged by its forward's accuracy.
     correct = {r["peer"]: r.get("correct") for r in records if r["mode"] == "forward"}
     for record in records:
@@ -174,8 +238,9 @@ def main(argv=None) -> int:
     names = ["genmath", *(n for n in names if n != "genmath")]
     for name in names:
         if name not in peers.ALL_PEERS:
-            raise SystemExit(f"--peers: unknown peer {name!r}; choose from "
-                             f"{', '.join(peers.ALL_PEERS)}")
+            raise SystemExit(
+                f"--peers: unknown peer {name!r}; choose from {', '.join(peers.ALL_PEERS)}"
+            )
     sweep_peers = {"genmath", *args.sweep_peers.split(",")}
     selected = WORKLOADS
     if args.workloads:
@@ -189,11 +254,15 @@ def main(argv=None) -> int:
         dtypes = args.dtypes.split(",")
     else:
         dtypes = ["float32"] if info["backend"] == "cpu" else ["float32", "bfloat16"]
-    out = args.out or (pathlib.Path(tempfile.mkdtemp(prefix="genmath-bench-")) if quick
-                       else RESULTS_DIR)
+    out = args.out or (
+        pathlib.Path(tempfile.mkdtemp(prefix="genmath-bench-")) if quick else RESULTS_DIR
+    )
 
-    print(f"Device: {info['backend']} — {info['device']}; jax {info['jax']}; "
-          f"{'quick' if quick else 'full'} run, {reps} interleaved repetitions", flush=True)
+    print(
+        f"Device: {info['backend']} — {info['device']}; jax {info['jax']}; "
+        f"{'quick' if quick else 'full'} run, {reps} interleaved repetitions",
+        flush=True,
+    )
     load_before = device.load_average()
     print(f"Load average before: {load_before}", flush=True)
     loaded, unavailable = _load_peers(names)
@@ -207,48 +276,70 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     result = {
-            "suite": "kernels",
-            "schema": SCHEMA_VERSION,
-            **info,
-            "quick": quick,
-            "complete": False,
-            "reps": reps,
-            "min_sample_s": min_sample_s,
-            "load_average_before": load_before,
-            "load_average_after": None,
-            "wall_s": None,
-            "peers": versions,
-            "sweep_peers": sorted(sweep_peers),
-            "peer_notes": notes,
-            "unavailable": unavailable,
-            "tolerance": checks.TOLERANCE,
-            "copy_bandwidth": bandwidth,
-            "workloads": {w.name: {"title": w.title, "params": list(w.params),
-                                   "data": list(w.data), "dim": w.dim,
-                                   "headline_batch": w.headline_batch(quick),
-                                   "dim_sweep_batch": w.dim_sweep_batch,
-                                   "memory_bound": w.memory_bound,
-                                   "batch_label": w.batch_label, "dim_label": w.dim_label}
-                          for w in selected},
-            "records": [],
+        "suite": "kernels",
+        "schema": SCHEMA_VERSION,
+        **info,
+        "quick": quick,
+        "complete": False,
+        "reps": reps,
+        "min_sample_s": min_sample_s,
+        "load_average_before": load_before,
+        "load_average_after": None,
+        "wall_s": None,
+        "peers": versions,
+        "sweep_peers": sorted(sweep_peers),
+        "peer_notes": notes,
+        "unavailable": unavailable,
+        "tolerance": checks.TOLERANCE,
+        "copy_bandwidth": bandwidth,
+        "workloads": {
+            w.name: {
+                "title": w.title,
+                "params": list(w.params),
+                "data": list(w.data),
+                "dim": w.dim,
+                "headline_batch": w.headline_batch(quick),
+                "dim_sweep_batch": w.dim_sweep_batch,
+                "memory_bound": w.memory_bound,
+                "batch_label": w.batch_label,
+                "dim_label": w.dim_label,
+            }
+            for w in selected
+        },
+        "records": [],
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{info['slug']}.json"
 
     def save():
-        result.update(wall_s=time.perf_counter() - started,
-                      load_average_after=device.load_average())
+        result.update(
+            wall_s=time.perf_counter() - started, load_average_after=device.load_average()
+        )
         path.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
 
     for workload in selected:
-        for batch, dim, sweeps in _cases(workload, quick, info["backend"] != "cpu"):
+        cases = _cases(workload, quick, info["backend"] != "cpu", not args.no_dim_sweep)
+        for batch, dim, sweeps in cases:
             for dtype in dtypes:
-                case = run_case(workload, batch, dim, dtype, sweeps, loaded,
-                                sweep_peers=sweep_peers, quick=quick, reps=reps,
-                                min_sample_s=min_sample_s, bandwidth_gbps=bandwidth["gbps"])
+                case = run_case(
+                    workload,
+                    batch,
+                    dim,
+                    dtype,
+                    sweeps,
+                    loaded,
+                    sweep_peers=sweep_peers,
+                    quick=quick,
+                    reps=reps,
+                    min_sample_s=min_sample_s,
+                    bandwidth_gbps=bandwidth["gbps"],
+                )
                 result["records"].extend(case)
-                print(render.case_text(workload, batch, dim, dtype, case)
-                      + f"\n({time.perf_counter() - started:.0f} s elapsed)", flush=True)
+                print(
+                    render.case_text(workload, batch, dim, dtype, case)
+                    + f"\n({time.perf_counter() - started:.0f} s elapsed)",
+                    flush=True,
+                )
         save()  # a partial file ("complete": false) survives an interrupted run
     result["complete"] = True
     save()

@@ -18,7 +18,7 @@ import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).parent
-SUITE_ORDER = ("kernels", "training")
+SUITE_ORDER = ("kernels", "training", "iwae", "scaling")
 
 HEADER = """\
 # genmath benchmarks
@@ -32,7 +32,14 @@ Run the suites with
     pip install -e '.[benchmarks]'
     python -m benchmarks.kernels            # full run, writes benchmarks/results/<device>.json
     python -m benchmarks.kernels --quick    # smoke run (< 1 min), writes to a temporary dir
+    python -m benchmarks.training           # head to head, breakdown, quality for cost
+    python -m benchmarks.iwae               # IWAE epochs and K = 5000 NLL, timed; projections
+    python -m benchmarks.scaling            # throughput against the device count
     python -m benchmarks.report             # regenerates this file and the plots
+    bash benchmarks/gpu.sh                  # all of it on a GPU in under 10 minutes
+                                            # (--quick: a CPU dry run of the script)
+
+Every suite takes `--quick` (a smoke run into a temporary directory) and `--out DIR`.
 """
 
 
@@ -56,8 +63,9 @@ def _suite_module(suite: str):
 def render(results_dir: pathlib.Path) -> str:
     suites = load_results(results_dir)
     parts = [HEADER]
-    ordered = sorted(suites, key=lambda s: (SUITE_ORDER.index(s) if s in SUITE_ORDER
-                                            else len(SUITE_ORDER), s))
+    ordered = sorted(
+        suites, key=lambda s: (SUITE_ORDER.index(s) if s in SUITE_ORDER else len(SUITE_ORDER), s)
+    )
     for suite in ordered:
         module = _suite_module(suite)
         if module is None:
@@ -72,8 +80,11 @@ def render(results_dir: pathlib.Path) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "results")
     parser.add_argument("--readme", type=pathlib.Path, default=HERE / "README.md")
     args = parser.parse_args(argv)

@@ -2,9 +2,10 @@
 
 Run ``python -m benchmarks.scaling`` (a few minutes on a 2-core CPU) or with ``--quick``
 (a subset of MNIST, about a minute). Every device count runs in its own subprocess, which
-trains the Flax-example VAE (784-500-20, global batch 128, Adam) with
-``models.training.Trainer`` on a 1-D ``"data"`` mesh of that many devices, and times whole
-epochs (one compiled ``lax.scan`` each) after a first, compiling epoch.
+trains the Flax-example VAE (``examples.vae.configs.flax()``: 784-500-20, global batch
+128, Adam, built by ``examples.vae.train.build``) with ``models.training.Trainer`` on a 1-D
+``"data"`` mesh of that many devices, and times whole epochs (one compiled ``lax.scan``
+each) after a first, compiling epoch.
 
 On a CPU the devices are forced (``--xla_force_host_platform_device_count``): they share
 the same cores, so the figure measures the overhead of partitioning the step and of its
@@ -23,6 +24,7 @@ import pathlib
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 RESULTS_DIR = pathlib.Path(__file__).parent / "results"
@@ -32,23 +34,41 @@ SCHEMA_VERSION = 1
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.scaling", description=__doc__,
+        prog="python -m benchmarks.scaling",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--devices", default="1,2,4,8",
-                        help="comma-separated device counts (default %(default)s)")
-    parser.add_argument("--backend", default="cpu",
-                        help="cpu (forced host devices, default) or an accelerator backend")
+    parser.add_argument(
+        "--devices", default="1,2,4,8", help="comma-separated device counts (default %(default)s)"
+    )
+    parser.add_argument(
+        "--backend",
+        default="cpu",
+        help="cpu (forced host devices, default) or an accelerator backend",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per device count")
-    parser.add_argument("--train-examples", type=int, default=None,
-                        help="train on the first N images (default all 60,000; --quick 6,400)")
+    parser.add_argument(
+        "--train-examples",
+        type=int,
+        default=None,
+        help="train on the first N images (default all 60,000; --quick 6,400)",
+    )
     parser.add_argument("--quick", action="store_true", help="6,400 images, 2 timed epochs")
-    parser.add_argument("--data-dir", default=None,
-                        help="MNIST IDX folder (else $GENMATH_MNIST_DIR)")
-    parser.add_argument("--out", type=pathlib.Path, default=None,
-                        help=f"results directory (default {RESULTS_DIR})")
-    parser.add_argument("--timeout", type=float, default=900.0,
-                        help="seconds allowed to each device count's subprocess")
+    parser.add_argument(
+        "--data-dir", default=None, help="MNIST IDX folder (else $GENMATH_MNIST_DIR)"
+    )
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        help=f"results directory (default {RESULTS_DIR}; --quick: a temp dir)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="seconds allowed to each device count's subprocess",
+    )
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -63,23 +83,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 def worker(args: argparse.Namespace) -> dict:
     """Times ``args.epochs`` epochs on a mesh of the first ``args.worker`` devices."""
     import jax
-    import optax
-    from flax import nnx
 
-    from models import mnist, sharding, vae
-    from models.training import Trainer
+    from benchmarks._src import data as bench_data
+    from examples.vae import configs
+    from examples.vae.train import build
+    from models import sharding
 
     count = args.worker
     if jax.device_count() < count:
         raise SystemExit(f"asked for {count} devices, JAX sees {jax.device_count()}")
     mesh = sharding.data_mesh(jax.devices()[:count])
-    preset = vae.preset("flax")
-    config = preset.train
-    data = mnist.load_mnist(args.data_dir)
+    chosen = configs.flax()
+    config = chosen.train
+    data, _ = bench_data.load(args.data_dir)
     images = data.train_images[: args.train_examples]
     labels = data.train_labels[: args.train_examples]
-    model = vae.VAE(preset.model, rngs=nnx.Rngs(params=jax.random.key(0)))
-    trainer = Trainer(model, optax.adam(config.learning_rate), vae.loss_fn, config, mesh=mesh)
+    # The model, optimiser and loss examples.vae builds for this configuration.
+    trainer = build(chosen, images, mesh=mesh)
     images, labels = sharding.place_dataset(images, labels, mesh)
     steps = images.shape[0] // config.batch_size
 
@@ -114,21 +134,36 @@ def worker(args: argparse.Namespace) -> dict:
 
 def run_count(args: argparse.Namespace, count: int) -> dict:
     env = dict(os.environ)
-    command = [sys.executable, "-m", "benchmarks.scaling", "--worker", str(count),
-               "--epochs", str(args.epochs)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.scaling",
+        "--worker",
+        str(count),
+        "--epochs",
+        str(args.epochs),
+    ]
     if args.train_examples:
         command += ["--train-examples", str(args.train_examples)]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     if args.backend == "cpu":
-        flags = [f for f in env.get("XLA_FLAGS", "").split()
-                 if not f.startswith("--xla_force_host_platform_device_count")]
+        flags = [
+            f
+            for f in env.get("XLA_FLAGS", "").split()
+            if not f.startswith("--xla_force_host_platform_device_count")
+        ]
         flags.append(f"--xla_force_host_platform_device_count={count}")
         env.update(XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
     else:
         env["JAX_PLATFORMS"] = args.backend
     result = subprocess.run(
-        command, cwd=REPO, env=env, text=True, capture_output=True, timeout=args.timeout,
+        command,
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=args.timeout,
         check=False,
     )
     if result.returncode != 0:
@@ -151,16 +186,20 @@ def main(argv=None) -> dict | None:
     for count in counts:
         run = run_count(args, count)
         runs.append(run)
-        print(f"{count} devices: {run['examples_per_second']:.0f} examples/s "
-              f"(epoch {run['epoch_seconds_median']:.2f} s, compile "
-              f"~{run['compile_seconds_estimate']:.1f} s)", flush=True)
+        print(
+            f"{count} devices: {run['examples_per_second']:.0f} examples/s "
+            f"(epoch {run['epoch_seconds_median']:.2f} s, compile "
+            f"~{run['compile_seconds_estimate']:.1f} s)",
+            flush=True,
+        )
     base = next((r for r in runs if r["devices"] == 1), None)
     for run in runs:
         if base is not None:
             run["throughput_vs_1_device"] = run["examples_per_second"] / base["examples_per_second"]
-            diffs = [abs(a - b) / abs(b)
-                     for a, b in zip(run["epoch_mean_losses"], base["epoch_mean_losses"],
-                                     strict=True)]
+            diffs = [
+                abs(a - b) / abs(b)
+                for a, b in zip(run["epoch_mean_losses"], base["epoch_mean_losses"], strict=True)
+            ]
             run["max_rel_loss_difference_vs_1_device"] = max(diffs)
 
     forced = args.backend == "cpu"
@@ -174,7 +213,8 @@ def main(argv=None) -> dict | None:
             "Forced CPU devices share the machine's cores: this measures the overhead of the "
             "partitioned step and its all-reduce (a correctness and overhead figure), not a "
             "speed-up. Real accelerators give the real scaling."
-            if forced else "Each device count uses the first N accelerators of one host."
+            if forced
+            else "Each device count uses the first N accelerators of one host."
         ),
         "workload": {
             "model": "VAE 784-500-20 relu (the Flax example preset), Bernoulli decoder",
@@ -184,14 +224,17 @@ def main(argv=None) -> dict | None:
             "train_examples": runs[0]["examples_per_epoch"],
             "timed_epochs_per_count": args.epochs,
             "timing": "median wall time of whole epochs (one compiled lax.scan each, ending "
-                      "with the host reading the epoch's metrics), after a compiling epoch",
+            "with the host reading the epoch's metrics), after a compiling epoch",
         },
         "jax_version": jax.__version__,
         "command": "python -m benchmarks.scaling " + " ".join(argv or sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
+        "quick": args.quick,
         "runs": runs,
     }
-    out_dir = args.out or RESULTS_DIR
+    out_dir = args.out or (
+        pathlib.Path(tempfile.mkdtemp(prefix="genmath-bench-")) if args.quick else RESULTS_DIR
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"scaling-{args.backend}.json"
     reporting.write_json(path, results)

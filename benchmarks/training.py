@@ -1,15 +1,15 @@
-"""Training benchmark: what a genmath VAE epoch costs, and what the training buys.
+"""Training benchmark: what a genmath VAE epoch costs, where it goes, and what it buys.
 
-Run ``python -m benchmarks.training`` (about eight minutes on a 2-core CPU) or
-``python -m benchmarks.training --quick`` (a 5,000-image subset, under a minute).
+Run ``python -m benchmarks.training`` (about ten minutes on a 2-core CPU, the quality runs
+apart) or ``python -m benchmarks.training --quick`` (a 5,000-image subset, a few minutes).
 
 1. **Head to head.** A VAE 784-400-20 (relu, Bernoulli decoder), batch 128, Adam 1e-3,
    on dynamically binarised MNIST, trained three ways on the same images for the same
    number of steps (the last incomplete batch dropped):
 
-   * ``scan``: ``models.training.Trainer``, one compiled ``lax.scan`` per epoch;
-   * ``jax-loop``: one jit-compiled step per minibatch, called from a Python loop over
-     host-made (numpy) batches;
+   * ``scan``: ``models.training.Trainer.run_epoch``, one compiled ``lax.scan`` per epoch;
+   * ``jax-loop``: ``jax.jit(models.training.make_train_step(...), donate_argnums=0)``
+     called once per minibatch from a Python loop over host-made (numpy) batches;
    * ``torch-<n>t``: the same model in plain PyTorch on the CPU (a Python loop over a
      ``DataLoader``, summed binary cross-entropy plus analytic KL, ``torch.optim.Adam``)
      with ``torch.set_num_threads(n)``, by default n = the core count and n = 1 (on a
@@ -22,10 +22,18 @@ Run ``python -m benchmarks.training`` (about eight minutes on a 2-core CPU) or
    alike. Reported: seconds per epoch (median), examples per second, compile time and
    every epoch's mean training loss (negative ELBO per image), so one sees all three learn.
 
-2. **Quality for cost.** ``examples.vae`` with ``--preset burda`` for ``--burda-epochs``
-   epochs and with the Flax-example preset for ``--flax-epochs`` epochs: test negative
-   ELBO, importance-sampled test NLL (the example's ``K``), wall time, device. The quick
-   run trains Burda's configuration for one epoch on 1,000 images, only to exercise it.
+2. **Breakdown** of a scan epoch (``--skip-breakdown`` leaves it out), timed in the same
+   rotation: the train step alone (a plain ``lax.scan`` over pre-binarised batches); the
+   binarisation alone, old (``jax.random.bernoulli``) and new (``mnist.bernoulli_pixels``),
+   each a scan over the epoch's batches, and the gather alone; a plain ``lax.scan`` of
+   gather + binarisation + step; and so the Trainer's overhead (scan Trainer epoch minus
+   the plain scan, paired by round) and the per-step loop's dispatch cost (its epoch minus
+   its host batching minus the step alone).
+
+3. **Quality for cost.** ``examples.vae.train.train_and_evaluate`` with the ``burda()``
+   configuration for ``--burda-epochs`` epochs and with ``flax()`` for ``--flax-epochs``:
+   test negative ELBO, importance-sampled test NLL (the example's ``K``), wall time. The
+   quick run trains Burda's configuration for one epoch on 1,000 images, only to exercise it.
 
 Results go to ``<out>/training-<backend>-<device>.json``; a full run into
 ``benchmarks/results`` then regenerates ``benchmarks/README.md``.
@@ -44,7 +52,7 @@ import tempfile
 import time
 
 RESULTS_DIR = pathlib.Path(__file__).parent / "results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 HIDDEN, LATENT = 400, 20
 BATCH_SIZE, LEARNING_RATE = 128, 1e-3
@@ -57,9 +65,12 @@ BURDA_SCHEDULE_EPOCHS = 3280
 TORCH_PIN = "torch==2.13.0"
 
 JAX_CONTENDERS = {
-        "scan": "genmath Trainer (lax.scan epoch)",
-        "jax-loop": "JAX per-step loop (jit step, host batches)",
+    "scan": "genmath Trainer (lax.scan epoch)",
+    "jax-loop": "JAX per-step loop (jit make_train_step, donated; host batches)",
 }
+
+
+TORCH_CUDA = "torch-cuda"
 
 
 def torch_name(threads: int) -> str:
@@ -67,33 +78,77 @@ def torch_name(threads: int) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add = parser.add_argument
-    add("--quick", action="store_true",
-        help=f"{QUICK_EXAMPLES:,} training images, 1 timed epoch, tiny quality runs (CI smoke)")
-    add("--out", type=pathlib.Path, default=None,
-        help=f"results directory (default {RESULTS_DIR}; --quick: a temp dir)")
+    add(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_EXAMPLES:,} training images, 1 timed epoch, tiny quality run (CI smoke)",
+    )
+    add(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        help=f"results directory (default {RESULTS_DIR}; --quick: a temp dir)",
+    )
     add("--data-dir", default=None, help="MNIST IDX folder (else $GENMATH_MNIST_DIR)")
-    add("--epochs", type=int, default=None,
-        help="timed epochs per contender after the warm-up epoch (default 3, quick 1)")
-    add("--train-examples", type=int, default=None,
-        help=f"head to head on the first N training images (default all, quick {QUICK_EXAMPLES})")
-    add("--burda-epochs", type=int, default=None,
-        help="epochs of the Burda et al. configuration (default 5 on CPU, 100 on accelerators)")
-    add("--flax-epochs", type=int, default=10,
-        help="epochs of the Flax-example configuration (default %(default)s)")
-    add("--contender-budget-s", type=float, default=240.0,
+    add(
+        "--epochs",
+        type=int,
+        default=None,
+        help="timed epochs per contender after the warm-up epoch (default 3, quick 1)",
+    )
+    add(
+        "--train-examples",
+        type=int,
+        default=None,
+        help=f"head to head on the first N training images (default all, quick {QUICK_EXAMPLES})",
+    )
+    add(
+        "--burda-epochs",
+        type=int,
+        default=None,
+        help="epochs of the Burda et al. configuration (default 5 on CPU, 100 on accelerators)",
+    )
+    add(
+        "--flax-epochs",
+        type=int,
+        default=10,
+        help="epochs of the Flax-example configuration (default %(default)s)",
+    )
+    add(
+        "--contender-budget-s",
+        type=float,
+        default=240.0,
         help="a contender whose epochs have taken longer than this takes no further timed "
-             "epochs (it always gets the warm-up and one timed epoch; default %(default)s)")
+        "epochs (it always gets the warm-up and one timed epoch; default %(default)s)",
+    )
     add("--seed", type=int, default=0)
     add("--skip-torch", action="store_true", help="leave out the PyTorch reference")
-    add("--torch-threads", default=None,
+    add(
+        "--torch-threads",
+        default=None,
         help="comma-separated torch.set_num_threads values, each its own contender; "
-             "'cores' is the core count (default cores,1; quick: 1)")
+        "'cores' is the core count (default cores,1; quick: 1)",
+    )
+    add(
+        "--torch-cuda",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="also time the PyTorch reference on the GPU (auto: when JAX runs on a GPU and "
+        "torch sees one)",
+    )
+    add("--skip-breakdown", action="store_true", help="leave out the breakdown of a scan epoch")
     add("--skip-quality", action="store_true", help="leave out the Burda and Flax runs")
-    add("--no-report", action="store_true",
-        help="do not regenerate benchmarks/README.md after a full run")
+    add(
+        "--no-report",
+        action="store_true",
+        help="do not regenerate benchmarks/README.md after a full run",
+    )
     args = parser.parse_args(argv)
     for name in ("epochs", "train_examples", "burda_epochs", "flax_epochs"):
         value = getattr(args, name)
@@ -115,8 +170,9 @@ def torch_thread_counts(spec: str, cores: int) -> list[int]:
         part = part.strip()
         count = cores if part == "cores" else int(part) if part.isdigit() else 0
         if count < 1:
-            raise SystemExit(f"--torch-threads: expected 'cores' or positive integers, "
-                             f"got {spec!r}")
+            raise SystemExit(
+                f"--torch-threads: expected 'cores' or positive integers, got {spec!r}"
+            )
         if count not in counts:
             counts.append(count)
     return counts
@@ -127,40 +183,72 @@ def torch_unavailable_reason() -> str | None:
     try:
         import torch  # noqa: F401
     except ImportError as error:
-        return (f"torch is not installed ({error}); the PyTorch reference is skipped "
-                f"(pip install {TORCH_PIN} to include it)")
+        return (
+            f"torch is not installed ({error}); the PyTorch reference is skipped "
+            f"(pip install {TORCH_PIN} to include it)"
+        )
     return None
 
 
 # ------------------------------------------------------------------------ head to head
 
 
-def _make_contenders(names, images, labels, args):
+def setup(seed: int):
+    """The head-to-head model and trainer settings (the torch reference mirrors them)."""
     from benchmarks._src import training_jax
-    from models import vae
+    from models import training, vae
 
-    config = vae.VAEConfig(latent_dim=LATENT, hidden=(HIDDEN,), activation="relu",
-                           likelihood="bernoulli")
-    common = dict(batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, seed=args.seed)
+    # No output-bias initialisation: the torch reference starts from PyTorch's defaults.
+    model = vae.VAEConfig(
+        latent_dim=LATENT,
+        hidden=(HIDDEN,),
+        activation="relu",
+        likelihood="bernoulli",
+        output_bias_init=False,
+    )
+    train = training.TrainConfig(
+        batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, seed=seed, binarization="dynamic"
+    )
+    return training_jax.Setup(model=model, train=train)
+
+
+def torch_cuda_wanted(mode: str) -> bool:
+    """Whether to add the ``torch-cuda`` contender (``--torch-cuda``; torch importable)."""
+    if mode == "off":
+        return False
+    import jax
+    import torch
+
+    if mode == "on":
+        if not torch.cuda.is_available():
+            raise SystemExit("--torch-cuda on: torch sees no GPU")
+        return True
+    return jax.default_backend() == "gpu" and torch.cuda.is_available()
+
+
+def _make(names, images, labels, args, cores: int) -> dict:
+    from benchmarks._src import training_jax
+
+    chosen = setup(args.seed)
     made = {}
     for name in names:
-        if name == "scan":
-            made[name] = training_jax.ScanContender(images, labels, config=config, **common)
-        elif name == "jax-loop":
-            made[name] = training_jax.StepLoopContender(images, labels, config=config, **common)
-        else:
+        if name.startswith("torch-"):
             from benchmarks._src import torch_vae
 
-            threads = int(name.removeprefix("torch-").removesuffix("t"))
-            made[name] = torch_vae.TorchTrainer(images, hidden=HIDDEN, latent=LATENT,
-                                                threads=threads, **common)
+            cuda = name == TORCH_CUDA
+            made[name] = torch_vae.TorchTrainer(
+                images,
+                hidden=HIDDEN,
+                latent=LATENT,
+                threads=cores if cuda else int(name.removeprefix("torch-").removesuffix("t")),
+                device="cuda" if cuda else "cpu",
+                batch_size=BATCH_SIZE,
+                learning_rate=LEARNING_RATE,
+                seed=args.seed,
+            )
+        else:
+            made[name] = training_jax.make_component(name, images, labels, chosen)
     return made
-
-
-def _timed_epoch(contender) -> tuple[dict, float]:
-    tic = time.perf_counter()
-    record = contender.run_epoch()
-    return record, time.perf_counter() - tic
 
 
 def _load1() -> float | None:
@@ -170,25 +258,13 @@ def _load1() -> float | None:
     return values[0] if values else None
 
 
-def head_to_head(images, labels, args, cores: int) -> dict:
-    """Warm-up epoch, then ``args.epochs`` timed epochs of every contender, interleaved."""
-    threads = torch_thread_counts(args.torch_threads, cores)
-    torch_names = [torch_name(t) for t in threads]
-    labels_by_name = {**JAX_CONTENDERS,
-                      **{torch_name(t): f"PyTorch reference, torch.set_num_threads({t})"
-                         for t in threads}}
-    skipped = {}
-    if args.skip_torch:
-        skipped = {n: "skipped: --skip-torch" for n in torch_names}
-    elif (reason := torch_unavailable_reason()) is not None:
-        skipped = {n: "skipped: " + reason for n in torch_names}
-        print(reason, flush=True)
-    names = [n for n in labels_by_name if n not in skipped]
-    contenders = _make_contenders(names, images, labels, args)
-    steps = images.shape[0] // BATCH_SIZE
-    runs = {n: {"losses": [], "epoch_s": [], "data_loading_s": [], "load_1min": []}
-            for n in names}
-
+def _rounds(objects: dict, args) -> dict:
+    """A warm-up epoch, then ``args.epochs`` timed epochs of every object, interleaved."""
+    names = list(objects)
+    runs = {
+        n: {"records": [], "epoch_s": [], "rounds": [], "data_loading_s": [], "load_1min": []}
+        for n in names
+    }
     for round_index in range(args.epochs + 1):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
@@ -196,18 +272,126 @@ def head_to_head(images, labels, args, cores: int) -> dict:
             spent = run.get("first_epoch_s", 0.0) + sum(run["epoch_s"])
             if len(run["epoch_s"]) >= 1 and spent > args.contender_budget_s:
                 continue  # over its time budget: keeps the epochs it has
-            record, seconds = _timed_epoch(contenders[name])
-            run["losses"].append(record["loss"])
+            tic = time.perf_counter()
+            record = objects[name].run_epoch()
+            seconds = time.perf_counter() - tic
+            run["records"].append(record)
             if round_index == 0:
                 run["first_epoch_s"] = seconds
             else:
                 run["epoch_s"].append(seconds)
+                run["rounds"].append(round_index)
                 run["load_1min"].append(_load1())
                 if "data_loading_s" in record:
                     run["data_loading_s"].append(record["data_loading_s"])
             kind = "warm-up" if round_index == 0 else f"timed {round_index}/{args.epochs}"
-            print(f"  {name:<9} epoch ({kind}): {seconds:7.2f} s, loss {record['loss']:.2f}",
-                  flush=True)
+            value = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "data_loading_s")
+            print(f"  {name:<18} epoch ({kind}): {seconds:7.3f} s, {value}", flush=True)
+    return runs
+
+
+def _timing(run: dict) -> dict:
+    median = statistics.median(run["epoch_s"])
+    return {
+        "first_epoch_s": run["first_epoch_s"],
+        "epoch_s": run["epoch_s"],
+        "rounds": run["rounds"],
+        "median_epoch_s": median,
+        "min_epoch_s": min(run["epoch_s"]),
+        # The warm-up epoch's excess over a steady one: tracing and compiling for JAX;
+        # first-touch allocation and thread start-up for (eager) torch.
+        "warmup_excess_s": max(run["first_epoch_s"] - median, 0.0),
+        "load_1min": run["load_1min"],
+    }
+
+
+def paired_difference(a: dict, b: dict) -> float | None:
+    """Median over the rounds both timed of ``a``'s epoch minus ``b``'s (seconds)."""
+    b_by_round = dict(zip(b["rounds"], b["epoch_s"], strict=True))
+    diffs = [
+        t - b_by_round[r] for r, t in zip(a["rounds"], a["epoch_s"], strict=True) if r in b_by_round
+    ]
+    return statistics.median(diffs) if diffs else None
+
+
+def breakdown(runs: dict, contenders: dict, steps: int) -> dict:
+    """The breakdown components' timings and what follows from them (seconds per epoch)."""
+    from benchmarks._src import training_jax
+
+    components = {}
+    for name, label in training_jax.BREAKDOWN.items():
+        if name not in runs:
+            continue
+        entry = {"name": name, "label": label, **_timing(runs[name])}
+        entry["compile_s"] = entry["warmup_excess_s"]
+        values = runs[name]["records"]
+        if "loss" in values[0]:
+            entry["losses"] = [r["loss"] for r in values]
+        if "mean_pixel" in values[0]:
+            entry["mean_pixel"] = values[-1]["mean_pixel"]
+        components[name] = entry
+    median = lambda name: components[name]["median_epoch_s"] if name in components else None
+    scan = contenders.get("scan")
+    loop = contenders.get("jax-loop")
+    derived = {
+        "step_compute_s": median("step-only"),
+        "binarize_bernoulli_s": median("binarize-bernoulli"),
+        "binarize_pixels_s": median("binarize-pixels"),
+        "binarize_pixels_rbg_s": median("binarize-pixels-rbg"),
+        "gather_s": median("gather"),
+        "plain_scan_s": median("plain-scan"),
+        "scan_trainer_s": scan["median_epoch_s"] if scan else None,
+        "jax_loop_s": loop["median_epoch_s"] if loop else None,
+    }
+    if derived["binarize_bernoulli_s"] and derived["binarize_pixels_s"]:
+        derived["binarize_speedup"] = derived["binarize_bernoulli_s"] / derived["binarize_pixels_s"]
+    if scan and "plain-scan" in components:
+        derived["trainer_overhead_s"] = paired_difference(scan, components["plain-scan"])
+        derived["trainer_overhead_unpaired_s"] = (
+            scan["median_epoch_s"] - components["plain-scan"]["median_epoch_s"]
+        )
+    if derived["step_compute_s"] is not None and derived["binarize_pixels_s"] is not None:
+        derived["step_plus_binarize_s"] = derived["step_compute_s"] + derived["binarize_pixels_s"]
+    if loop and derived["step_compute_s"] is not None and "data_loading_s_median" in loop:
+        # What the per-step loop pays beyond its host batching and the step's compute:
+        # per-step dispatch and the host-to-device transfer of each batch.
+        derived["loop_dispatch_s"] = (
+            loop["median_epoch_s"] - loop["data_loading_s_median"] - derived["step_compute_s"]
+        )
+    return {
+        "steps_per_epoch": steps,
+        "components": components,
+        **derived,
+        "note": "seconds per epoch; each component timed in the same rotation as the "
+        "contenders; trainer_overhead_s is the median over rounds of (scan - plain-scan)",
+    }
+
+
+def head_to_head(images, labels, args, cores: int) -> dict:
+    """Warm-up epoch, then ``args.epochs`` timed epochs of every contender, interleaved."""
+    from benchmarks._src import training_jax
+
+    threads = torch_thread_counts(args.torch_threads, cores)
+    torch_names = [torch_name(t) for t in threads]
+    labels_by_name = {
+        **JAX_CONTENDERS,
+        **{torch_name(t): f"PyTorch reference, torch.set_num_threads({t})" for t in threads},
+    }
+    skipped = {}
+    if args.skip_torch:
+        skipped = {n: "skipped: --skip-torch" for n in torch_names}
+    elif (reason := torch_unavailable_reason()) is not None:
+        skipped = {n: "skipped: " + reason for n in torch_names}
+        print(reason, flush=True)
+    elif torch_cuda_wanted(args.torch_cuda):
+        torch_names.append(TORCH_CUDA)
+        labels_by_name[TORCH_CUDA] = "PyTorch reference on the GPU (batches copied per step)"
+    names = [n for n in labels_by_name if n not in skipped]
+    if not args.skip_breakdown:
+        names += list(training_jax.BREAKDOWN)
+    objects = _make(names, images, labels, args, cores)
+    steps = images.shape[0] // BATCH_SIZE
+    runs = _rounds(objects, args)
 
     results = []
     for name, label in labels_by_name.items():
@@ -216,27 +400,20 @@ def head_to_head(images, labels, args, cores: int) -> dict:
             results.append({**entry, "status": skipped[name]})
             continue
         run = runs[name]
-        median = statistics.median(run["epoch_s"])
+        entry.update(status="ok", **_timing(run))
+        losses = [r["loss"] for r in run["records"]]
         entry.update(
-                status="ok",
-                first_epoch_s=run["first_epoch_s"],
-                epoch_s=run["epoch_s"],
-                median_epoch_s=median,
-                min_epoch_s=min(run["epoch_s"]),
-                examples_per_s=steps * BATCH_SIZE / median,
-                # The warm-up epoch's excess over a steady one: tracing and compiling for
-                # JAX; first-touch allocation and thread start-up for (eager) torch.
-                warmup_excess_s=max(run["first_epoch_s"] - median, 0.0),
-                losses=run["losses"],
-                final_loss=run["losses"][-1],
-                load_1min=run["load_1min"],
+            examples_per_s=steps * BATCH_SIZE / entry["median_epoch_s"],
+            losses=losses,
+            final_loss=losses[-1],
         )
         if name in JAX_CONTENDERS:
             entry["compile_s"] = entry["warmup_excess_s"]
         if run["data_loading_s"]:
             entry["data_loading_s_median"] = statistics.median(run["data_loading_s"])
         if name.startswith("torch"):
-            entry["torch_threads"] = contenders[name].threads
+            entry["torch_threads"] = objects[name].threads
+            entry["torch_device"] = str(objects[name].device)
         results.append(entry)
 
     by_name = {r["name"]: r for r in results if r["status"] == "ok"}
@@ -249,59 +426,89 @@ def head_to_head(images, labels, args, cores: int) -> dict:
     for a, b in (("scan", "torch"), ("scan", "jax-loop"), ("jax-loop", "torch")):
         if a in by_name and b in by_name:
             ratios[f"{a}/{b}"] = by_name[a]["examples_per_s"] / by_name[b]["examples_per_s"]
-    return {
-            "model": f"VAE 784-{HIDDEN}-{LATENT}, relu, Bernoulli decoder, Gaussian encoder",
-            "loss": "negative ELBO per image (analytic KL, one z sample), nats",
-            "optimizer": f"Adam, learning rate {LEARNING_RATE:g}",
-            "batch_size": BATCH_SIZE,
-            "binarization": "dynamic",
-            "train_examples": int(images.shape[0]),
-            "steps_per_epoch": steps,
-            "examples_per_epoch": steps * BATCH_SIZE,
-            "timed_epochs": args.epochs,
-            "contender_budget_s": args.contender_budget_s,
-            "contenders": results,
-            "torch_reference": by_name["torch"]["name"] if timed_torch else None,
-            "throughput_ratios": ratios,
+    result = {
+        "model": f"VAE 784-{HIDDEN}-{LATENT}, relu, Bernoulli decoder, Gaussian encoder",
+        "loss": "negative ELBO per image (analytic KL, one z sample), nats",
+        "optimizer": f"Adam, learning rate {LEARNING_RATE:g}",
+        "batch_size": BATCH_SIZE,
+        "binarization": "dynamic (mnist.bernoulli_pixels on the device; numpy in jax-loop)",
+        "train_examples": int(images.shape[0]),
+        "steps_per_epoch": steps,
+        "examples_per_epoch": steps * BATCH_SIZE,
+        "timed_epochs": args.epochs,
+        "contender_budget_s": args.contender_budget_s,
+        "contenders": results,
+        "torch_reference": by_name["torch"]["name"] if timed_torch else None,
+        "throughput_ratios": ratios,
     }
+    if not args.skip_breakdown:
+        result["breakdown"] = breakdown(runs, by_name, steps)
+    return result
 
 
 # ----------------------------------------------------------------------------- quality
 
 
-QUALITY_KEYS = ("test_neg_elbo_nats", "test_nll_nats", "test_bits_per_dim", "eval_samples",
-                "test_reconstruction_nats", "test_kl_nats", "probe_test_accuracy",
-                "train_examples", "epochs", "train_seconds_per_epoch", "wall_time_s",
-                "evaluation_set", "device")
+QUALITY_KEYS = (
+    "test_neg_elbo_nats",
+    "test_nll_nats",
+    "test_nll_stderr_nats",
+    "test_bits_per_dim",
+    "eval_samples",
+    "test_reconstruction_nats",
+    "test_kl_nats",
+    "active_units",
+    "probe_test_accuracy",
+    "train_examples",
+    "epochs",
+    "train_seconds_per_epoch",
+    "iwae_eval_seconds",
+    "wall_time_s",
+    "evaluation_set",
+    "device",
+)
+QUICK_QUALITY = {
+    "train_examples": 1000,
+    "test_examples": 500,
+    "eval_samples": 10,
+    "probe_steps": 20,
+}
 
 
-def quality_run(preset: str, epochs: int, args, workdir: pathlib.Path) -> dict:
-    """``examples.vae`` for ``epochs`` epochs of ``preset``; its metrics and wall time."""
-    from examples import vae as vae_example
-    from models import vae
+def quality_config(preset: str, epochs: int, *, seed: int, quick: bool):
+    """``examples.vae.configs.<preset>()`` trained for ``epochs`` epochs, and what changed."""
+    from examples.vae import configs
 
-    argv = ["--preset", preset, "--epochs", str(epochs), "--seed", str(args.seed),
-            "--workdir", str(workdir), "--no-resume", "--no-progress"]
-    if args.data_dir:
-        argv += ["--data-dir", args.data_dir]
-    if args.quick:
-        argv += ["--train-examples", "1000", "--test-examples", "500", "--eval-samples", "10",
-                 "--probe-steps", "20"]
+    base = configs.get_config(preset)
+    train = dataclasses.replace(base.train, epochs=epochs, seed=seed)
+    extra = QUICK_QUALITY if quick else {}
+    changed = {"train.epochs": epochs, "train.seed": seed, **extra}
+    return dataclasses.replace(base, train=train, **extra), changed
+
+
+def quality_run(config, changed: dict, data, workdir: pathlib.Path) -> dict:
+    """``train_and_evaluate(config, workdir, data=data)``: its metrics and wall time."""
+    from examples.vae import configs
+    from examples.vae.train import train_and_evaluate
+
+    function = configs.PRESETS[config.preset]
     tic = time.perf_counter()
-    metrics = vae_example.main(argv)
+    metrics = train_and_evaluate(config, workdir, data=data, resume=False, progress=False)
     wall = time.perf_counter() - tic
     history = metrics["history"]
-    chosen = vae.preset(preset)
     return {
-            "preset": preset,
-            "description": chosen.description,
-            "model": dataclasses.asdict(chosen.model),
-            "batch_size": metrics["train_config"]["batch_size"],
-            "command": "python -m examples.vae " + " ".join(argv).replace(str(workdir), "<tmp>"),
-            **{k: metrics[k] for k in QUALITY_KEYS},
-            "train_losses": [r["loss"] for r in history],
-            "test_neg_elbo_by_epoch": [r.get("test_neg_elbo") for r in history],
-            "wall_s": wall,
+        "preset": config.preset,
+        "description": (function.__doc__ or "").strip().splitlines()[0],
+        "call": f"examples.vae.train.train_and_evaluate(configs.{function.__name__}() with "
+        + ", ".join(f"{k}={v}" for k, v in changed.items())
+        + ", workdir, data=...)",
+        "config": dataclasses.asdict(config),
+        "model": dataclasses.asdict(config.model),
+        "batch_size": config.train.batch_size,
+        **{k: metrics.get(k) for k in QUALITY_KEYS},
+        "train_losses": [r["loss"] for r in history],
+        "test_neg_elbo_by_epoch": [r.get("test_neg_elbo") for r in history],
+        "wall_s": wall,
     }
 
 
@@ -320,8 +527,8 @@ def main(argv=None) -> int:
 
     import jax
 
+    from benchmarks._src import data as bench_data
     from benchmarks._src import device
-    from models import mnist
 
     info = device.describe()
     cores = info["host_cores"]
@@ -331,32 +538,47 @@ def main(argv=None) -> int:
     if not args.skip_torch and reason is None:
         import torch
 
-        torch_info = {"torch": torch.__version__,
-                      "torch_threads": torch_thread_counts(args.torch_threads, cores)}
+        torch_info = {
+            "torch": torch.__version__,
+            "torch_threads": torch_thread_counts(args.torch_threads, cores),
+        }
     burda_epochs = args.burda_epochs or (5 if info["backend"] == "cpu" else 100)
-    print(f"Device: {info['backend']} — {info['device']}; jax {info['jax']}"
-          + (f"; torch {torch_info['torch']}" if torch_info else "")
-          + f"; {'quick' if args.quick else 'full'} run; load average {load_before}", flush=True)
+    print(
+        f"Device: {info['backend']} — {info['device']}; jax {info['jax']}"
+        + (f"; torch {torch_info['torch']}" if torch_info else "")
+        + f"; {'quick' if args.quick else 'full'} run; load average {load_before}",
+        flush=True,
+    )
 
-    data = mnist.load_mnist(args.data_dir)
+    data, source = bench_data.load(args.data_dir)
     count = args.train_examples or data.train_images.shape[0]
     if not BATCH_SIZE <= count <= data.train_images.shape[0]:
-        raise SystemExit(f"--train-examples must lie in [{BATCH_SIZE}, "
-                         f"{data.train_images.shape[0]}], got {count}")
+        raise SystemExit(
+            f"--train-examples must lie in [{BATCH_SIZE}, {data.train_images.shape[0]}], "
+            f"got {count}"
+        )
     images, labels = data.train_images[:count], data.train_labels[:count]
-    print(f"Head to head: {count:,} images, {count // BATCH_SIZE} steps of {BATCH_SIZE} per "
-          f"epoch, 1 warm-up + {args.epochs} timed epochs each", flush=True)
+    print(
+        f"Head to head: {count:,} images, {count // BATCH_SIZE} steps of {BATCH_SIZE} per "
+        f"epoch, 1 warm-up + {args.epochs} timed epochs each"
+        + ("" if args.skip_breakdown else ", breakdown components in the same rotation"),
+        flush=True,
+    )
     training = head_to_head(images, labels, args, cores)
 
     quality = {}
     if not args.skip_quality:
         with tempfile.TemporaryDirectory(prefix="genmath-train-bench-") as tmp:
             # Quick: one epoch of Burda on a tiny subset, only to exercise the path.
-            runs = [("burda", 1)] if args.quick else [("burda", burda_epochs),
-                                                      ("flax", args.flax_epochs)]
+            runs = (
+                [("burda", 1)]
+                if args.quick
+                else [("burda", burda_epochs), ("flax", args.flax_epochs)]
+            )
             for preset, epochs in runs:
-                print(f"Quality: preset {preset}, {epochs} epochs", flush=True)
-                quality[preset] = quality_run(preset, epochs, args, pathlib.Path(tmp) / preset)
+                print(f"Quality: configs.{preset}(), {epochs} epochs", flush=True)
+                config, changed = quality_config(preset, epochs, seed=args.seed, quick=args.quick)
+                quality[preset] = quality_run(config, changed, data, pathlib.Path(tmp) / preset)
         if "flax" in quality:
             quality["flax"]["neg_elbo_bar_nats"] = FLAX_NEG_ELBO_BAR
         if "burda" in quality:
@@ -364,22 +586,25 @@ def main(argv=None) -> int:
             quality["burda"]["bar_epochs"] = BURDA_SCHEDULE_EPOCHS
 
     result = {
-            "suite": "training",
-            "schema": SCHEMA_VERSION,
-            **info,
-            **torch_info,
-            "jax_backend_devices": [str(d) for d in jax.devices()],
-            "quick": args.quick,
-            "command": " ".join(["python -m benchmarks.training",
-                                 *(argv if argv is not None else sys.argv[1:])]),
-            "load_average_before": load_before,
-            "load_average_after": device.load_average(),
-            "wall_s": time.perf_counter() - started,
-            "head_to_head": training,
-            "quality": quality,
+        "suite": "training",
+        "schema": SCHEMA_VERSION,
+        **info,
+        **torch_info,
+        "jax_backend_devices": [str(d) for d in jax.devices()],
+        "quick": args.quick,
+        "data_source": source,
+        "command": " ".join(
+            ["python -m benchmarks.training", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "load_average_before": load_before,
+        "load_average_after": device.load_average(),
+        "wall_s": time.perf_counter() - started,
+        "head_to_head": training,
+        "quality": quality,
     }
-    out = args.out or (pathlib.Path(tempfile.mkdtemp(prefix="genmath-bench-")) if args.quick
-                       else RESULTS_DIR)
+    out = args.out or (
+        pathlib.Path(tempfile.mkdtemp(prefix="genmath-bench-")) if args.quick else RESULTS_DIR
+    )
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"training-{info['slug']}.json"
     path.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")

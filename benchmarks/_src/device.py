@@ -45,18 +45,18 @@ def describe() -> dict:
         name = f"{device.device_kind} ×{jax.device_count()}"
         slug = f"{backend}-{_slugify(device.device_kind)}"
     return {
-            "backend": backend,
-            "device": name,
-            "device_kind": device.device_kind,
-            "device_count": jax.device_count(),
-            "slug": slug,
-            "host_cpu": cpu_model(),
-            "host_cores": cores,
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "backend": backend,
+        "device": name,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "slug": slug,
+        "host_cpu": cpu_model(),
+        "host_cores": cores,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 

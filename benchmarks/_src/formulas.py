@@ -43,7 +43,7 @@ def _solve_points(scale_tril, diff):
     """
     batch_ndim = scale_tril.ndim - 2
     sample_shape = diff.shape[: diff.ndim - 1 - batch_ndim]
-    columns = diff.reshape((-1, *diff.shape[len(sample_shape):]))  # (N, *batch, D)
+    columns = diff.reshape((-1, *diff.shape[len(sample_shape) :]))  # (N, *batch, D)
     columns = jnp.moveaxis(columns, 0, -1)  # (*batch, D, N)
     z = solve_triangular(scale_tril, columns, lower=True)
     return z, sample_shape

@@ -50,10 +50,26 @@ def _fmt_load(values) -> str:
 
 
 def _peer_table(result: dict, workload: str, batch: int, dim: int, dtype: str) -> str:
-    headers = ["peer", "fwd compile", "fwd median (min)", "fwd CPU", "max rel err", "fwd ×floor",
-               "grad compile", "grad median (min)", "grad CPU", "grad ×floor"]
-    records = [r for r in result["records"] if r["workload"] == workload
-               and r["batch"] == batch and r["dim"] == dim and r["dtype"] == dtype]
+    headers = [
+        "peer",
+        "fwd compile",
+        "fwd median (min)",
+        "fwd CPU",
+        "max rel err",
+        "fwd ×floor",
+        "grad compile",
+        "grad median (min)",
+        "grad CPU",
+        "grad ×floor",
+    ]
+    records = [
+        r
+        for r in result["records"]
+        if r["workload"] == workload
+        and r["batch"] == batch
+        and r["dim"] == dim
+        and r["dtype"] == dtype
+    ]
     rows = []
     for peer in dict.fromkeys(r["peer"] for r in records):
         by_mode = {r["mode"]: r for r in records if r["peer"] == peer}
@@ -62,18 +78,22 @@ def _peer_table(result: dict, workload: str, batch: int, dim: int, dtype: str) -
             record = by_mode.get(mode, {})
             if record.get("status") != "ok":
                 cells += [record.get("status", "—"), "", "", ""] + (
-                        [""] if mode == "forward" else [])
+                    [""] if mode == "forward" else []
+                )
                 continue
             compile_s = record.get("compile_s")
-            cells.append(render.fmt_time(compile_s) if compile_s is not None else
-                         f"eager, 1st {render.fmt_time(record['first_call_s'])}")
-            cells.append(f"{render.fmt_time(record['median_s'])} "
-                         f"({render.fmt_time(record.get('min_s'))})")
+            cells.append(
+                render.fmt_time(compile_s)
+                if compile_s is not None
+                else f"eager, 1st {render.fmt_time(record['first_call_s'])}"
+            )
+            cells.append(
+                f"{render.fmt_time(record['median_s'])} ({render.fmt_time(record.get('min_s'))})"
+            )
             cells.append(render.fmt_time(record.get("cpu_median_s")))
             if mode == "forward":
                 cells.append(render.fmt_error(record))
-            cells.append(render.fmt_ratio(record.get("vs_floor")) if "vs_floor" in record
-                         else "—")
+            cells.append(render.fmt_ratio(record.get("vs_floor")) if "vs_floor" in record else "—")
         rows.append(cells)
     return render.table(headers, rows, markdown=True)
 
@@ -82,36 +102,48 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
     """Markdown for one kernel results file; writes its plots next to it."""
     slug = result["slug"]
     lines = [
-            f"### {result['backend']}: {result['device']}",
-            "",
-            f"Results file `results/{slug}.json`: "
-            f"{'quick' if result['quick'] else 'full'} run"
-            f"{'' if result.get('complete', True) else ' (INTERRUPTED: partial results)'} "
-            f"on {result['date']}, "
-            f"jax {result['jax']}, {result['reps']} interleaved repetitions, "
-            f"{result['wall_s']:.0f} s. Load average (1/5/15 min) before "
-            f"{_fmt_load(result['load_average_before'])}, after "
-            f"{_fmt_load(result['load_average_after'])} on {result['host_cores']} cores.",
-            "",
-            "Peers: " + ", ".join(f"{name} {version}" for name, version in result["peers"].items())
-            + ".",
-            f"Copy bandwidth: **{result['copy_bandwidth']['gbps']:.1f} GB/s** "
-            f"({result['copy_bandwidth']['what']}).",
+        f"### {result['backend']}: {result['device']}",
+        "",
+        f"Results file `results/{slug}.json`: "
+        f"{'quick' if result['quick'] else 'full'} run"
+        f"{'' if result.get('complete', True) else ' (INTERRUPTED: partial results)'} "
+        f"on {result['date']}, "
+        f"jax {result['jax']}, {result['reps']} interleaved repetitions, "
+        f"{result['wall_s']:.0f} s. Load average (1/5/15 min) before "
+        f"{_fmt_load(result['load_average_before'])}, after "
+        f"{_fmt_load(result['load_average_after'])} on {result['host_cores']} cores.",
+        "",
+        "Peers: "
+        + ", ".join(f"{name} {version}" for name, version in result["peers"].items())
+        + ".",
+        f"Copy bandwidth: **{result['copy_bandwidth']['gbps']:.1f} GB/s** "
+        f"({result['copy_bandwidth']['what']}).",
     ]
     for name, reason in result["unavailable"].items():
         lines.append(f"{name}: {reason}.")
-    lines += ["", "#### genmath against the targets (headline sizes)", "",
-              render.summary_table(result, markdown=True), "",
-              "#### genmath / jnp at every batch size", "",
-              render.ratios_by_batch_table(result, markdown=True), ""]
+    lines += [
+        "",
+        "#### genmath against the targets (headline sizes)",
+        "",
+        render.summary_table(result, markdown=True),
+        "",
+        "#### genmath / jnp at every batch size",
+        "",
+        render.ratios_by_batch_table(result, markdown=True),
+        "",
+    ]
 
     dtypes = sorted({r["dtype"] for r in result["records"]}, key=lambda d: d != "float32")
     lines += ["#### Every peer at the headline sizes", ""]
     for name, meta in result["workloads"].items():
         for dtype in dtypes:
-            lines += [f"**{name}** — {meta['title']}; {meta['batch_label']} = "
-                      f"{meta['headline_batch']}, {dtype}", "",
-                      _peer_table(result, name, meta["headline_batch"], meta["dim"], dtype), ""]
+            lines += [
+                f"**{name}** — {meta['title']}; {meta['batch_label']} = "
+                f"{meta['headline_batch']}, {dtype}",
+                "",
+                _peer_table(result, name, meta["headline_batch"], meta["dim"], dtype),
+                "",
+            ]
 
     figures = []
     for sweep, title in (("batch", "Time against batch size"), ("dim", "Time against dimension")):

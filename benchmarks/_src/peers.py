@@ -63,23 +63,25 @@ def _load_genmath() -> Peer:
 
     def vae_loss(x, logits, loc, log_scale):
         return normal.kl_standard(loc=loc, log_scale=log_scale) - bernoulli.log_prob(
-                x, logits=logits)
+            x, logits=logits
+        )
 
     bernoulli_log_prob = lambda x, logits: bernoulli.log_prob(x, logits=logits)
     mvn_log_prob = lambda x, loc, scale_tril: mvn.log_prob(x, loc=loc, scale_tril=scale_tril)
     impls = {
-            "bernoulli_log_prob_binary": bernoulli_log_prob,
-            "bernoulli_log_prob_grey": bernoulli_log_prob,
-            "normal_log_prob": lambda x, loc, log_scale: normal.log_prob(
-                    x, loc=loc, log_scale=log_scale),
-            "normal_kl_standard": normal.kl_standard,
-            "normal_kl": normal.kl,
-            "mvn_log_prob_shared": mvn_log_prob,
-            "mvn_log_prob_batched": mvn_log_prob,
-            "mvn_kl": mvn.kl,
-            "categorical_entropy": categorical.entropy,
-            "categorical_kl": categorical.kl,
-            "vae_loss": vae_loss,
+        "bernoulli_log_prob_binary": bernoulli_log_prob,
+        "bernoulli_log_prob_grey": bernoulli_log_prob,
+        "normal_log_prob": lambda x, loc, log_scale: normal.log_prob(
+            x, loc=loc, log_scale=log_scale
+        ),
+        "normal_kl_standard": normal.kl_standard,
+        "normal_kl": normal.kl,
+        "mvn_log_prob_shared": mvn_log_prob,
+        "mvn_log_prob_batched": mvn_log_prob,
+        "mvn_kl": mvn.kl,
+        "categorical_entropy": categorical.entropy,
+        "categorical_kl": categorical.kl,
+        "vae_loss": vae_loss,
     }
     import genmath
 
@@ -91,17 +93,17 @@ def _load_genmath() -> Peer:
 
 def _load_jnp() -> Peer:
     impls = {
-            "bernoulli_log_prob_binary": formulas.bernoulli_log_prob,
-            "bernoulli_log_prob_grey": formulas.bernoulli_log_prob,
-            "normal_log_prob": formulas.normal_log_prob,
-            "normal_kl_standard": formulas.normal_kl_standard,
-            "normal_kl": formulas.normal_kl,
-            "mvn_log_prob_shared": formulas.mvn_log_prob,
-            "mvn_log_prob_batched": formulas.mvn_log_prob,
-            "mvn_kl": formulas.mvn_kl,
-            "categorical_entropy": formulas.categorical_entropy,
-            "categorical_kl": formulas.categorical_kl,
-            "vae_loss": formulas.vae_loss,
+        "bernoulli_log_prob_binary": formulas.bernoulli_log_prob,
+        "bernoulli_log_prob_grey": formulas.bernoulli_log_prob,
+        "normal_log_prob": formulas.normal_log_prob,
+        "normal_kl_standard": formulas.normal_kl_standard,
+        "normal_kl": formulas.normal_kl,
+        "mvn_log_prob_shared": formulas.mvn_log_prob,
+        "mvn_log_prob_batched": formulas.mvn_log_prob,
+        "mvn_kl": formulas.mvn_kl,
+        "categorical_entropy": formulas.categorical_entropy,
+        "categorical_kl": formulas.categorical_kl,
+        "vae_loss": formulas.vae_loss,
     }
     return Peer("jnp", "jax", jax.__version__, impls, note="hand-written textbook formula")
 
@@ -122,17 +124,20 @@ def _load_jax_scipy() -> Peer:
         return stats.multivariate_normal.logpdf(x, loc, cov)
 
     impls = {
-            "bernoulli_log_prob_binary": bernoulli,
-            "bernoulli_log_prob_grey": bernoulli,
-            "normal_log_prob": lambda x, loc, log_scale: jnp.sum(
-                    stats.norm.logpdf(x, loc, jnp.exp(log_scale)), axis=-1),
-            "mvn_log_prob_shared": mvn,
-            "mvn_log_prob_batched": mvn,
-            "categorical_entropy": lambda logits: jnp.sum(
-                    special.entr(jax.nn.softmax(logits, axis=-1)), axis=-1),
-            "categorical_kl": lambda logits_p, logits_q: jnp.sum(
-                    special.rel_entr(jax.nn.softmax(logits_p, axis=-1),
-                                     jax.nn.softmax(logits_q, axis=-1)), axis=-1),
+        "bernoulli_log_prob_binary": bernoulli,
+        "bernoulli_log_prob_grey": bernoulli,
+        "normal_log_prob": lambda x, loc, log_scale: jnp.sum(
+            stats.norm.logpdf(x, loc, jnp.exp(log_scale)), axis=-1
+        ),
+        "mvn_log_prob_shared": mvn,
+        "mvn_log_prob_batched": mvn,
+        "categorical_entropy": lambda logits: jnp.sum(
+            special.entr(jax.nn.softmax(logits, axis=-1)), axis=-1
+        ),
+        "categorical_kl": lambda logits_p, logits_q: jnp.sum(
+            special.rel_entr(jax.nn.softmax(logits_p, axis=-1), jax.nn.softmax(logits_q, axis=-1)),
+            axis=-1,
+        ),
     }
     return Peer("jax.scipy", "jax", jax.__version__, impls)
 
@@ -151,14 +156,16 @@ def _load_optax() -> Peer:
         return formulas.normal_kl_standard(loc, log_scale) - bernoulli(x, logits)
 
     impls = {
-            "bernoulli_log_prob_binary": bernoulli,
-            "bernoulli_log_prob_grey": bernoulli,
-            # H(p) is the cross-entropy of p with itself.
-            "categorical_entropy": lambda logits: optax.softmax_cross_entropy(
-                    logits, jax.nn.softmax(logits, axis=-1)),
-            "categorical_kl": lambda logits_p, logits_q: optax.kl_divergence(
-                    jax.nn.log_softmax(logits_q, axis=-1), jax.nn.softmax(logits_p, axis=-1)),
-            "vae_loss": vae_loss,
+        "bernoulli_log_prob_binary": bernoulli,
+        "bernoulli_log_prob_grey": bernoulli,
+        # H(p) is the cross-entropy of p with itself.
+        "categorical_entropy": lambda logits: optax.softmax_cross_entropy(
+            logits, jax.nn.softmax(logits, axis=-1)
+        ),
+        "categorical_kl": lambda logits_p, logits_q: optax.kl_divergence(
+            jax.nn.log_softmax(logits_q, axis=-1), jax.nn.softmax(logits_p, axis=-1)
+        ),
+        "vae_loss": vae_loss,
     }
     return Peer("optax", "jax", _version("optax"), impls)
 
@@ -190,23 +197,27 @@ def _load_numpyro() -> Peer:
         return kl_divergence(p, q)
 
     impls = {
-            "bernoulli_log_prob_binary": bernoulli,
-            "bernoulli_log_prob_grey": bernoulli,
-            "normal_log_prob": lambda x, loc, log_scale: jnp.sum(
-                    normal(loc, log_scale).log_prob(x), axis=-1),
-            "normal_kl_standard": kl_standard,
-            "normal_kl": lambda loc_p, log_scale_p, loc_q, log_scale_q: jnp.sum(
-                    kl_divergence(normal(loc_p, log_scale_p), normal(loc_q, log_scale_q)),
-                    axis=-1),
-            "mvn_log_prob_shared": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
-            "mvn_log_prob_batched": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
-            "mvn_kl": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: kl_divergence(
-                    mvn(loc_p, scale_tril_p), mvn(loc_q, scale_tril_q)),
-            "categorical_entropy": lambda logits: dist.CategoricalLogits(
-                    logits, validate_args=False).entropy(),
-            "categorical_kl": categorical_kl,
-            "vae_loss": lambda x, logits, loc, log_scale: kl_standard(loc, log_scale) - bernoulli(
-                    x, logits),
+        "bernoulli_log_prob_binary": bernoulli,
+        "bernoulli_log_prob_grey": bernoulli,
+        "normal_log_prob": lambda x, loc, log_scale: jnp.sum(
+            normal(loc, log_scale).log_prob(x), axis=-1
+        ),
+        "normal_kl_standard": kl_standard,
+        "normal_kl": lambda loc_p, log_scale_p, loc_q, log_scale_q: jnp.sum(
+            kl_divergence(normal(loc_p, log_scale_p), normal(loc_q, log_scale_q)), axis=-1
+        ),
+        "mvn_log_prob_shared": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
+        "mvn_log_prob_batched": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
+        "mvn_kl": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: kl_divergence(
+            mvn(loc_p, scale_tril_p), mvn(loc_q, scale_tril_q)
+        ),
+        "categorical_entropy": lambda logits: dist.CategoricalLogits(
+            logits, validate_args=False
+        ).entropy(),
+        "categorical_kl": categorical_kl,
+        "vae_loss": lambda x, logits, loc, log_scale: (
+            kl_standard(loc, log_scale) - bernoulli(x, logits)
+        ),
     }
     return Peer("numpyro", "jax", _version("numpyro"), impls)
 
@@ -228,23 +239,30 @@ def _load_distrax() -> Peer:
         return distrax.MultivariateNormalTri(loc, scale_tril)
 
     impls = {
-            "bernoulli_log_prob_binary": bernoulli,
-            "bernoulli_log_prob_grey": bernoulli,
-            "normal_log_prob": lambda x, loc, log_scale: jnp.sum(
-                    distrax.LogStddevNormal(loc, log_scale).log_prob(x), axis=-1),
-            "normal_kl_standard": kl_standard,
-            "normal_kl": lambda loc_p, log_scale_p, loc_q, log_scale_q: jnp.sum(
-                    distrax.LogStddevNormal(loc_p, log_scale_p).kl_divergence(
-                            distrax.LogStddevNormal(loc_q, log_scale_q)), axis=-1),
-            "mvn_log_prob_shared": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
-            "mvn_log_prob_batched": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
-            "mvn_kl": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: mvn(
-                    loc_p, scale_tril_p).kl_divergence(mvn(loc_q, scale_tril_q)),
-            "categorical_entropy": lambda logits: distrax.Categorical(logits=logits).entropy(),
-            "categorical_kl": lambda logits_p, logits_q: distrax.Categorical(
-                    logits=logits_p).kl_divergence(distrax.Categorical(logits=logits_q)),
-            "vae_loss": lambda x, logits, loc, log_scale: kl_standard(loc, log_scale) - bernoulli(
-                    x, logits),
+        "bernoulli_log_prob_binary": bernoulli,
+        "bernoulli_log_prob_grey": bernoulli,
+        "normal_log_prob": lambda x, loc, log_scale: jnp.sum(
+            distrax.LogStddevNormal(loc, log_scale).log_prob(x), axis=-1
+        ),
+        "normal_kl_standard": kl_standard,
+        "normal_kl": lambda loc_p, log_scale_p, loc_q, log_scale_q: jnp.sum(
+            distrax.LogStddevNormal(loc_p, log_scale_p).kl_divergence(
+                distrax.LogStddevNormal(loc_q, log_scale_q)
+            ),
+            axis=-1,
+        ),
+        "mvn_log_prob_shared": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
+        "mvn_log_prob_batched": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
+        "mvn_kl": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: mvn(
+            loc_p, scale_tril_p
+        ).kl_divergence(mvn(loc_q, scale_tril_q)),
+        "categorical_entropy": lambda logits: distrax.Categorical(logits=logits).entropy(),
+        "categorical_kl": lambda logits_p, logits_q: distrax.Categorical(
+            logits=logits_p
+        ).kl_divergence(distrax.Categorical(logits=logits_q)),
+        "vae_loss": lambda x, logits, loc, log_scale: (
+            kl_standard(loc, log_scale) - bernoulli(x, logits)
+        ),
     }
     return Peer("distrax", "jax", _version("distrax"), impls)
 
@@ -272,23 +290,27 @@ def _load_tfp() -> Peer:
         return tfd.MultivariateNormalTriL(loc, scale_tril)
 
     impls = {
-            "bernoulli_log_prob_binary": bernoulli,
-            "bernoulli_log_prob_grey": bernoulli,
-            "normal_log_prob": lambda x, loc, log_scale: jnp.sum(
-                    normal(loc, log_scale).log_prob(x), axis=-1),
-            "normal_kl_standard": kl_standard,
-            "normal_kl": lambda loc_p, log_scale_p, loc_q, log_scale_q: jnp.sum(
-                    tfd.kl_divergence(normal(loc_p, log_scale_p), normal(loc_q, log_scale_q)),
-                    axis=-1),
-            "mvn_log_prob_shared": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
-            "mvn_log_prob_batched": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
-            "mvn_kl": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: tfd.kl_divergence(
-                    mvn(loc_p, scale_tril_p), mvn(loc_q, scale_tril_q)),
-            "categorical_entropy": lambda logits: tfd.Categorical(logits=logits).entropy(),
-            "categorical_kl": lambda logits_p, logits_q: tfd.kl_divergence(
-                    tfd.Categorical(logits=logits_p), tfd.Categorical(logits=logits_q)),
-            "vae_loss": lambda x, logits, loc, log_scale: kl_standard(loc, log_scale) - bernoulli(
-                    x, logits),
+        "bernoulli_log_prob_binary": bernoulli,
+        "bernoulli_log_prob_grey": bernoulli,
+        "normal_log_prob": lambda x, loc, log_scale: jnp.sum(
+            normal(loc, log_scale).log_prob(x), axis=-1
+        ),
+        "normal_kl_standard": kl_standard,
+        "normal_kl": lambda loc_p, log_scale_p, loc_q, log_scale_q: jnp.sum(
+            tfd.kl_divergence(normal(loc_p, log_scale_p), normal(loc_q, log_scale_q)), axis=-1
+        ),
+        "mvn_log_prob_shared": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
+        "mvn_log_prob_batched": lambda x, loc, scale_tril: mvn(loc, scale_tril).log_prob(x),
+        "mvn_kl": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: tfd.kl_divergence(
+            mvn(loc_p, scale_tril_p), mvn(loc_q, scale_tril_q)
+        ),
+        "categorical_entropy": lambda logits: tfd.Categorical(logits=logits).entropy(),
+        "categorical_kl": lambda logits_p, logits_q: tfd.kl_divergence(
+            tfd.Categorical(logits=logits_p), tfd.Categorical(logits=logits_q)
+        ),
+        "vae_loss": lambda x, logits, loc, log_scale: (
+            kl_standard(loc, log_scale) - bernoulli(x, logits)
+        ),
     }
     # distrax pulls in tfp-nightly, which provides the same module.
     version = _version("tensorflow-probability", "tfp-nightly")
@@ -301,19 +323,24 @@ def _load_tfp() -> Peer:
 def _load_torch() -> Peer:
     from benchmarks._src import torch_peer
 
-    return Peer("torch", "torch", _version("torch"), torch_peer.impls(),
-                note="torch.distributions, eager, CPU")
+    return Peer(
+        "torch",
+        "torch",
+        _version("torch"),
+        torch_peer.impls(),
+        note="torch.distributions, eager, CPU",
+    )
 
 
 _LOADERS: dict[str, Callable[[], Peer]] = {
-        "genmath": _load_genmath,
-        "jnp": _load_jnp,
-        "jax.scipy": _load_jax_scipy,
-        "optax": _load_optax,
-        "numpyro": _load_numpyro,
-        "distrax": _load_distrax,
-        "tfp": _load_tfp,
-        "torch": _load_torch,
+    "genmath": _load_genmath,
+    "jnp": _load_jnp,
+    "jax.scipy": _load_jax_scipy,
+    "optax": _load_optax,
+    "numpyro": _load_numpyro,
+    "distrax": _load_distrax,
+    "tfp": _load_tfp,
+    "torch": _load_torch,
 }
 
 

@@ -45,21 +45,33 @@ def record_row(record: dict) -> list[str]:
     if record.get("status") != "ok":
         return [record["peer"], record["mode"], record.get("status", "?"), "", "", "", "", ""]
     compile_s = record.get("compile_s")
-    compile_text = fmt_time(compile_s) if compile_s is not None else (
-            f"eager ({fmt_time(record['first_call_s'])} first)")
+    compile_text = (
+        fmt_time(compile_s)
+        if compile_s is not None
+        else (f"eager ({fmt_time(record['first_call_s'])} first)")
+    )
     spread = f"{fmt_time(record['p25_s'])}–{fmt_time(record['p75_s'])}"
     gbps = f"{record['gbps']:.1f}" if "gbps" in record else ""
     vs_floor = fmt_ratio(record.get("vs_floor")) if "vs_floor" in record else ""
-    return [record["peer"], record["mode"], compile_text, fmt_time(record["median_s"]), spread,
-            fmt_error(record), gbps, vs_floor]
+    return [
+        record["peer"],
+        record["mode"],
+        compile_text,
+        fmt_time(record["median_s"]),
+        spread,
+        fmt_error(record),
+        gbps,
+        vs_floor,
+    ]
 
 
 RECORD_HEADERS = ["peer", "mode", "compile", "median", "IQR", "max rel err", "GB/s", "×floor"]
 
 
 def case_text(workload, batch: int, dim: int, dtype: str, records: list[dict]) -> str:
-    head = f"\n{workload.name} · {workload.batch_label} {batch} · {workload.dim_label} {dim} " \
-           f"· {dtype}"
+    head = (
+        f"\n{workload.name} · {workload.batch_label} {batch} · {workload.dim_label} {dim} · {dtype}"
+    )
     return head + "\n" + table(RECORD_HEADERS, [record_row(r) for r in records])
 
 
@@ -80,21 +92,36 @@ def headline_rows(result: dict) -> list[dict]:
     for name, meta in result["workloads"].items():
         for dtype in dtypes:
             for mode in ("forward", "value_and_grad"):
-                case = [r for r in result["records"] if r["workload"] == name
-                        and r["batch"] == meta["headline_batch"] and r["dim"] == meta["dim"]
-                        and r["dtype"] == dtype and r["mode"] == mode and _ok(r)]
+                case = [
+                    r
+                    for r in result["records"]
+                    if r["workload"] == name
+                    and r["batch"] == meta["headline_batch"]
+                    and r["dim"] == meta["dim"]
+                    and r["dtype"] == dtype
+                    and r["mode"] == mode
+                    and _ok(r)
+                ]
                 if not case:
                     continue
                 by_peer = {r["peer"]: r for r in case}
                 genmath, jnp_ = by_peer.get("genmath"), by_peer.get("jnp")
                 library = [r for r in case if r["peer"] in JAX_LIBRARY_PEERS and r.get("correct")]
                 best = min(library, key=lambda r: r["median_s"]) if library else None
-                rows.append({
-                        "workload": name, "dtype": dtype, "mode": mode,
-                        "batch": meta["headline_batch"], "dim": meta["dim"],
-                        "genmath": genmath, "jnp": jnp_, "best": best,
-                        "vs_jnp": _ratio(genmath, jnp_), "vs_best": _ratio(genmath, best),
-                })
+                rows.append(
+                    {
+                        "workload": name,
+                        "dtype": dtype,
+                        "mode": mode,
+                        "batch": meta["headline_batch"],
+                        "dim": meta["dim"],
+                        "genmath": genmath,
+                        "jnp": jnp_,
+                        "best": best,
+                        "vs_jnp": _ratio(genmath, jnp_),
+                        "vs_best": _ratio(genmath, best),
+                    }
+                )
     return rows
 
 
@@ -125,27 +152,47 @@ def _quartiles_overlap(a: dict, b: dict) -> bool:
 
 
 def summary_table(result: dict, markdown: bool = False) -> str:
-    headers = ["workload", "dtype", "mode", "size", "genmath", "jnp", "best JAX peer",
-               "genmath/jnp", "genmath/best", "genmath err", "target"]
+    headers = [
+        "workload",
+        "dtype",
+        "mode",
+        "size",
+        "genmath",
+        "jnp",
+        "best JAX peer",
+        "genmath/jnp",
+        "genmath/best",
+        "genmath err",
+        "target",
+    ]
     rows = []
     for row in headline_rows(result):
         best = row["best"]
         genmath = row["genmath"] or {}
-        rows.append([
-                row["workload"], row["dtype"], row["mode"], f"{row['batch']}×{row['dim']}",
-                fmt_time(genmath.get("median_s")), fmt_time((row["jnp"] or {}).get("median_s")),
+        rows.append(
+            [
+                row["workload"],
+                row["dtype"],
+                row["mode"],
+                f"{row['batch']}×{row['dim']}",
+                fmt_time(genmath.get("median_s")),
+                fmt_time((row["jnp"] or {}).get("median_s")),
                 f"{fmt_time(best['median_s'])} ({best['peer']})" if best else "—",
-                fmt_ratio(row["vs_jnp"]), fmt_ratio(row["vs_best"]),
+                fmt_ratio(row["vs_jnp"]),
+                fmt_ratio(row["vs_best"]),
                 fmt_error(genmath) if row["mode"] == "forward" else "",
                 _verdict(row),
-        ])
+            ]
+        )
     return table(headers, rows, markdown)
 
 
 def summary_text(result: dict) -> str:
-    lines = [f"Summary — {result['backend']}: {result['device']} (jax {result['jax']})",
-             f"Copy bandwidth {result['copy_bandwidth']['gbps']:.1f} GB/s; "
-             f"targets: genmath ≤ {TARGET_VS_JNP:.2f}× jnp and ≤ 1.00× the best JAX peer"]
+    lines = [
+        f"Summary — {result['backend']}: {result['device']} (jax {result['jax']})",
+        f"Copy bandwidth {result['copy_bandwidth']['gbps']:.1f} GB/s; "
+        f"targets: genmath ≤ {TARGET_VS_JNP:.2f}× jnp and ≤ 1.00× the best JAX peer",
+    ]
     for name, reason in result["unavailable"].items():
         lines.append(f"{name}: {reason}")
     lines.append(summary_table(result))
@@ -162,11 +209,19 @@ def ratios_by_batch_table(result: dict, markdown: bool = False) -> str:
             for mode in ("forward", "value_and_grad"):
                 medians: dict[int, dict[str, float]] = {}
                 for r in result["records"]:
-                    if (r["workload"] == name and r["dtype"] == dtype and r["mode"] == mode
-                            and "batch" in r["sweeps"] and _ok(r)):
+                    if (
+                        r["workload"] == name
+                        and r["dtype"] == dtype
+                        and r["mode"] == mode
+                        and "batch" in r["sweeps"]
+                        and _ok(r)
+                    ):
                         medians.setdefault(r["batch"], {})[r["peer"]] = r["median_s"]
-                cells = [f"{batch}: {m['genmath'] / m['jnp']:.2f}×"
-                         for batch, m in sorted(medians.items()) if "genmath" in m and "jnp" in m]
+                cells = [
+                    f"{batch}: {m['genmath'] / m['jnp']:.2f}×"
+                    for batch, m in sorted(medians.items())
+                    if "genmath" in m and "jnp" in m
+                ]
                 if cells:
                     rows.append([name, dtype, mode, ", ".join(cells)])
     return table(headers, rows, markdown)

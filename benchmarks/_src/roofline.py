@@ -33,22 +33,23 @@ def copy_bandwidth(nbytes: int, reps: int) -> dict:
     def step_in_place():
         state["x"] = in_place(state["x"]).block_until_ready()
 
-    runners = [timing.Runner(key=("in place",), call=step_in_place),
-               timing.Runner(key=("fresh",), call=lambda: fresh(state["x"]).block_until_ready())]
+    runners = [
+        timing.Runner(key=("in place",), call=step_in_place),
+        timing.Runner(key=("fresh",), call=lambda: fresh(state["x"]).block_until_ready()),
+    ]
     timing.run_interleaved(runners, reps=reps, min_sample_s=0.0)
     in_place_s, fresh_s = (timing.summarise(r).median_s for r in runners)
     del state["x"]
     return {
-            "bytes": 2 * nbytes,
-            "median_s": in_place_s,
-            "gbps": 2 * nbytes / in_place_s / 1e9,
-            "fresh_output_gbps": 2 * nbytes / fresh_s / 1e9,
-            "what": f"jit(x + 1) over {nbytes // MIB} MiB float32, input donated",
+        "bytes": 2 * nbytes,
+        "median_s": in_place_s,
+        "gbps": 2 * nbytes / in_place_s / 1e9,
+        "fresh_output_gbps": 2 * nbytes / fresh_s / 1e9,
+        "what": f"jit(x + 1) over {nbytes // MIB} MiB float32, input donated",
     }
 
 
-def min_bytes(inputs: dict[str, np.ndarray], params: tuple[str, ...], rows: int,
-              mode: str) -> int:
+def min_bytes(inputs: dict[str, np.ndarray], params: tuple[str, ...], rows: int, mode: str) -> int:
     """Inputs read plus outputs written.
 
     forward writes one float32 per row; value_and_grad writes a scalar and one

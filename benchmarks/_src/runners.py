@@ -61,8 +61,10 @@ def prepare_torch(fn: Callable, params: dict, data: dict, mode: str) -> Prepared
             with torch.inference_mode():
                 return fn(**params_t, **data_t)
     else:
-        params_t = {k: torch.from_numpy(np.asarray(v, np.float32)).requires_grad_()
-                    for k, v in params.items()}
+        params_t = {
+            k: torch.from_numpy(np.asarray(v, np.float32)).requires_grad_()
+            for k, v in params.items()
+        }
 
         def call():
             total = fn(**params_t, **data_t).sum()

@@ -32,22 +32,29 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
         for run in result["runs"]
     ]
     headers = [
-        "devices", "examples/s", "s/epoch", "vs 1 device", "max rel. loss diff.", "host load",
+        "devices",
+        "examples/s",
+        "s/epoch",
+        "vs 1 device",
+        "max rel. loss diff.",
+        "host load",
     ]
     device = result["device"]
     if not device.startswith(f"{result['backend']}:"):
         device = f"{result['backend']}: {device}"
-    return "\n".join([
-        f"### {device}",
-        "",
-        f"Results file `results/{result['_file']}` ({result['date']}, "
-        f"jax {result['jax_version']}): "
-        f"{workload['model']}, {workload['optimizer']}, global batch "
-        f"{workload['global_batch_size']}, {workload['train_examples']:,} examples per epoch, "
-        f"{workload['timed_epochs_per_count']} timed epochs per device count.",
-        "",
-        table(headers, rows, markdown=True),
-        "",
-        f"Note: {result['note']}" if result.get("note") else "",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"### {device}",
+            "",
+            f"Results file `results/{result['_file']}` ({result['date']}, "
+            f"jax {result['jax_version']}): "
+            f"{workload['model']}, {workload['optimizer']}, global batch "
+            f"{workload['global_batch_size']}, {workload['train_examples']:,} examples per epoch, "
+            f"{workload['timed_epochs_per_count']} timed epochs per device count.",
+            "",
+            table(headers, rows, markdown=True),
+            "",
+            f"Note: {result['note']}" if result.get("note") else "",
+            "",
+        ]
+    )

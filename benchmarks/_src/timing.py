@@ -72,8 +72,15 @@ def summarise(runner: Runner) -> Summary:
         p25, _, p75 = statistics.quantiles(values, n=4, method="inclusive")
     else:
         p25 = p75 = values[0]
-    return Summary(statistics.median(values), values[0], statistics.median(runner.cpu_samples),
-                   p25, p75, len(values), runner.calls_per_sample)
+    return Summary(
+        statistics.median(values),
+        values[0],
+        statistics.median(runner.cpu_samples),
+        p25,
+        p75,
+        len(values),
+        runner.calls_per_sample,
+    )
 
 
 def run_interleaved(runners: Sequence[Runner], reps: int, min_sample_s: float) -> None:

@@ -31,20 +31,23 @@ def _mvn(loc, scale_tril):
 
 def impls():
     return {
-            "bernoulli_log_prob_binary": _bernoulli,
-            "bernoulli_log_prob_grey": _bernoulli,
-            "normal_log_prob": lambda x, loc, log_scale: _normal(loc, log_scale).log_prob(x).sum(
-                    -1),
-            "normal_kl_standard": _kl_standard,
-            "normal_kl": lambda loc_p, log_scale_p, loc_q, log_scale_q: td.kl_divergence(
-                    _normal(loc_p, log_scale_p), _normal(loc_q, log_scale_q)).sum(-1),
-            "mvn_log_prob_shared": lambda x, loc, scale_tril: _mvn(loc, scale_tril).log_prob(x),
-            "mvn_log_prob_batched": lambda x, loc, scale_tril: _mvn(loc, scale_tril).log_prob(x),
-            "mvn_kl": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: td.kl_divergence(
-                    _mvn(loc_p, scale_tril_p), _mvn(loc_q, scale_tril_q)),
-            "categorical_entropy": lambda logits: td.Categorical(logits=logits).entropy(),
-            "categorical_kl": lambda logits_p, logits_q: td.kl_divergence(
-                    td.Categorical(logits=logits_p), td.Categorical(logits=logits_q)),
-            "vae_loss": lambda x, logits, loc, log_scale: _kl_standard(loc, log_scale) - _bernoulli(
-                    x, logits),
+        "bernoulli_log_prob_binary": _bernoulli,
+        "bernoulli_log_prob_grey": _bernoulli,
+        "normal_log_prob": lambda x, loc, log_scale: _normal(loc, log_scale).log_prob(x).sum(-1),
+        "normal_kl_standard": _kl_standard,
+        "normal_kl": lambda loc_p, log_scale_p, loc_q, log_scale_q: td.kl_divergence(
+            _normal(loc_p, log_scale_p), _normal(loc_q, log_scale_q)
+        ).sum(-1),
+        "mvn_log_prob_shared": lambda x, loc, scale_tril: _mvn(loc, scale_tril).log_prob(x),
+        "mvn_log_prob_batched": lambda x, loc, scale_tril: _mvn(loc, scale_tril).log_prob(x),
+        "mvn_kl": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: td.kl_divergence(
+            _mvn(loc_p, scale_tril_p), _mvn(loc_q, scale_tril_q)
+        ),
+        "categorical_entropy": lambda logits: td.Categorical(logits=logits).entropy(),
+        "categorical_kl": lambda logits_p, logits_q: td.kl_divergence(
+            td.Categorical(logits=logits_p), td.Categorical(logits=logits_q)
+        ),
+        "vae_loss": lambda x, logits, loc, log_scale: (
+            _kl_standard(loc, log_scale) - _bernoulli(x, logits)
+        ),
     }

@@ -49,36 +49,58 @@ def negative_elbo_sum(probs, x, loc, log_scale) -> torch.Tensor:
 
 
 class TorchTrainer:
-    """One object per run: the model, its optimiser and the shuffled data loader."""
+    """One object per run: the model, its optimiser and the shuffled data loader.
 
-    def __init__(self, images: np.ndarray, *, hidden: int, latent: int, batch_size: int,
-                 learning_rate: float, seed: int, threads: int):
+    ``threads`` is applied (``torch.set_num_threads``, which is process-wide) at the start
+    of every epoch, so contenders with different thread counts can take turns. With
+    ``device="cuda"`` the model lives on the GPU and each batch is copied there (the
+    plain PyTorch way); the epoch's loss is summed on the device and read once.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        *,
+        hidden: int,
+        latent: int,
+        batch_size: int,
+        learning_rate: float,
+        seed: int,
+        threads: int,
+        device: str = "cpu",
+    ):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        self.threads = torch.get_num_threads()
-        self.model = TorchVAE(hidden, latent)
+        self.threads = threads
+        self.device = torch.device(device)
+        self.model = TorchVAE(hidden, latent).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
         pixels = torch.from_numpy(np.ascontiguousarray(images).reshape(-1, NUM_PIXELS))
-        self.loader = DataLoader(TensorDataset(pixels), batch_size=batch_size, shuffle=True,
-                                 drop_last=True,
-                                 generator=torch.Generator().manual_seed(seed))
+        self.loader = DataLoader(
+            TensorDataset(pixels),
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
 
     def run_epoch(self) -> dict[str, float]:
         """One pass over the loader; the mean per-example loss and the time spent loading."""
+        torch.set_num_threads(self.threads)
         self.model.train()
-        total, steps, loading = 0.0, 0, 0.0
+        total, steps, loading = torch.zeros((), device=self.device), 0, 0.0
         tic = time.perf_counter()
         for (pixels,) in self.loader:
             loading += time.perf_counter() - tic
-            x = torch.bernoulli(pixels.float() / 255.0)
+            x = torch.bernoulli(pixels.to(self.device).float() / 255.0)
             self.optimizer.zero_grad()
             loss = negative_elbo_sum(*self._forward(x))
             loss.backward()
             self.optimizer.step()
-            total += loss.item() / x.shape[0]
+            total += loss.detach() / x.shape[0]
             steps += 1
             tic = time.perf_counter()
-        return {"loss": total / steps, "data_loading_s": loading}
+        return {"loss": total.item() / steps, "data_loading_s": loading}
 
     def _forward(self, x):
         probs, loc, log_scale = self.model(x)

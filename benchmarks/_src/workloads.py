@@ -91,24 +91,28 @@ def _bernoulli_inputs(binary: bool):
 
 def _normal_inputs(rng, batch, dim):
     return {
-            "x": rng.normal(0.0, 1.0, (batch, dim)),
-            "loc": rng.normal(0.0, 1.0, (batch, dim)),
-            "log_scale": rng.uniform(-1.0, 1.0, (batch, dim)),
+        "x": rng.normal(0.0, 1.0, (batch, dim)),
+        "loc": rng.normal(0.0, 1.0, (batch, dim)),
+        "log_scale": rng.uniform(-1.0, 1.0, (batch, dim)),
     }
 
 
 def _kl_standard_inputs(rng, batch, dim):
     return {
-            "loc": rng.normal(0.0, 1.0, (batch, dim)),
-            "log_scale": rng.uniform(-2.0, 1.0, (batch, dim)),
+        "loc": rng.normal(0.0, 1.0, (batch, dim)),
+        "log_scale": rng.uniform(-2.0, 1.0, (batch, dim)),
     }
 
 
 def _normal_kl_inputs(rng, batch, dim):
     p = _kl_standard_inputs(rng, batch, dim)
     q = _kl_standard_inputs(rng, batch, dim)
-    return {"loc_p": p["loc"], "log_scale_p": p["log_scale"],
-            "loc_q": q["loc"], "log_scale_q": q["log_scale"]}
+    return {
+        "loc_p": p["loc"],
+        "log_scale_p": p["log_scale"],
+        "loc_q": q["loc"],
+        "log_scale_q": q["log_scale"],
+    }
 
 
 def _scale_tril(rng, shape, dim):
@@ -121,27 +125,27 @@ def _scale_tril(rng, shape, dim):
 def _mvn_shared_inputs(rng, batch, dim):
     """One distribution, ``batch`` points."""
     return {
-            "x": rng.normal(0.0, 1.5, (batch, dim)),
-            "loc": rng.normal(0.0, 1.0, (dim,)),
-            "scale_tril": _scale_tril(rng, (), dim),
+        "x": rng.normal(0.0, 1.5, (batch, dim)),
+        "loc": rng.normal(0.0, 1.0, (dim,)),
+        "scale_tril": _scale_tril(rng, (), dim),
     }
 
 
 def _mvn_batched_inputs(rng, batch, dim):
     """``batch`` distributions, 16 points each: x has shape (16, batch, dim)."""
     return {
-            "x": rng.normal(0.0, 1.5, (MVN_POINTS_PER_DISTRIBUTION, batch, dim)),
-            "loc": rng.normal(0.0, 1.0, (batch, dim)),
-            "scale_tril": _scale_tril(rng, (batch,), dim),
+        "x": rng.normal(0.0, 1.5, (MVN_POINTS_PER_DISTRIBUTION, batch, dim)),
+        "loc": rng.normal(0.0, 1.0, (batch, dim)),
+        "scale_tril": _scale_tril(rng, (batch,), dim),
     }
 
 
 def _mvn_kl_inputs(rng, batch, dim):
     return {
-            "loc_p": rng.normal(0.0, 1.0, (batch, dim)),
-            "scale_tril_p": _scale_tril(rng, (batch,), dim),
-            "loc_q": rng.normal(0.0, 1.0, (batch, dim)),
-            "scale_tril_q": _scale_tril(rng, (batch,), dim),
+        "loc_p": rng.normal(0.0, 1.0, (batch, dim)),
+        "scale_tril_p": _scale_tril(rng, (batch,), dim),
+        "loc_q": rng.normal(0.0, 1.0, (batch, dim)),
+        "scale_tril_q": _scale_tril(rng, (batch,), dim),
     }
 
 
@@ -201,8 +205,11 @@ def ref_mvn_kl(loc_p, scale_tril_p, loc_q, scale_tril_q):
     m = np.linalg.solve(scale_tril_q, scale_tril_p)
     z = np.linalg.solve(scale_tril_q, (loc_p - loc_q)[..., None])[..., 0]
     trace = np.sum(m * m, axis=(-2, -1))
-    return 0.5 * (trace + np.sum(z * z, axis=-1) - dim) + _log_det(scale_tril_q) - _log_det(
-            scale_tril_p)
+    return (
+        0.5 * (trace + np.sum(z * z, axis=-1) - dim)
+        + _log_det(scale_tril_q)
+        - _log_det(scale_tril_p)
+    )
 
 
 def ref_categorical_entropy(logits):
@@ -230,119 +237,167 @@ ELEMENTWISE_ACCELERATOR = (65536, 262144)
 ELEMENTWISE_QUICK = (128,)
 
 WORKLOADS: tuple[Workload, ...] = (
-        Workload(
-                name="bernoulli_log_prob_binary",
-                title="Bernoulli log-likelihood from logits, 784 binary pixels",
-                params=("logits",), data=("x",),
-                make_inputs=_bernoulli_inputs(binary=True),
-                reference=ref_bernoulli_log_prob,
-                dim=MNIST_PIXELS, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
-                dim_label="pixels",
-        ),
-        Workload(
-                name="bernoulli_log_prob_grey",
-                title="Bernoulli log-likelihood from logits, 784 grey-level pixels",
-                params=("logits",), data=("x",),
-                make_inputs=_bernoulli_inputs(binary=False),
-                reference=ref_bernoulli_log_prob,
-                dim=MNIST_PIXELS, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
-                dim_label="pixels",
-        ),
-        Workload(
-                name="normal_log_prob",
-                title="Diagonal Gaussian log-likelihood, 784 dims",
-                params=("loc", "log_scale"), data=("x",),
-                make_inputs=_normal_inputs,
-                reference=ref_normal_log_prob,
-                dim=MNIST_PIXELS, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
-                dims=(8, 32, 128, 512, 2048),
-        ),
-        Workload(
-                name="normal_kl_standard",
-                title="KL(N(μ, σ²) ‖ N(0, I)), 32 dims",
-                params=("loc", "log_scale"), data=(),
-                make_inputs=_kl_standard_inputs,
-                reference=ref_normal_kl_standard,
-                dim=LATENT_DIM, batches=(128, 1024, 16384, 131072),
-                quick_batches=ELEMENTWISE_QUICK, headline=16384,
-                accelerator_batches=(1 << 20, 1 << 22),
-        ),
-        Workload(
-                name="normal_kl",
-                title="KL between two diagonal Gaussians, 32 dims",
-                params=("loc_p", "log_scale_p", "loc_q", "log_scale_q"), data=(),
-                make_inputs=_normal_kl_inputs,
-                reference=ref_normal_kl,
-                dim=LATENT_DIM, batches=(128, 1024, 16384, 131072),
-                quick_batches=ELEMENTWISE_QUICK, headline=16384,
-                accelerator_batches=(1 << 20, 1 << 22),
-        ),
-        Workload(
-                name="mvn_log_prob_shared",
-                title="Full-covariance log-likelihood, D = 64, one distribution × N points",
-                params=("loc", "scale_tril"), data=("x",),
-                make_inputs=_mvn_shared_inputs,
-                reference=ref_mvn_log_prob,
-                dim=MVN_DIM, batches=(128, 1024, 4096, 16384), quick_batches=(128,),
-                dims=(8, 16, 32, 64, 128, 256),
-                dim_sweep_batch=4096, memory_bound=False, batch_label="points", headline=4096,
-                accelerator_batches=ELEMENTWISE_ACCELERATOR,
-        ),
-        Workload(
-                name="mvn_log_prob_batched",
-                title="Full-covariance log-likelihood, D = 64, N distributions × 16 points",
-                params=("loc", "scale_tril"), data=("x",),
-                make_inputs=_mvn_batched_inputs,
-                reference=ref_mvn_log_prob,
-                dim=MVN_DIM, batches=(16, 64, 256), quick_batches=(16,),
-                dims=(8, 16, 32, 64, 128, 256),
-                dim_sweep_batch=64, memory_bound=False, batch_label="distributions",
-                headline=256, accelerator_batches=(1024, 4096),
-        ),
-        Workload(
-                name="mvn_kl",
-                title="Full-covariance KL, D = 64, N pairs",
-                params=("loc_p", "scale_tril_p", "loc_q", "scale_tril_q"), data=(),
-                make_inputs=_mvn_kl_inputs,
-                reference=ref_mvn_kl,
-                dim=MVN_DIM, batches=(16, 64, 256), quick_batches=(16,),
-                dims=(8, 16, 32, 64, 128, 256),
-                dim_sweep_batch=32, memory_bound=False, batch_label="pairs", headline=256,
-                accelerator_batches=(1024, 4096),
-        ),
-        Workload(
-                name="categorical_entropy",
-                title="Categorical entropy, 1000 classes",
-                params=("logits",), data=(),
-                make_inputs=_categorical_inputs(("logits",)),
-                reference=ref_categorical_entropy,
-                dim=CLASSES, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
-                dim_label="classes",
-        ),
-        Workload(
-                name="categorical_kl",
-                title="Categorical KL, 1000 classes",
-                params=("logits_p", "logits_q"), data=(),
-                make_inputs=_categorical_inputs(("logits_p", "logits_q")),
-                reference=ref_categorical_kl,
-                dim=CLASSES, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
-                dim_label="classes",
-        ),
-        Workload(
-                name="vae_loss",
-                title="VAE loss: Bernoulli reconstruction (784 px) + analytic KL (32 dims)",
-                params=("logits", "loc", "log_scale"), data=("x",),
-                make_inputs=_vae_inputs,
-                reference=ref_vae_loss,
-                dim=MNIST_PIXELS, batches=ELEMENTWISE_BATCHES, quick_batches=ELEMENTWISE_QUICK,
-                headline=ELEMENTWISE_HEADLINE, accelerator_batches=ELEMENTWISE_ACCELERATOR,
-                dim_label="pixels",
-        ),
+    Workload(
+        name="bernoulli_log_prob_binary",
+        title="Bernoulli log-likelihood from logits, 784 binary pixels",
+        params=("logits",),
+        data=("x",),
+        make_inputs=_bernoulli_inputs(binary=True),
+        reference=ref_bernoulli_log_prob,
+        dim=MNIST_PIXELS,
+        batches=ELEMENTWISE_BATCHES,
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="pixels",
+    ),
+    Workload(
+        name="bernoulli_log_prob_grey",
+        title="Bernoulli log-likelihood from logits, 784 grey-level pixels",
+        params=("logits",),
+        data=("x",),
+        make_inputs=_bernoulli_inputs(binary=False),
+        reference=ref_bernoulli_log_prob,
+        dim=MNIST_PIXELS,
+        batches=ELEMENTWISE_BATCHES,
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="pixels",
+    ),
+    Workload(
+        name="normal_log_prob",
+        title="Diagonal Gaussian log-likelihood, 784 dims",
+        params=("loc", "log_scale"),
+        data=("x",),
+        make_inputs=_normal_inputs,
+        reference=ref_normal_log_prob,
+        dim=MNIST_PIXELS,
+        batches=ELEMENTWISE_BATCHES,
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dims=(8, 32, 128, 512, 2048),
+    ),
+    Workload(
+        name="normal_kl_standard",
+        title="KL(N(μ, σ²) ‖ N(0, I)), 32 dims",
+        params=("loc", "log_scale"),
+        data=(),
+        make_inputs=_kl_standard_inputs,
+        reference=ref_normal_kl_standard,
+        dim=LATENT_DIM,
+        batches=(128, 1024, 16384, 131072),
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=16384,
+        accelerator_batches=(1 << 20, 1 << 22),
+    ),
+    Workload(
+        name="normal_kl",
+        title="KL between two diagonal Gaussians, 32 dims",
+        params=("loc_p", "log_scale_p", "loc_q", "log_scale_q"),
+        data=(),
+        make_inputs=_normal_kl_inputs,
+        reference=ref_normal_kl,
+        dim=LATENT_DIM,
+        batches=(128, 1024, 16384, 131072),
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=16384,
+        accelerator_batches=(1 << 20, 1 << 22),
+    ),
+    Workload(
+        name="mvn_log_prob_shared",
+        title="Full-covariance log-likelihood, D = 64, one distribution × N points",
+        params=("loc", "scale_tril"),
+        data=("x",),
+        make_inputs=_mvn_shared_inputs,
+        reference=ref_mvn_log_prob,
+        dim=MVN_DIM,
+        batches=(128, 1024, 4096, 16384),
+        quick_batches=(128,),
+        dims=(8, 16, 32, 64, 128, 256),
+        dim_sweep_batch=4096,
+        memory_bound=False,
+        batch_label="points",
+        headline=4096,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+    ),
+    Workload(
+        name="mvn_log_prob_batched",
+        title="Full-covariance log-likelihood, D = 64, N distributions × 16 points",
+        params=("loc", "scale_tril"),
+        data=("x",),
+        make_inputs=_mvn_batched_inputs,
+        reference=ref_mvn_log_prob,
+        dim=MVN_DIM,
+        batches=(16, 64, 256),
+        quick_batches=(16,),
+        dims=(8, 16, 32, 64, 128, 256),
+        dim_sweep_batch=64,
+        memory_bound=False,
+        batch_label="distributions",
+        headline=256,
+        accelerator_batches=(1024, 4096),
+    ),
+    Workload(
+        name="mvn_kl",
+        title="Full-covariance KL, D = 64, N pairs",
+        params=("loc_p", "scale_tril_p", "loc_q", "scale_tril_q"),
+        data=(),
+        make_inputs=_mvn_kl_inputs,
+        reference=ref_mvn_kl,
+        dim=MVN_DIM,
+        batches=(16, 64, 256),
+        quick_batches=(16,),
+        dims=(8, 16, 32, 64, 128, 256),
+        dim_sweep_batch=32,
+        memory_bound=False,
+        batch_label="pairs",
+        headline=256,
+        accelerator_batches=(1024, 4096),
+    ),
+    Workload(
+        name="categorical_entropy",
+        title="Categorical entropy, 1000 classes",
+        params=("logits",),
+        data=(),
+        make_inputs=_categorical_inputs(("logits",)),
+        reference=ref_categorical_entropy,
+        dim=CLASSES,
+        batches=ELEMENTWISE_BATCHES,
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="classes",
+    ),
+    Workload(
+        name="categorical_kl",
+        title="Categorical KL, 1000 classes",
+        params=("logits_p", "logits_q"),
+        data=(),
+        make_inputs=_categorical_inputs(("logits_p", "logits_q")),
+        reference=ref_categorical_kl,
+        dim=CLASSES,
+        batches=ELEMENTWISE_BATCHES,
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="classes",
+    ),
+    Workload(
+        name="vae_loss",
+        title="VAE loss: Bernoulli reconstruction (784 px) + analytic KL (32 dims)",
+        params=("logits", "loc", "log_scale"),
+        data=("x",),
+        make_inputs=_vae_inputs,
+        reference=ref_vae_loss,
+        dim=MNIST_PIXELS,
+        batches=ELEMENTWISE_BATCHES,
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="pixels",
+    ),
 )
 
 BY_NAME = {w.name: w for w in WORKLOADS}

@@ -24,7 +24,8 @@ MODES = ("forward", "value_and_grad")
 @pytest.fixture(scope="module")
 def quick_run(run_quick_benchmark):
     return run_quick_benchmark(
-            "benchmarks.kernels", out_name="bench", timeout=300, results="*.json")
+        "benchmarks.kernels", out_name="bench", timeout=300, results="*.json"
+    )
 
 
 def test_names_the_device(quick_run):
@@ -41,8 +42,11 @@ def test_names_the_device(quick_run):
 @pytest.mark.parametrize("peer", ["genmath", "jnp"])
 def test_every_workload_is_timed(quick_run, workload, mode, peer):
     result, _, _, _ = quick_run
-    records = [r for r in result["records"]
-               if r["workload"] == workload and r["mode"] == mode and r["peer"] == peer]
+    records = [
+        r
+        for r in result["records"]
+        if r["workload"] == workload and r["mode"] == mode and r["peer"] == peer
+    ]
     assert records, f"no {peer} {mode} record for {workload}"
     for record in records:
         assert record["status"] == "ok", record["status"]
@@ -55,8 +59,11 @@ def test_every_workload_is_timed(quick_run, workload, mode, peer):
 @pytest.mark.parametrize("workload", [w.name for w in WORKLOADS])
 def test_genmath_is_correct(quick_run, workload):
     result, _, _, _ = quick_run
-    records = [r for r in result["records"] if r["workload"] == workload
-               and r["peer"] == "genmath" and r["mode"] == "forward"]
+    records = [
+        r
+        for r in result["records"]
+        if r["workload"] == workload and r["peer"] == "genmath" and r["mode"] == "forward"
+    ]
     for record in records:
         assert record["max_rel_err"] <= result["tolerance"][record["dtype"]]
         assert record["correct"] is True
@@ -95,16 +102,23 @@ def _scipy_reference(name: str, inputs: dict) -> np.ndarray:
         scale_q = np.exp(i.get("log_scale_q", 0.0))
         loc_p = i.get("loc_p", i.get("loc"))
         scale_p = np.exp(i.get("log_scale_p", i.get("log_scale")))
-        terms = np.log(scale_q / scale_p) + (scale_p**2 + (loc_p - loc_q) ** 2) / (
-                2 * scale_q**2) - 0.5
+        terms = (
+            np.log(scale_q / scale_p) + (scale_p**2 + (loc_p - loc_q) ** 2) / (2 * scale_q**2) - 0.5
+        )
         return np.sum(terms, -1)
     if name.startswith("mvn_log_prob"):
         x, loc, tril = i["x"], i["loc"], i["scale_tril"]
         if tril.ndim == 2:
             return scipy.stats.multivariate_normal(loc, tril @ tril.T).logpdf(x)
-        return np.stack([
-                [scipy.stats.multivariate_normal(loc[j], tril[j] @ tril[j].T).logpdf(x[s, j])
-                 for j in range(x.shape[1])] for s in range(x.shape[0])])
+        return np.stack(
+            [
+                [
+                    scipy.stats.multivariate_normal(loc[j], tril[j] @ tril[j].T).logpdf(x[s, j])
+                    for j in range(x.shape[1])
+                ]
+                for s in range(x.shape[0])
+            ]
+        )
     if name == "mvn_kl":
         out = []
         for k in range(len(i["loc_p"])):
@@ -112,14 +126,25 @@ def _scipy_reference(name: str, inputs: dict) -> np.ndarray:
             cov_q = i["scale_tril_q"][k] @ i["scale_tril_q"][k].T
             inv_q = np.linalg.inv(cov_q)
             d = i["loc_q"][k] - i["loc_p"][k]
-            out.append(0.5 * (np.trace(inv_q @ cov_p) + d @ inv_q @ d - len(d)
-                              + np.linalg.slogdet(cov_q)[1] - np.linalg.slogdet(cov_p)[1]))
+            out.append(
+                0.5
+                * (
+                    np.trace(inv_q @ cov_p)
+                    + d @ inv_q @ d
+                    - len(d)
+                    + np.linalg.slogdet(cov_q)[1]
+                    - np.linalg.slogdet(cov_p)[1]
+                )
+            )
         return np.array(out)
     if name == "categorical_entropy":
         return scipy.stats.entropy(scipy.special.softmax(i["logits"], -1), axis=-1)
     if name == "categorical_kl":
-        return scipy.stats.entropy(scipy.special.softmax(i["logits_p"], -1),
-                                   scipy.special.softmax(i["logits_q"], -1), axis=-1)
+        return scipy.stats.entropy(
+            scipy.special.softmax(i["logits_p"], -1),
+            scipy.special.softmax(i["logits_q"], -1),
+            axis=-1,
+        )
     if name == "vae_loss":
         kl = _scipy_reference("normal_kl_standard", i)
         return kl - _scipy_reference("bernoulli_log_prob_binary", i)
@@ -155,23 +180,27 @@ def _timing(median, p25, p75, correct=True):
 
 
 @pytest.mark.parametrize(
-        ("genmath", "best", "expected"),
-        [
-            (_timing(1.00, 0.95, 1.05), _timing(1.10, 1.0, 1.2), "✓"),
-            # A median gap inside both interquartile ranges is not evidence.
-            (_timing(1.05, 0.95, 1.15), _timing(1.00, 0.90, 1.10), "✓ (≈ x, within noise)"),
-            # Quartiles apart: slower.
-            (_timing(1.30, 1.25, 1.35), _timing(1.00, 0.95, 1.05), "✗ slower than x"),
-            (_timing(1.00, 0.95, 1.05, correct=False), None, "✗ WRONG"),
-        ],
+    ("genmath", "best", "expected"),
+    [
+        (_timing(1.00, 0.95, 1.05), _timing(1.10, 1.0, 1.2), "✓"),
+        # A median gap inside both interquartile ranges is not evidence.
+        (_timing(1.05, 0.95, 1.15), _timing(1.00, 0.90, 1.10), "✓ (≈ x, within noise)"),
+        # Quartiles apart: slower.
+        (_timing(1.30, 1.25, 1.35), _timing(1.00, 0.95, 1.05), "✗ slower than x"),
+        (_timing(1.00, 0.95, 1.05, correct=False), None, "✗ WRONG"),
+    ],
 )
 def test_target_verdict_needs_evidence_beyond_the_noise(genmath, best, expected):
     from benchmarks._src import render
 
     jnp_ = dict(genmath, correct=True)  # on par with jnp: only the peer comparison counts
-    row = {"genmath": genmath, "jnp": jnp_, "best": best,
-           "vs_jnp": genmath["median_s"] / jnp_["median_s"],
-           "vs_best": None if best is None else genmath["median_s"] / best["median_s"]}
+    row = {
+        "genmath": genmath,
+        "jnp": jnp_,
+        "best": best,
+        "vs_jnp": genmath["median_s"] / jnp_["median_s"],
+        "vs_best": None if best is None else genmath["median_s"] / best["median_s"],
+    }
     assert render._verdict(row) == expected
 
 

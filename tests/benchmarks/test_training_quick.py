@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from benchmarks import training
+from benchmarks._src import training_jax, training_report
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 JAX_CONTENDERS = tuple(training.JAX_CONTENDERS)
@@ -24,8 +25,8 @@ QUICK_TORCH = training.torch_name(1)
 @pytest.fixture(scope="module")
 def quick_run(run_quick_benchmark):
     result, stdout, readme, _ = run_quick_benchmark(
-            "benchmarks.training", out_name="train-bench", timeout=420,
-            results="training-*.json")
+        "benchmarks.training", out_name="train-bench", timeout=540, results="training-*.json"
+    )
     return result, stdout, readme
 
 
@@ -65,8 +66,11 @@ def test_contender_is_timed_and_learns(quick_run, name):
 def test_contenders_reach_similar_losses(quick_run):
     """The same model and loss: after the same steps, final losses agree to a few percent."""
     result, _, _ = quick_run
-    finals = {c["name"]: c["final_loss"] for c in result["head_to_head"]["contenders"]
-              if c["status"] == "ok"}
+    finals = {
+        c["name"]: c["final_loss"]
+        for c in result["head_to_head"]["contenders"]
+        if c["status"] == "ok"
+    }
     for loss in finals.values():
         assert abs(loss - finals["scan"]) / finals["scan"] < 0.15, finals
 
@@ -94,8 +98,9 @@ def test_torch_missing_gives_a_clear_reason(monkeypatch):
     assert "torch is not installed" in reason and training.TORCH_PIN in reason
 
 
-@pytest.mark.parametrize(("spec", "expected"), [("cores,1", [2, 1]), ("1", [1]),
-                                                ("2,cores", [2]), (" 3 , 1", [3, 1])])
+@pytest.mark.parametrize(
+    ("spec", "expected"), [("cores,1", [2, 1]), ("1", [1]), ("2,cores", [2]), (" 3 , 1", [3, 1])]
+)
 def test_torch_thread_counts(spec, expected):
     assert training.torch_thread_counts(spec, cores=2) == expected
 
@@ -106,10 +111,79 @@ def test_torch_thread_counts_rejects_bad_input(spec):
         training.torch_thread_counts(spec, cores=2)
 
 
+BREAKDOWN_FIELDS = (
+    "step_compute_s",
+    "binarize_bernoulli_s",
+    "binarize_pixels_s",
+    "gather_s",
+    "plain_scan_s",
+    "scan_trainer_s",
+    "jax_loop_s",
+    "trainer_overhead_s",
+    "step_plus_binarize_s",
+    "loop_dispatch_s",
+    "binarize_speedup",
+)
+
+
+def test_breakdown_is_recorded(quick_run):
+    result, _, _ = quick_run
+    breakdown = result["head_to_head"]["breakdown"]
+    assert breakdown["steps_per_epoch"] == result["head_to_head"]["steps_per_epoch"]
+    assert set(breakdown["components"]) == set(training_jax.BREAKDOWN)
+    for name, entry in breakdown["components"].items():
+        assert entry["label"] == training_jax.BREAKDOWN[name]
+        assert len(entry["epoch_s"]) == 1 and entry["rounds"] == [1]
+        assert math.isfinite(entry["median_epoch_s"]) and entry["median_epoch_s"] > 0, name
+    for field in BREAKDOWN_FIELDS:
+        assert math.isfinite(breakdown[field]), field  # differences may be negative
+    for field in ("step_compute_s", "binarize_pixels_s", "plain_scan_s", "binarize_speedup"):
+        assert breakdown[field] > 0, field
+    scan = _contender(result, "scan")
+    plain = breakdown["components"]["plain-scan"]
+    assert breakdown["trainer_overhead_s"] == pytest.approx(
+        scan["epoch_s"][0] - plain["epoch_s"][0]
+    )
+    # Both binarisations draw Bernoulli(pixel / 255): their mean is the mean intensity.
+    pixels = {n: breakdown["components"][n]["mean_pixel"] for n in training_jax.BINARIZERS}
+    for name in ("binarize-bernoulli", "binarize-pixels", "binarize-pixels-rbg"):
+        assert abs(pixels[name] - pixels["gather"]) < 0.01, pixels
+    # The scans that train learn.
+    for name in ("step-only", "plain-scan"):
+        losses = breakdown["components"][name]["losses"]
+        assert losses[-1] < losses[0], (name, losses)
+
+
+def test_paired_difference_pairs_by_round():
+    a = {"rounds": [1, 2, 3], "epoch_s": [1.0, 2.0, 9.0]}
+    b = {"rounds": [1, 3], "epoch_s": [0.5, 8.0]}
+    assert training.paired_difference(a, b) == pytest.approx(0.75)  # median of 0.5, 1.0
+    assert training.paired_difference(a, {"rounds": [], "epoch_s": []}) is None
+
+
+def test_breakdown_renders_without_a_run():
+    breakdown = {
+        "steps_per_epoch": 10,
+        "components": {"plain-scan": {"label": "plain scan label", "median_epoch_s": 1.0}},
+        "plain_scan_s": 1.0,
+        "scan_trainer_s": 1.2,
+        "trainer_overhead_s": -0.05,
+        "binarize_speedup": 1.5,
+    }
+    rows = training_report._breakdown_rows(breakdown)
+    assert [r[0] for r in rows] == ["plain scan", "Trainer overhead", "scan Trainer"]
+    assert rows[0][1] == "plain scan label"
+    assert rows[1][2] == "−50.00 ms" and rows[1][4] == "−4 %"
+    assert "1.50×" in training_report._breakdown_note(breakdown)
+
+
 def test_quality_run_is_recorded(quick_run):
     result, _, _ = quick_run
     burda = result["quality"]["burda"]
     assert burda["preset"] == "burda" and burda["epochs"] == 1
+    assert "train_and_evaluate(configs.burda()" in burda["call"]
+    assert burda["config"]["train"]["batch_size"] == 20 == burda["batch_size"]
+    assert burda["config"]["train_examples"] == 1000
     assert burda["eval_samples"] == 10
     for key in ("test_neg_elbo_nats", "test_nll_nats", "wall_s"):
         assert math.isfinite(burda[key]) and burda[key] > 0, key
@@ -124,3 +198,6 @@ def test_report_renders_the_run(quick_run):
     for name in JAX_CONTENDERS:
         assert f"| {name} |" in readme
     assert "| burda (batch 20) | 1 |" in readme
+    assert "#### Breakdown of an epoch" in readme
+    for part in ("step alone", "binarise, old", "binarise, new", "Trainer overhead"):
+        assert f"| {part} |" in readme
