@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from models.mnist import MNIST_DIR_ENV, Mnist, load_mnist
+from tests.synthetic import make_synthetic_mnist
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -45,28 +45,7 @@ def mnist(mnist_dir, tfds_dir) -> Mnist:
     return load_mnist(mnist_dir, tfds_dir=tfds_dir)
 
 
-def make_synthetic_mnist(num_train: int = 1024, num_test: int = 256, seed: int = 0) -> Mnist:
-    """Random MNIST-shaped data: digit-like strokes are not needed to test mechanics.
-
-    Pixels are mostly dark with bright blobs, so binarisations are neither all 0 nor all 1.
-    """
-    rng = np.random.default_rng(seed)
-
-    def images(n):
-        bright = rng.random((n, 28, 28)) < 0.2
-        return np.where(
-            bright, rng.integers(128, 256, (n, 28, 28)), rng.integers(0, 40, (n, 28, 28))
-        )
-
-    return Mnist(
-        train_images=images(num_train).astype(np.uint8),
-        train_labels=rng.integers(0, 10, num_train).astype(np.int32),
-        test_images=images(num_test).astype(np.uint8),
-        test_labels=rng.integers(0, 10, num_test).astype(np.int32),
-    )
-
-
 @pytest.fixture(scope="session")
 def synthetic_mnist() -> Mnist:
-    """Small random MNIST-shaped arrays for unit tests of models, trainers and examples."""
+    """Small MNIST-shaped arrays with class structure (:mod:`tests.synthetic`)."""
     return make_synthetic_mnist()

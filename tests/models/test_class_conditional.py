@@ -22,7 +22,7 @@ from examples.naive_bayes import train as example
 from models import class_conditional, factorized
 from models import mnist as mnist_data  # `mnist` is the fixture with the arrays
 from models.training import Batch, ConfigError, TrainConfig, Trainer
-from tests.models.test_factorized import compilations, synthetic_mnist
+from tests.synthetic import compilations, make_synthetic_mnist
 
 
 def tol(dtype) -> float:
@@ -31,7 +31,7 @@ def tol(dtype) -> float:
 
 @pytest.fixture(scope="module")
 def synthetic() -> mnist_data.Mnist:
-    return synthetic_mnist()
+    return make_synthetic_mnist()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Factorized Bernoulli model: the shared likelihood helper, the loss and its closed-form optimum,
 evaluation (compiled once), determinism, sampling, and the example end to end.
 
-Mechanism tests run on small synthetic MNIST-shaped data (:func:`synthetic_mnist`); only the
+Mechanism tests run on small synthetic MNIST-shaped data (:mod:`tests.synthetic`); only the
 agreement of optax training with the closed form on real MNIST needs the real data.
 """
 
@@ -21,6 +21,7 @@ from examples.factorized_bernoulli import train as example
 from models import factorized
 from models import mnist as mnist_data  # `mnist` is the fixture with the arrays
 from models.training import Batch, ConfigError, TrainConfig, Trainer
+from tests.synthetic import compilations, make_synthetic_mnist
 
 
 def tol(dtype) -> float:
@@ -28,35 +29,13 @@ def tol(dtype) -> float:
     return 1e-5 if jnp.dtype(dtype) == jnp.float32 else 1e-12
 
 
-def synthetic_mnist(num_train: int = 2000, num_test: int = 500, seed: int = 0) -> mnist_data.Mnist:
-    """Random uint8 MNIST-shaped data with class structure: each of the 10 labels has its own
-    random template of bright pixels, so classes are separable and a mixture fits better
-    than one factorized Bernoulli, as on MNIST."""
-    rng = np.random.default_rng(seed)
-    templates = rng.random((10, 28, 28)) < 0.25
-
-    def split(n):
-        labels = rng.integers(0, 10, n).astype(np.int32)
-        bright = rng.random((n, 28, 28)) < np.where(templates[labels], 0.85, 0.05)
-        high, low = rng.integers(180, 256, (n, 28, 28)), rng.integers(0, 30, (n, 28, 28))
-        return np.where(bright, high, low).astype(np.uint8), labels
-
-    train_images, train_labels = split(num_train)
-    test_images, test_labels = split(num_test)
-    return mnist_data.Mnist(train_images, train_labels, test_images, test_labels)
-
-
 @pytest.fixture(scope="module")
 def synthetic() -> mnist_data.Mnist:
-    return synthetic_mnist()
+    return make_synthetic_mnist()
 
 
 def small_config(**train) -> configs.Config:
     return configs.Config(train=TrainConfig(**{"epochs": 1, "learning_rate": 0.1, **train}))
-
-
-def compilations(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
 
 
 # ------------------------------------------------------------------ likelihood and loss

@@ -21,7 +21,7 @@ from examples.mixture import train as example
 from models import factorized, mixture
 from models import mnist as mnist_data  # `mnist` is the fixture with the arrays
 from models.training import Batch, ConfigError, TrainConfig, Trainer
-from tests.models.test_factorized import synthetic_mnist
+from tests.synthetic import make_synthetic_mnist
 
 
 def tol(dtype) -> float:
@@ -50,7 +50,7 @@ def brute_force_log_prob(x: np.ndarray, logits: np.ndarray, mixture_logits: np.n
 
 @pytest.fixture(scope="module")
 def synthetic() -> mnist_data.Mnist:
-    return synthetic_mnist()
+    return make_synthetic_mnist()
 
 
 @pytest.fixture(scope="module")
