@@ -26,6 +26,12 @@ SAMPLERS = {
         lambda key, s: genmath.bernoulli.sample(key, logits=jnp.zeros((2, 3)), sample_shape=s),
         (2, 3),
     ),
+    "bernoulli.continuous_sample": (
+        lambda key, s: genmath.bernoulli.continuous_sample(
+            key, logits=jnp.zeros((2, 3)), sample_shape=s
+        ),
+        (2, 3),
+    ),
     "normal.sample": (
         lambda key, s: genmath.normal.sample(
             key, loc=jnp.zeros((2, 3)), log_scale=0.0, sample_shape=s
@@ -56,14 +62,30 @@ def test_data_positional_and_options_keyword_only(fn):
     assert "shape" not in inspect.signature(fn).parameters, fn.__name__
 
 
-def test_every_sampler_is_covered():
-    samplers = {
-        f"{module.__name__.split('.')[-1]}.{name}"
-        for module in MODULES
-        for name in module.__all__
-        if name == "sample" or name.endswith("_sample")
+SAMPLER_FUNCTIONS = [
+    pytest.param(getattr(module, name), id=f"{module.__name__}.{name}")
+    for module in MODULES
+    for name in module.__all__
+    if name == "sample" or name.endswith("_sample")
+]
+
+
+@pytest.mark.parametrize("fn", SAMPLER_FUNCTIONS)
+def test_every_sampler_takes_a_key_and_sample_shape(fn):
+    # The distrax / TFP convention for every sampler of every module: the key first,
+    # `sample_shape=()` keyword-only.
+    params = inspect.signature(fn).parameters
+    assert next(iter(params)) == "key", fn.__name__
+    assert params["sample_shape"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["sample_shape"].default == ()
+
+
+def test_the_samplers_tested_below_exist():
+    names = {
+        f"{fn.__module__.split('.')[-1]}.{fn.__name__}"
+        for fn in (p.values[0] for p in SAMPLER_FUNCTIONS)
     }
-    assert samplers <= set(SAMPLERS), samplers - set(SAMPLERS)
+    assert set(SAMPLERS) <= names, set(SAMPLERS) - names
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
@@ -81,7 +103,8 @@ def test_every_sampler_is_covered():
 )
 def test_sample_shape_is_prepended_to_the_batch_shape(name, sample_shape, prefix):
     draw, batch = SAMPLERS[name]
-    x = jax.jit(lambda key: draw(key, sample_shape))(jax.random.key(0))
+    # Traced as under jit, without compiling (only the shape is checked here).
+    x = jax.eval_shape(lambda key: draw(key, sample_shape), jax.random.key(0))
     assert x.shape == (*prefix, *batch)
 
 
@@ -89,7 +112,8 @@ def test_sample_shape_is_prepended_to_the_batch_shape(name, sample_shape, prefix
 def test_default_sample_shape_is_one_draw_and_an_int_equals_its_tuple(name):
     draw, batch = SAMPLERS[name]
     key = jax.random.key(1)
-    np.testing.assert_array_equal(draw(key, 3), draw(key, (3,)))
+    jitted = jax.jit(draw, static_argnums=1)
+    np.testing.assert_array_equal(jitted(key, 3), jitted(key, (3,)))
     assert draw(key, ()).shape == batch
     # The default: `sample_shape` left out.
     fn = {

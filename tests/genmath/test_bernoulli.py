@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import functools
 
 import jax
@@ -377,6 +378,279 @@ def test_entropy_and_log_prob_at_underflowed_probabilities(dtype):
         np.testing.assert_allclose(g, xs - special.expit(f64(lg)), atol=np.finfo(dtype).eps)
 
 
+# --- continuous Bernoulli: mean, entropy, cross-entropy, KL, sampling ----------------
+
+
+def _cb_decimal(eta):
+    """A(eta), mean, variance and entropy of CB(eta) in 60-digit decimal arithmetic (the
+    textbook closed forms, whose cancellations are harmless at that precision)."""
+    with decimal.localcontext() as context:
+        context.prec = 60
+        e = decimal.Decimal(float(eta))
+        if e == 0:
+            return decimal.Decimal(0), decimal.Decimal(1) / 2, decimal.Decimal(1) / 12
+        big = e.exp()
+        log_partition = ((big - 1) / e).ln()
+        mean = big / (big - 1) - 1 / e
+        variance = 1 / (e * e) - big / (big - 1) ** 2
+        return log_partition, mean, variance
+
+
+def ref_cb_mean(eta):
+    return np.array([float(_cb_decimal(e)[1]) for e in np.ravel(eta)]).reshape(np.shape(eta))
+
+
+def ref_cb_variance(eta):
+    return np.array([float(_cb_decimal(e)[2]) for e in np.ravel(eta)]).reshape(np.shape(eta))
+
+
+def ref_cb_entropy(eta):
+    out = []
+    for e in np.ravel(eta):
+        log_partition, mean, _ = _cb_decimal(e)
+        with decimal.localcontext() as context:
+            context.prec = 60
+            out.append(float(log_partition - decimal.Decimal(float(e)) * mean))
+    return np.array(out).reshape(np.shape(eta))
+
+
+def ref_cb_cross_entropy_and_kl(eta_p, eta_q):
+    ce, kl = [], []
+    for p, q in zip(np.ravel(eta_p), np.ravel(eta_q), strict=True):
+        a_p, mean_p, _ = _cb_decimal(p)
+        a_q, _, _ = _cb_decimal(q)
+        with decimal.localcontext() as context:
+            context.prec = 60
+            dq, dp = decimal.Decimal(float(q)), decimal.Decimal(float(p))
+            ce.append(float(a_q - dq * mean_p))
+            kl.append(float(a_q - a_p - (dq - dp) * mean_p))
+    shape = np.broadcast_shapes(np.shape(eta_p), np.shape(eta_q))
+    return np.array(ce).reshape(shape), np.array(kl).reshape(shape)
+
+
+def _cb_log_density(eta):
+    """log p(x) = eta x - A(eta) in float64, with A by quadrature (for |eta| <= 30)."""
+    shift = max(float(eta), 0.0)  # e^{eta x - shift} <= 1
+    mass, _ = integrate.quad(lambda x: np.exp(eta * x - shift), 0.0, 1.0, epsabs=0, epsrel=1e-13)
+    log_z = shift + np.log(mass)
+    return lambda x: eta * x - log_z
+
+
+CB_QUAD_LOGITS = [-30.0, -4.0, -3.0, -1.0, -0.05, 0.0, 1e-4, 0.7, 2.9, 3.1, 12.0, 30.0]
+
+
+@pytest.mark.parametrize("eta", CB_QUAD_LOGITS)
+def test_continuous_moments_match_quadrature(eta):
+    # Independent of the closed forms: the moments of the normalised density by quad.
+    log_p = _cb_log_density(eta)
+    quad = lambda f: integrate.quad(f, 0.0, 1.0, epsabs=1e-15, epsrel=1e-12)[0]
+    mean = quad(lambda x: x * np.exp(log_p(x)))
+    entropy = -quad(lambda x: np.exp(log_p(x)) * log_p(x))
+    dtype = DTYPES[-1]
+    # Quadrature is good to ~1e-10; in float32 the function's own rounding dominates.
+    rtol = max(1e-8, 32 * float(np.finfo(dtype).eps))
+    logits = jnp.asarray(eta, dtype)
+    np.testing.assert_allclose(bernoulli.continuous_mean(logits=logits), mean, rtol=rtol)
+    np.testing.assert_allclose(
+        bernoulli.continuous_entropy(logits=logits, axis=()), entropy, rtol=rtol, atol=rtol * 1e-4
+    )
+    # The identity log C(eta) = -A(eta) - log sigma(-eta) with the module's normaliser.
+    log_c = bernoulli.continuous_log_normalizer(logits=logits)
+    np.testing.assert_allclose(
+        log_p(0.0) - special.log_expit(-eta), log_c, rtol=rtol, atol=rtol * 1e-3
+    )
+
+
+@pytest.mark.parametrize("eta_p", [-12.0, -2.5, 0.0, 0.4, 3.5])
+@pytest.mark.parametrize("eta_q", [-6.0, -0.2, 0.0, 2.0, 25.0])
+def test_continuous_cross_entropy_and_kl_match_quadrature(eta_p, eta_q):
+    log_p, log_q = _cb_log_density(eta_p), _cb_log_density(eta_q)
+    quad = lambda f: integrate.quad(f, 0.0, 1.0, epsabs=1e-15, epsrel=1e-12)[0]
+    cross = -quad(lambda x: np.exp(log_p(x)) * log_q(x))
+    kl = quad(lambda x: np.exp(log_p(x)) * (log_p(x) - log_q(x)))
+    dtype = DTYPES[-1]
+    # Quadrature is good to ~1e-10; in float32 the function's own rounding dominates.
+    rtol = max(1e-8, 32 * float(np.finfo(dtype).eps))
+    lp, lq = jnp.asarray(eta_p, dtype), jnp.asarray(eta_q, dtype)
+    scale = 1.0 + abs(eta_p) + abs(eta_q)
+    got_ce = bernoulli.continuous_cross_entropy(logits_p=lp, logits_q=lq, axis=())
+    got_kl = bernoulli.continuous_kl(logits_p=lp, logits_q=lq, axis=())
+    # The documented absolute accuracy: a few ulps of 1 + |eta_p| + |eta_q|.
+    atol = (8 * float(np.finfo(dtype).eps) + 1e-11) * scale
+    np.testing.assert_allclose(got_ce, cross, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(got_kl, kl, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_mean_variance_entropy_to_a_few_ulps(dtype):
+    # Against 60-digit references: relative error of a few ulps everywhere, also where
+    # the textbook forms cancel (eta near 0, where the entropy is -eta^2 / 24) and at the
+    # switch from the series to the closed forms (|eta| = 3).
+    eta = np.concatenate(
+        [
+            [0.0],
+            np.logspace(-8, 4, 121),
+            -np.logspace(-8, 4, 121),
+            np.linspace(2.95, 3.05, 11),
+            -np.linspace(2.95, 3.05, 11),
+        ]
+    ).astype(dtype)
+    eps = np.finfo(dtype).eps
+    mean = jax.jit(lambda e: bernoulli.continuous_mean(logits=e))(eta)
+    entropy = jax.jit(lambda e: bernoulli.continuous_entropy(logits=e, axis=()))(eta)
+    np.testing.assert_allclose(mean, ref_cb_mean(eta), rtol=8 * eps, atol=0)
+    np.testing.assert_allclose(entropy, ref_cb_entropy(eta), rtol=8 * eps, atol=0)
+    # The derivatives, in closed form: mean' = variance, entropy' = -eta variance.
+    variance = ref_cb_variance(eta)
+    d_mean = jax.jit(jax.vmap(jax.grad(lambda e: bernoulli.continuous_mean(logits=e))))(eta)
+    d_entropy = jax.jit(
+        jax.vmap(jax.grad(lambda e: bernoulli.continuous_entropy(logits=e, axis=())))
+    )(eta)
+    np.testing.assert_allclose(d_mean, variance, rtol=8 * eps, atol=0)
+    np.testing.assert_allclose(d_entropy, -f64(eta) * variance, rtol=8 * eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_cross_entropy_kl_and_identity(dtype):
+    rng = np.random.default_rng(11)
+    lp = np.concatenate([rand_logits(rng, (40,), dtype, 4.0), [0.0, 1e-6, -3.0, 3.0, 1e4, -1e4]])
+    lq = np.concatenate([rand_logits(rng, (40,), dtype, 4.0), [0.5, 0.0, 3.0, -1e4, 1e4, 2.0]])
+    lp, lq = lp.astype(dtype), lq.astype(dtype)
+    ce = np.asarray(
+        jax.jit(lambda a, b: bernoulli.continuous_cross_entropy(logits_p=a, logits_q=b, axis=()))(
+            lp, lq
+        ),
+        np.float64,
+    )
+    kl = np.asarray(
+        jax.jit(lambda a, b: bernoulli.continuous_kl(logits_p=a, logits_q=b, axis=()))(lp, lq),
+        np.float64,
+    )
+    h = np.asarray(bernoulli.continuous_entropy(logits=lp, axis=()), np.float64)
+    ref_ce, ref_kl = ref_cb_cross_entropy_and_kl(lp, lq)
+    # The documented accuracy: a few ulps of 1 + |eta_p| + |eta_q| per element.
+    bound = 8 * np.finfo(dtype).eps * (1 + np.abs(f64(lp)) + np.abs(f64(lq)))
+    assert np.all(np.abs(ce - ref_ce) <= bound), np.max(np.abs(ce - ref_ce) / bound)
+    assert np.all(np.abs(kl - ref_kl) <= bound), np.max(np.abs(kl - ref_kl) / bound)
+    assert np.all(kl >= 0)
+    # KL = H(p, q) - H(p).
+    assert np.all(np.abs(kl - (ce - h)) <= 2 * bound)
+    # H(p, p) = H(p), and summing over an axis.
+    np.testing.assert_allclose(
+        bernoulli.continuous_cross_entropy(logits_p=lp, logits_q=lp, axis=()),
+        h,
+        atol=float(np.max(bound)),
+    )
+    total = bernoulli.continuous_kl(logits_p=lp.reshape(2, 23), logits_q=lq.reshape(2, 23))
+    np.testing.assert_allclose(total, kl.reshape(2, 23).sum(-1), rtol=tol(dtype)["rtol"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_kl_of_equal_distributions_is_exactly_zero_with_zero_gradient(dtype):
+    logits = np.array([-1e4, -40.0, -3.0, -0.2, 0.0, 1e-7, 0.7, 2.999, 3.0, 40.0, 1e4], dtype)
+    logits = np.concatenate([logits, [np.inf, -np.inf]]).astype(dtype)
+    kl_same = jax.jit(lambda lg: bernoulli.continuous_kl(logits_p=lg, logits_q=lg, axis=()))
+    np.testing.assert_array_equal(kl_same(logits), 0.0)
+    kl_pq = lambda lp, lq: bernoulli.continuous_kl(logits_p=lp, logits_q=lq)
+    for grad in (jax.grad(kl_pq, argnums=(0, 1)), jax.jacfwd(kl_pq, argnums=(0, 1))):
+        g_p, g_q = jax.jit(grad)(logits, logits)
+        np.testing.assert_array_equal(g_p, 0.0)
+        np.testing.assert_array_equal(g_q, 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_extremes_and_point_masses(dtype):
+    inf = np.inf
+    big = np.array([1e4, -1e4, inf, -inf], dtype)
+    # Means and entropies: 1 - 1/eta, -1/eta, then point masses at 1 and 0.
+    np.testing.assert_allclose(
+        bernoulli.continuous_mean(logits=big), [1 - 1e-4, 1e-4, 1.0, 0.0], **tol(dtype)
+    )
+    h = np.asarray(bernoulli.continuous_entropy(logits=big, axis=()))
+    np.testing.assert_allclose(h[:2], 1 - np.log(1e4), **tol(dtype))
+    np.testing.assert_array_equal(h[2:], -inf)
+    # Pairs (p, q) with point masses: 0 / +inf divergences, +-inf cross-entropies.
+    lp = np.array([inf, inf, -inf, 0.0, inf, 2.0, -inf], dtype)
+    lq = np.array([inf, -inf, -inf, inf, 0.5, -inf, 1e4], dtype)
+    kl = bernoulli.continuous_kl(logits_p=lp, logits_q=lq, axis=())
+    np.testing.assert_array_equal(kl, [0.0, inf, 0.0, inf, inf, inf, inf])
+    ce = np.asarray(bernoulli.continuous_cross_entropy(logits_p=lp, logits_q=lq, axis=()))
+    np.testing.assert_array_equal(ce[:4], [-inf, inf, -inf, inf])
+    np.testing.assert_array_equal(ce[5], inf)
+    # A point-mass p at 1 against q: -log q(1) = A(eta_q) - eta_q (finite).
+    ref_ce, _ = ref_cb_cross_entropy_and_kl(np.array([1e4]), np.array([0.5]))
+    np.testing.assert_allclose(ce[4], float(_cb_decimal(0.5)[0]) - 0.5, **tol(dtype))
+    np.testing.assert_allclose(ce[6], float(_cb_decimal(1e4)[0]), **tol(dtype))
+    assert np.isfinite(ref_ce[0])
+    # Gradients: finite everywhere (0 at the infinite values), reverse and forward mode.
+    functions = [
+        lambda a, b: bernoulli.continuous_kl(logits_p=a, logits_q=b),
+        lambda a, b: bernoulli.continuous_cross_entropy(logits_p=a, logits_q=b),
+        lambda a, b: (
+            bernoulli.continuous_entropy(logits=a) + bernoulli.continuous_mean(logits=b).sum()
+        ),
+    ]
+    for fn in functions:
+        for grad in (jax.grad(fn, argnums=(0, 1)), jax.jacfwd(fn, argnums=(0, 1))):
+            for g in jax.jit(grad)(lp, lq):
+                assert np.all(np.isfinite(np.asarray(g)))
+    g = jax.grad(lambda a: bernoulli.continuous_entropy(logits=a))(big)
+    np.testing.assert_allclose(g[:2], [-1e-4, 1e-4], **tol(dtype))  # -eta var ~ -1/eta
+    np.testing.assert_array_equal(g[2:], 0.0)
+    # NaN stays NaN.
+    nan = np.array([np.nan], dtype)
+    for fn in (bernoulli.continuous_kl, bernoulli.continuous_cross_entropy):
+        assert np.isnan(float(fn(logits_p=nan, logits_q=np.array([inf], dtype))))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_sample_mean_distribution_and_range(dtype):
+    eta = np.array([-1e4, -30.0, -3.0, -0.5, -1e-6, 0.0, 1e-6, 0.5, 3.0, 30.0, 1e4], dtype)
+    eta = np.concatenate([eta, [np.inf, -np.inf]]).astype(dtype)
+    n = 20_000
+    x = jax.jit(lambda k, e: bernoulli.continuous_sample(k, logits=e, sample_shape=n))(
+        jax.random.key(0), eta
+    )
+    assert x.shape == (n, len(eta)) and x.dtype == dtype
+    x = np.asarray(x, np.float64)
+    assert np.all((x >= 0) & (x <= 1))
+    np.testing.assert_array_equal(x[:, -2:], np.broadcast_to([1.0, 0.0], (n, 2)))
+    # Monte Carlo mean against the closed form, within five standard errors.
+    mean = ref_cb_mean(eta[:-2])
+    se = np.sqrt(ref_cb_variance(eta[:-2]) / n)
+    assert np.all(np.abs(x[:, :-2].mean(0) - mean) <= 5 * se), (x[:, :-2].mean(0), mean, se)
+    # The whole distribution: Kolmogorov-Smirnov against the CDF (e^{eta x} - 1)/(e^eta - 1).
+    for j in (2, 3, 5, 7, 8):
+        e = float(eta[j])
+        cdf = (lambda v, e=e: v) if e == 0 else (lambda v, e=e: np.expm1(e * v) / np.expm1(e))
+        assert stats.kstest(x[:, j], cdf).pvalue > 1e-3, e
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_sample_is_reparameterised(dtype):
+    key = jax.random.key(1)
+    eta = np.array([-8.0, -2.0, -0.3, 0.0, 1e-5, 0.3, 2.0, 8.0, 200.0], dtype)
+    draw = lambda e: bernoulli.continuous_sample(key, logits=e, sample_shape=3)
+    # Finite differences at logits away from the tiny-|eta| expansion (steps stay out).
+    moderate = np.array([-8.0, -2.0, -0.3, 0.3, 2.0, 8.0], dtype)
+    test_util.check_grads(
+        jax.jit(draw), (moderate,), order=1, modes=("rev", "fwd"), **grad_tol(dtype)
+    )
+    g = np.asarray(jax.jit(jax.grad(lambda e: jnp.sum(draw(e))))(eta))
+    assert np.all(np.isfinite(g))
+    # E[dx/d eta] = d E[x] / d eta = Var[x]: pathwise gradients of the Monte Carlo mean.
+    n = 20_000
+    many = lambda e: bernoulli.continuous_sample(jax.random.key(2), logits=e, sample_shape=n)
+    per_sample = jax.jit(jax.jacfwd(lambda e: many(e)))(jnp.asarray(eta[:8]))  # (n, 8, 8)
+    per_sample = np.asarray(np.einsum("nii->ni", per_sample), np.float64)
+    variance = ref_cb_variance(eta[:8])
+    se = per_sample.std(0, ddof=1) / np.sqrt(n)
+    assert np.all(np.abs(per_sample.mean(0) - variance) <= 5 * se + 1e-12), (
+        per_sample.mean(0),
+        variance,
+    )
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_out_of_range_data(dtype):
     x = np.array([-0.5, 1.5, 2.0], dtype)
@@ -414,6 +688,11 @@ def all_functions(x, lg, q):
             bernoulli.cross_entropy(logits_p=lg, logits_q=q),
             bernoulli.kl(logits_p=lg, logits_q=q),
             bernoulli.continuous_log_normalizer(logits=lg).sum(-1),
+            bernoulli.continuous_mean(logits=lg).sum(-1),
+            bernoulli.continuous_entropy(logits=lg),
+            bernoulli.continuous_cross_entropy(logits_p=lg, logits_q=q),
+            bernoulli.continuous_kl(logits_p=lg, logits_q=q),
+            bernoulli.continuous_kl(logits_p=q, logits_q=lg),
         ]
     )
 
