@@ -23,6 +23,10 @@
 #
 # MNIST: GENMATH_MNIST_DIR, else shared/data/mnist in or beside the checkout, else .mnist/
 # (a folder of the four IDX .gz files; without tensorflow-datasets they are read with numpy).
+# A GPU machine that gets only the checkout: `mkdir .mnist && cp ../shared/data/mnist/*.gz
+# .mnist/`, `echo /.mnist/ >> .git/info/exclude`, and carry `.mnist`; then run
+# `bash benchmarks/gpu.sh --out "$OUT"` (files under $OUT come back) and copy the JSON files
+# into benchmarks/results before `python -m benchmarks.report`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     --dry-run) DRY=1 ;;
     --no-install) INSTALL=0 ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "gpu.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -65,8 +65,8 @@ RUNS = {
 }
 
 
-def config_for(name: str, *, epochs: int | None = None, seed: int = 0):
-    """The ``examples.vae.configs.Config`` of run ``name``."""
+def config_for(name: str, *, epochs: int | None = None, seed: int = 0, **overrides):
+    """The ``examples.vae.configs.Config`` of run ``name`` (``overrides``: Config fields)."""
     from examples.vae import configs
     from models import vae
 
@@ -80,8 +80,8 @@ def config_for(name: str, *, epochs: int | None = None, seed: int = 0):
         base,
         objective=vae.Objective(kind=kind, num_samples=k),
         train=train,
-        eval_samples=EVAL_SAMPLES,
         preset=f"burda ({name})",
+        **{"eval_samples": EVAL_SAMPLES, **overrides},
     )
 
 
@@ -149,6 +149,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--epochs", type=int, default=None, help="stop early (the bar needs all 3280)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-examples", type=int, default=None, help="smoke runs only")
+    parser.add_argument("--test-examples", type=int, default=None, help="smoke runs only")
+    parser.add_argument(
+        "--eval-samples", type=int, default=EVAL_SAMPLES, help="K of the test NLL (the bar: 5000)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="describe the run, train nothing")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
@@ -164,7 +169,14 @@ def main(argv=None) -> int:
         print("\n\n".join(describe(name, args.results) for name in RUNS))
         return 0
     print(describe(args.run, args.results), flush=True)
-    config = config_for(args.run, epochs=args.epochs, seed=args.seed)
+    config = config_for(
+        args.run,
+        epochs=args.epochs,
+        seed=args.seed,
+        eval_samples=args.eval_samples,
+        train_examples=args.train_examples,
+        test_examples=args.test_examples,
+    )
     if args.dry_run:
         return 0
 

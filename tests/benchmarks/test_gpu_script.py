@@ -53,3 +53,32 @@ def test_unknown_argument_is_refused():
     completed = _run("--bogus")
     assert completed.returncode == 2
     assert "unknown argument --bogus" in completed.stderr
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# Passes the environment check (reads its script from stdin); fails the IWAE step.
+case "$*" in
+  *benchmarks.iwae*) echo "iwae broke"; exit 3 ;;
+  *-m\\ benchmarks.*) echo "ran $*" ;;
+  *) cat > /dev/null ;;
+esac
+"""
+
+
+def test_a_failed_step_is_reported_and_the_others_still_run(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    completed = _run("--quick", "--out", str(out), env={"PYTHON": str(fake)})
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    log = (out / "gpu.log").read_text()
+    assert "step iwae FAILED (exit 3)" in log
+    assert "ran -m benchmarks.kernels" in log  # the step after the failed one ran
+    assert "failed steps: iwae" in log
+
+
+def test_without_a_working_environment_it_stops_at_once(tmp_path):
+    completed = _run("--quick", "--out", str(tmp_path), env={"PYTHON": "false"})
+    assert completed.returncode == 2
+    assert "not installing" in completed.stdout

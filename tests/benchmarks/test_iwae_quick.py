@@ -93,3 +93,13 @@ def test_unimplemented_quality_run_says_so():
 def test_bad_objectives_are_rejected(spec):
     with pytest.raises(SystemExit, match="--objectives"):
         iwae.parse_objectives(spec)
+
+
+def test_quality_run_trains_evaluates_and_judges(tmp_path, capsys):
+    argv = ["burda-iwae-k50", "--workdir", str(tmp_path), "--epochs", "1", "--no-progress"]
+    argv += ["--train-examples", "200", "--test-examples", "64", "--eval-samples", "10"]
+    assert quality.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "against Burda's 84.78 after 1 epochs: not met" in out
+    metrics = (tmp_path / "metrics.json").read_text()
+    assert '"kind": "iwae"' in metrics and '"num_samples": 50' in metrics
