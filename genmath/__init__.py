@@ -8,8 +8,28 @@ One small module per distribution, each a set of pure functions that work under
     kl = normal.kl_standard(loc=mu, log_scale=log_sigma)   # KL(q(z|x) || N(0, I))
 """
 
-from genmath import bayes, bernoulli, categorical, latent, mvn, normal
+from genmath import (
+    bayes,
+    bernoulli,
+    categorical,
+    dequantize,
+    discretized_logistic,
+    discretized_normal,
+    latent,
+    mvn,
+    normal,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["bayes", "bernoulli", "categorical", "latent", "mvn", "normal"]
+__all__ = [
+    "bayes",
+    "bernoulli",
+    "categorical",
+    "dequantize",
+    "discretized_logistic",
+    "discretized_normal",
+    "latent",
+    "mvn",
+    "normal",
+]

@@ -1,0 +1,261 @@
+"""Tests for genmath.discretized_logistic and genmath.discretized_normal (8-bit pixels)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import mpmath
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+from scipy import special as sp_special
+
+from genmath import discretized_logistic, discretized_normal
+from tests.genmath.helpers import DTYPES, grad_tol
+
+MODULES = {"logistic": discretized_logistic, "normal": discretized_normal}
+XS = [0, 1, 127, 128, 254, 255]
+LOCS = [-50.0, -1.0, 0.0, 0.3, 0.5, 1.0, 2.0, 50.0]
+LOG_SCALES = [-10.0, -7.0, -5.0, -3.0, -1.0, 0.0, 2.0, 5.0]
+
+
+@functools.cache
+def _mp_log_prob(kind: str, x: int, loc: float, log_scale: float, dtype: str) -> float:
+    """log P(bin x) in 60-digit arithmetic: each tail as its own small CDF, no cancellation.
+
+    The bin edges (x -+ 0.5)/255 are taken as rounded to ``dtype``, as the function
+    under test must round them: what is measured is the error of the
+    rest of the computation (x/255 - loc is ill-conditioned for a tiny scale).
+    """
+    dt = np.dtype(dtype).type
+    edge_lo = mpmath.mpf(float(dt(x - 0.5) / dt(255.0)))
+    edge_hi = mpmath.mpf(float(dt(x + 0.5) / dt(255.0)))
+    with mpmath.workdps(60):
+        scale = mpmath.exp(mpmath.mpf(log_scale))
+        loc = mpmath.mpf(loc)
+        a = -mpmath.inf if x == 0 else (edge_lo - loc) / scale
+        b = mpmath.inf if x == 255 else (edge_hi - loc) / scale
+        if kind == "logistic":
+
+            def cdf(z):
+                return mpmath.mpf(0) if z == -mpmath.inf else 1 / (1 + mpmath.exp(-z))
+        else:
+
+            def cdf(z):
+                return mpmath.ncdf(z)
+
+        # Reflect into the left half: F(b) - F(a) = F(-a) - F(-b) for both symmetric laws.
+        mid = b if x == 0 else (a if x == 255 else (a + b) / 2)
+        p = cdf(b) - cdf(a) if mid <= 0 else cdf(-a) - cdf(-b)
+        return float(mpmath.log(p))
+
+
+def _reference_tol(kind, dtype):
+    eps = float(np.finfo(dtype).eps)
+    if kind == "normal" and dtype == np.float64:
+        # jax.scipy.special.log_ndtr's asymptotic series for z < -20 is only good to ~2e-11
+        # relative in float64 (checked against mpmath), and the edge bins use it as is.
+        return 1e-10
+    return 64 * eps
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_log_prob_matches_mpmath_reference(kind, dtype):
+    grid = np.array(np.meshgrid(XS, LOCS, LOG_SCALES, indexing="ij")).reshape(3, -1)
+    x, loc, log_scale = grid
+    expected = np.array(
+        [_mp_log_prob(kind, int(a), b, c, np.dtype(dtype).name) for a, b, c in grid.T]
+    )
+    actual = MODULES[kind].log_prob(
+        x.astype(np.int32), loc=loc.astype(dtype), log_scale=log_scale.astype(dtype), axis=()
+    )
+    assert actual.dtype == dtype
+    tol = _reference_tol(kind, dtype)
+    err = np.abs(np.asarray(actual, np.float64) - expected) / np.maximum(1.0, np.abs(expected))
+    assert np.all(np.isfinite(actual))
+    assert err.max() <= tol, grid.T[np.argmax(err)]
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_log_prob_matches_scipy_cdf_differences_mid_range(kind):
+    # Where float64 CDF differences do not cancel, scipy's are a direct reference.
+    x = np.arange(256)
+    loc, log_scale = 0.4, -2.0
+    s = np.exp(log_scale)
+    lo = np.where(x == 0, -np.inf, ((x - 0.5) / 255 - loc) / s)
+    hi = np.where(x == 255, np.inf, ((x + 0.5) / 255 - loc) / s)
+    cdf = sp_special.expit if kind == "logistic" else sp_special.ndtr
+    expected = np.log(cdf(hi) - cdf(lo))
+    actual = MODULES[kind].log_prob(x, loc=jnp.asarray(loc), log_scale=log_scale, axis=())
+    np.testing.assert_allclose(actual, expected, rtol=1e-4 if actual.dtype == np.float32 else 1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(MODULES))
+@pytest.mark.parametrize("loc", [-3.0, 0.0, 0.5, 1.0, 5.0])
+@pytest.mark.parametrize("log_scale", [-10.0, -5.0, -2.0, 0.0, 5.0])
+def test_probabilities_of_all_256_bins_sum_to_one(kind, dtype, loc, log_scale):
+    x = jnp.arange(256)
+    lp = MODULES[kind].log_prob(x, loc=dtype(loc), log_scale=dtype(log_scale), axis=())
+    total = np.sum(np.exp(np.asarray(lp, np.float64)))
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert abs(total - 1.0) <= tol
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_mixture_is_the_log_sum_of_weighted_components_and_sums_to_one(kind, dtype, rng):
+    module = MODULES[kind]
+    logits = rng.normal(size=(3, 4)).astype(dtype)  # D = 3 pixels, K = 4 components
+    loc = rng.uniform(-0.5, 1.5, size=(3, 4)).astype(dtype)
+    log_scale = rng.uniform(-6.0, 1.0, size=(3, 4)).astype(dtype)
+    x = jnp.broadcast_to(jnp.arange(256)[:, None], (256, 3))
+    mix = module.mixture_log_prob(x, logits=logits, loc=loc, log_scale=log_scale, axis=())
+    assert mix.shape == (256, 3) and mix.dtype == dtype
+    components = module.log_prob(x[..., None], loc=loc, log_scale=log_scale, axis=())
+    expected = jax.nn.logsumexp(jax.nn.log_softmax(logits) + components, axis=-1)
+    np.testing.assert_allclose(mix, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    totals = np.exp(np.asarray(mix, np.float64)).sum(axis=0)
+    np.testing.assert_allclose(totals, 1.0, atol=1e-12 if dtype == np.float64 else 2e-5)
+    # The event axis sums the pixels.
+    summed = module.mixture_log_prob(x, logits=logits, loc=loc, log_scale=log_scale)
+    np.testing.assert_allclose(summed, mix.sum(-1), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_event_axis_sums_and_batch_broadcasts(kind):
+    module = MODULES[kind]
+    x = jnp.arange(24).reshape(2, 3, 4) * 10
+    loc = jnp.linspace(0.0, 1.0, 4)
+    elementwise = module.log_prob(x, loc=loc, log_scale=-2.0, axis=())
+    out = module.log_prob(x, loc=loc, log_scale=-2.0, axis=(1, 2))
+    assert out.shape == (2,)
+    np.testing.assert_allclose(out, elementwise.sum((1, 2)), rtol=1e-5)
+    assert module.log_prob(x, loc=loc, log_scale=-2.0).shape == (2, 3)
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_values_off_the_grid_are_nan(kind):
+    lp = MODULES[kind].log_prob(
+        jnp.array([-1.0, 0.5, 256.0, 3.0]), loc=0.5, log_scale=-2.0, axis=()
+    )
+    assert np.all(np.isnan(lp[:3])) and np.isfinite(lp[3])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(MODULES))
+@pytest.mark.parametrize("x", [0, 128, 255])
+@pytest.mark.parametrize(("loc", "log_scale"), [(0.5, -3.0), (0.2, -1.0), (0.9, 1.0), (0.45, -6.0)])
+def test_gradients_match_finite_differences(kind, dtype, x, loc, log_scale):
+    def f(loc, log_scale):
+        return MODULES[kind].log_prob(jnp.asarray(x), loc=loc, log_scale=log_scale, axis=())
+
+    # A step of 1e-3 in float32 (not the helper's 1e-2): log P curves on the scale of
+    # the bin width, and the helper's step moves a narrow bin by several scales.
+    tol = {**grad_tol(dtype), "eps": 1e-3} if dtype == np.float32 else grad_tol(dtype)
+    check_grads(
+        f, (dtype(loc), dtype(log_scale)), order=1, modes=["rev"], eps=tol["eps"],
+        atol=tol["atol"], rtol=tol["rtol"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_gradients_are_finite_at_the_extremes(kind, dtype):
+    grid = np.array(np.meshgrid(XS, LOCS, [-30.0, *LOG_SCALES, 30.0], indexing="ij"))
+    x, loc, log_scale = grid.reshape(3, -1)
+
+    def f(loc, log_scale):
+        return MODULES[kind].log_prob(x, loc=loc, log_scale=log_scale, axis=()).sum()
+
+    value, grads = jax.value_and_grad(f, argnums=(0, 1))(loc.astype(dtype), log_scale.astype(dtype))
+    assert np.isfinite(value)
+    for g in grads:
+        assert np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_mixture_gradients(kind, dtype):
+    x = jnp.array([0, 100, 255])
+    args = (jnp.array([[0.3, -1.0]] * 3, dtype), jnp.array([[0.1, 0.6]] * 3, dtype),
+            jnp.array([[-2.0, -4.0]] * 3, dtype))  # fmt: skip
+
+    def f(logits, loc, log_scale):
+        return MODULES[kind].mixture_log_prob(x, logits=logits, loc=loc, log_scale=log_scale)
+
+    tol = grad_tol(dtype)
+    check_grads(f, args, order=1, modes=["rev"], **tol)
+
+
+def _check_frequencies(draws, probs):
+    counts = np.bincount(np.asarray(draws).ravel(), minlength=256)
+    n = counts.sum()
+    # Every count within 5 standard deviations of its expectation (plus one for rounding).
+    assert np.all(np.abs(counts - n * probs) <= 5.0 * np.sqrt(n * probs * (1 - probs)) + 1.0)
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_sampler_frequencies_match_probabilities(kind):
+    module = MODULES[kind]
+    draws = module.sample(jax.random.key(0), loc=0.97, log_scale=-3.0, sample_shape=40_000)
+    assert draws.dtype == jnp.int32 and draws.shape == (40_000,)
+    probs = np.exp(np.asarray(module.log_prob(jnp.arange(256), loc=0.97, log_scale=-3.0, axis=())))
+    _check_frequencies(draws, probs)
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_mixture_sampler_frequencies_match_probabilities(kind):
+    module = MODULES[kind]
+    params = {
+        "logits": jnp.array([0.0, 1.0, -1.0]),
+        "loc": jnp.array([0.02, 0.5, 0.9]),
+        "log_scale": jnp.array([-4.0, -2.5, -5.0]),
+    }
+    draws = module.mixture_sample(jax.random.key(1), **params, sample_shape=(200, 200))
+    assert draws.shape == (200, 200) and draws.dtype == jnp.int32
+    probs = np.exp(np.asarray(module.mixture_log_prob(jnp.arange(256), **params, axis=())))
+    _check_frequencies(draws, probs)
+    batch = module.mixture_sample(
+        jax.random.key(2), logits=jnp.zeros((5, 3)), loc=0.5, log_scale=-3.0, sample_shape=2
+    )
+    assert batch.shape == (2, 5)
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_bad_input_raises_at_trace_time_naming_the_argument(kind):
+    module = MODULES[kind]
+    name = f"discretized_{kind}"
+    with pytest.raises(TypeError, match="`loc`"):
+        jax.jit(lambda x: module.log_prob(x, loc=jnp.array([1, 2]), log_scale=0.0))(jnp.zeros(2))
+    with pytest.raises(TypeError, match="`log_scale`"):
+        module.log_prob(jnp.zeros(2), loc=0.5, log_scale=jnp.array([1, 2]))
+    with pytest.raises(TypeError, match="`x`"):
+        module.log_prob(jnp.zeros(2, jnp.complex64), loc=0.5, log_scale=0.0)
+    with pytest.raises(ValueError, match=f"{name}.log_prob: shapes"):
+        jax.jit(lambda x: module.log_prob(x, loc=jnp.zeros(3), log_scale=0.0))(jnp.zeros(2))
+    with pytest.raises(ValueError, match="axis"):
+        module.log_prob(jnp.zeros(2), loc=0.5, log_scale=0.0, axis=1)
+    with pytest.raises(ValueError, match="`logits`"):
+        module.mixture_log_prob(jnp.zeros(2), logits=0.0, loc=0.5, log_scale=0.0)
+    with pytest.raises(TypeError, match="`logits`"):
+        module.mixture_log_prob(jnp.zeros(2), logits=jnp.zeros(2, int), loc=0.5, log_scale=0.0)
+    with pytest.raises(ValueError, match="x \\(with a component axis appended\\)"):
+        module.mixture_log_prob(jnp.zeros(2), logits=jnp.zeros((3, 4)), loc=0.5, log_scale=0.0)
+    with pytest.raises(TypeError, match="sample_shape"):
+        module.sample(jax.random.key(0), loc=0.5, log_scale=0.0, sample_shape=2.0)
+    with pytest.raises(TypeError, match="sample_shape"):
+        module.mixture_sample(
+            jax.random.key(0), logits=jnp.zeros(3), loc=0.5, log_scale=0.0, sample_shape=None
+        )
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_half_precision_computes_in_float32(kind):
+    lp = MODULES[kind].log_prob(
+        jnp.arange(4, dtype=jnp.uint8), loc=jnp.bfloat16(0.5), log_scale=jnp.float16(-2.0)
+    )
+    assert lp.dtype == jnp.float32
