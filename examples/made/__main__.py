@@ -1,0 +1,3 @@
+from examples.made.main import run
+
+run()
