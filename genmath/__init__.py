@@ -16,6 +16,7 @@ from genmath import (
     discretized_logistic,
     discretized_normal,
     latent,
+    mixture,
     mvn,
     normal,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "discretized_logistic",
     "discretized_normal",
     "latent",
+    "mixture",
     "mvn",
     "normal",
 ]

@@ -8,10 +8,7 @@ that axis with ``logsumexp``, never leaving log space.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
-from genmath._src import validation
+from genmath._src import special, validation
 from genmath._src.typing import Array, ArrayLike, Axis
 
 __all__ = ["evidence", "posterior"]
@@ -20,18 +17,6 @@ __all__ = ["evidence", "posterior"]
 def _log_joint(name: str, log_joint: ArrayLike, axis: Axis) -> tuple[Array, tuple[int, ...]]:
     (log_joint,) = validation.promote(name, {"log_joint": log_joint})
     return log_joint, validation.check_axis(name, axis, log_joint.ndim)
-
-
-def _logsumexp(values: Array, axes: tuple[int, ...]) -> Array:
-    """``logsumexp`` whose gradient stays finite (zero) where every term is -inf."""
-    top = jax.lax.stop_gradient(jnp.max(values, axis=axes, keepdims=True))
-    empty = top == -jnp.inf
-    shift = jnp.where(jnp.isfinite(top), top, 0.0)
-    # Double where: for an all -inf slice the gradient exp(s) / sum(exp(s)) would be 0/0,
-    # so such slices are evaluated at 0 and their value overwritten with -inf.
-    safe_values = jnp.where(empty, 0.0, values)
-    total = jnp.log(jnp.sum(jnp.exp(safe_values - shift), axis=axes, keepdims=True)) + shift
-    return jnp.squeeze(jnp.where(empty, -jnp.inf, total), axes)
 
 
 def posterior(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:
@@ -68,13 +53,9 @@ def posterior(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:
         C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §1.2.
     """
     log_joint, axes = _log_joint("bayes.posterior", log_joint, axis)
-    empty = jnp.all(jnp.isneginf(log_joint), axis=axes, keepdims=True)
-    # Double where: log_softmax of an all -inf slice is NaN with a NaN gradient (0/0); it
-    # is evaluated at 0 instead and its value then overwritten with NaN (gradient 0).
-    safe = jnp.where(empty, 0.0, log_joint)
-    # log_softmax subtracts from the max-shifted values: log_joint - logsumexp(log_joint)
-    # would cancel catastrophically at large magnitudes (-1e4 in float32).
-    return jnp.where(empty, jnp.nan, jax.nn.log_softmax(safe, axis=axes))
+    # Max-shifted log_softmax (no cancellation at -1e4 in float32), NaN with a zero
+    # gradient for an all -inf slice.
+    return special.log_normalize(log_joint, axes)
 
 
 def evidence(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:
@@ -106,4 +87,4 @@ def evidence(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:
         C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §1.2.
     """
     log_joint, axes = _log_joint("bayes.evidence", log_joint, axis)
-    return _logsumexp(log_joint, axes)
+    return special.logsumexp(log_joint, axes)

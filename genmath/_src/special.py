@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 
 from genmath._src.typing import Array
@@ -37,3 +38,28 @@ def expm1_minus_identity(r: Array) -> Array:
         series = (series + 1.0 / math.factorial(n)) * (r_small if n > 2 else 1.0)
     series = series * jnp.square(r_small)
     return jnp.where(small, series, jnp.exp(r) - 1.0 - r)
+
+
+def logsumexp(values: Array, axes: tuple[int, ...]) -> Array:
+    """``logsumexp`` over ``axes`` whose gradient stays finite (zero) where every term is
+    -inf (``jax.nn.logsumexp`` gives NaN there); the value is then -inf."""
+    top = jax.lax.stop_gradient(jnp.max(values, axis=axes, keepdims=True))
+    empty = top == -jnp.inf
+    shift = jnp.where(jnp.isfinite(top), top, 0.0)
+    # Double where: for an all -inf slice the gradient exp(s) / sum(exp(s)) would be 0/0,
+    # so such slices are evaluated at 0 and their value overwritten with -inf.
+    safe_values = jnp.where(empty, 0.0, values)
+    total = jnp.log(jnp.sum(jnp.exp(safe_values - shift), axis=axes, keepdims=True)) + shift
+    return jnp.squeeze(jnp.where(empty, -jnp.inf, total), axes)
+
+
+def log_normalize(values: Array, axes: tuple[int, ...]) -> Array:
+    """``values - logsumexp(values)`` over ``axes`` (a log-posterior); NaN with a zero
+    gradient for a slice that is -inf everywhere (nothing to normalise)."""
+    empty = jnp.all(jnp.isneginf(values), axis=axes, keepdims=True)
+    # Double where: log_softmax of an all -inf slice is NaN with a NaN gradient (0/0); it
+    # is evaluated at 0 instead and its value then overwritten with NaN (gradient 0).
+    safe = jnp.where(empty, 0.0, values)
+    # log_softmax subtracts from the max-shifted values: values - logsumexp(values) would
+    # cancel catastrophically at large magnitudes (-1e4 in float32).
+    return jnp.where(empty, jnp.nan, jax.nn.log_softmax(safe, axis=axes))
