@@ -135,12 +135,17 @@ def _divergence_jvp(axes, kind, primals, tangents):
     return value, jnp.where(infinite, 0.0, tangent)
 
 
-def log_prob(labels: ArrayLike, *, logits: ArrayLike) -> Array:
+def log_prob(labels: ArrayLike, *, logits: ArrayLike, axis: Axis | None = None) -> Array:
     """Log-probability of integer class labels under a categorical distribution.
 
     .. math::
 
         \\log p(y \\mid \\ell) = \\ell_y - \\log\\sum_{k=1}^{K} e^{\\ell_k}
+
+    With ``axis`` the log-probabilities of independent labels are summed over those axes,
+    e.g. a 256-way categorical per pixel of an 8-bit image (labels ``(batch, 784)``,
+    logits ``(batch, 784, 256)``, ``axis=-1``): :math:`\\log P(x) = \\sum_i \\log
+    p(x_i \\mid \\ell_i)`.
 
     This is minus the softmax cross-entropy with integer labels. Labels outside
     :math:`[0, K)`, negative ones included (there is no Python-style wrap-around), give
@@ -150,11 +155,14 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike) -> Array:
     Args:
         labels: integer class indices; shape broadcastable with ``logits.shape[:-1]``.
         logits: unnormalised log-probabilities, floating, classes on the last axis.
+        axis: ``None`` (the default) for one log-probability per label, or the event axis
+            or axes of ``broadcast(labels.shape, logits.shape[:-1])`` (never the class
+            axis) to sum over, e.g. the pixels.
 
     Returns:
-        The log-probabilities with shape ``broadcast(labels.shape, logits.shape[:-1])``, in
-        the compute dtype. A label of probability 0 (logit :math:`-\\infty`) gives
-        :math:`-\\infty` with a finite gradient.
+        The log-probabilities with shape ``broadcast(labels.shape, logits.shape[:-1])``
+        (without the ``axis`` axes when given), in the compute dtype. A label of probability
+        0 (logit :math:`-\\infty`) gives :math:`-\\infty` with a finite gradient.
 
     Example:
         >>> import jax.numpy as jnp
@@ -172,6 +180,9 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike) -> Array:
         raise TypeError(f"{name}: `labels` must be an integer array, got dtype {labels_dtype}.")
     (logits,) = validation.promote(name, {"logits": logits})
     labels = jnp.asarray(labels)
+    if labels.dtype.itemsize < 4:
+        # uint8 pixels compared with K = 256 would wrap the bound to 0.
+        labels = labels.astype(jnp.int32)
     if logits.ndim == 0:
         raise ValueError(f"{name}: `logits` needs a class axis, got a scalar.")
     num_classes = logits.shape[-1]
@@ -187,7 +198,10 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike) -> Array:
     chosen = jnp.take_along_axis(
         jnp.broadcast_to(p.shifted, (*batch_shape, num_classes)), index, axis=-1
     )[..., 0]
-    return jnp.where(valid, chosen - p.log_z, jnp.nan)
+    out = jnp.where(valid, chosen - p.log_z, jnp.nan)
+    if axis is None:
+        return out
+    return jnp.sum(out, axis=validation.check_axis(name, axis, out.ndim))
 
 
 def entropy(*, logits: ArrayLike, axis: Axis = -1) -> Array:

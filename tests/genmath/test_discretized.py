@@ -194,8 +194,9 @@ def test_mixture_gradients(kind, dtype):
 def _check_frequencies(draws, probs):
     counts = np.bincount(np.asarray(draws).ravel(), minlength=256)
     n = counts.sum()
-    # Every count within 5 standard deviations of its expectation (plus one for rounding).
-    assert np.all(np.abs(counts - n * probs) <= 5.0 * np.sqrt(n * probs * (1 - probs)) + 1.0)
+    # Every count within 5 standard deviations of its expectation, plus 3 for the rare
+    # bins where the normal approximation fails (a Poisson(0.03) count of 4 has p ~ 3e-8).
+    assert np.all(np.abs(counts - n * probs) <= 5.0 * np.sqrt(n * probs * (1 - probs)) + 3.0)
 
 
 @pytest.mark.parametrize("kind", sorted(MODULES))
