@@ -18,7 +18,7 @@ import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).parent
-SUITE_ORDER = ("kernels", "training", "iwae", "scaling")
+SUITE_ORDER = ("kernels", "training", "iwae", "made", "scaling")
 
 HEADER = """\
 # genmath benchmarks
