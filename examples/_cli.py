@@ -88,6 +88,26 @@ def config_errors_as_usage(
         parser.error(f"argument {flag_name(error.field, flags)}: {message}")
 
 
+def run_example(parse_args, build_config, train_and_evaluate, summary, argv, flags=None):
+    """An example's ``main``: flags -> config -> ``train_and_evaluate`` -> one summary line.
+
+    A :class:`ConfigError` from the configuration or from checks against the data becomes
+    a usage error naming the flag. Returns the metrics.
+    """
+    parser, args = parse_args(argv)
+    with config_errors_as_usage(parser, flags):
+        config = build_config(args)
+        metrics = train_and_evaluate(
+            config,
+            args.workdir,
+            data_dir=args.data_dir,
+            resume=not args.no_resume,
+            progress=not args.no_progress,
+        )
+    print(f"{summary(metrics)}; outputs in {args.workdir}")
+    return metrics
+
+
 def run_or_exit(fn, *args, **kwargs):
     """Calls ``fn``; a missing data folder becomes a one-line error instead of a traceback."""
     try:

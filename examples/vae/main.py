@@ -30,18 +30,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
 
 def main(argv: list[str] | None = None) -> dict:
     """Runs the example; returns the metrics written to ``workdir/metrics.json``."""
-    parser, args = parse_args(argv)
-    with _cli.config_errors_as_usage(parser, flags.FLAGS):
-        config = flags.build_config(args)
-    metrics = train_and_evaluate(
-        config,
-        args.workdir,
-        data_dir=args.data_dir,
-        resume=not args.no_resume,
-        progress=not args.no_progress,
+    return _cli.run_example(
+        parse_args, flags.build_config, train_and_evaluate, summary, argv, flags.FLAGS
     )
-    print(f"{summary(metrics)}; outputs in {args.workdir}")
-    return metrics
 
 
 def run() -> None:
