@@ -43,7 +43,7 @@ IMAGE_SHAPE = (28, 28)
 NUM_PIXELS = 784
 NUM_CLASSES = 10
 
-BINARIZATIONS = ("dynamic", "threshold", "grey")
+BINARIZATIONS = ("dynamic", "threshold", "grey", "8bit")
 
 #: Environment variable naming a folder with the four original MNIST IDX ``.gz`` files.
 MNIST_DIR_ENV = "GENMATH_MNIST_DIR"
@@ -204,11 +204,15 @@ def binarize(images, *, mode: str, key: jax.Array | None = None) -> jax.Array:
         images: uint8 pixel intensities in [0, 255], any shape (typically (..., 28, 28)).
         mode: ``"dynamic"``: a fresh Bernoulli(pixel / 255) draw from ``key`` (see
             :func:`bernoulli_pixels` for its precision); ``"threshold"``: 1 where
-            pixel / 255 > 0.5, else 0; ``"grey"``: pixel / 255.
+            pixel / 255 > 0.5, else 0; ``"grey"``: pixel / 255; ``"8bit"``: the pixel
+            values themselves, 0, 1, ..., 255 (exact in float32), for the discrete
+            likelihoods over 256 levels (:mod:`genmath.discretized_logistic`, a 256-way
+            categorical) and for dequantisation.
         key: PRNG key, required by ``"dynamic"`` and ignored otherwise.
 
     Returns:
-        float32 array of the same shape as ``images``.
+        float32 array of the same shape as ``images``: values in [0, 1], or in
+        {0, ..., 255} for ``"8bit"``.
 
     >>> import numpy as np
     >>> pixels = np.array([0, 100, 128, 255], dtype=np.uint8)
@@ -216,6 +220,8 @@ def binarize(images, *, mode: str, key: jax.Array | None = None) -> jax.Array:
     [0. 0. 1. 1.]
     >>> print(np.round(binarize(pixels, mode="grey"), 3))
     [0.    0.392 0.502 1.   ]
+    >>> print(binarize(pixels, mode="8bit"))
+    [  0. 100. 128. 255.]
     """
     if mode not in BINARIZATIONS:
         raise ValueError(f"binarize: mode must be one of {BINARIZATIONS}, got {mode!r}.")
@@ -226,6 +232,8 @@ def binarize(images, *, mode: str, key: jax.Array | None = None) -> jax.Array:
         return (images > 127).astype(jnp.float32)  # pixel / 255 > 0.5, exactly
     if mode == "dynamic":
         return bernoulli_pixels(key, images)
+    if mode == "8bit":
+        return images.astype(jnp.float32)
     return _intensity(images)
 
 
@@ -297,8 +305,8 @@ def fixed_binarization(images, *, seed: int) -> jax.Array:
 def evaluation_images(images, *, binarization: str, seed: int = 0) -> jax.Array:
     """The fixed test set for a model trained on ``binarization``.
 
-    ``"dynamic"`` gives :func:`fixed_binarization` of ``seed``; ``"threshold"`` and ``"grey"``
-    are deterministic already.
+    ``"dynamic"`` gives :func:`fixed_binarization` of ``seed``; ``"threshold"``, ``"grey"``
+    and ``"8bit"`` are deterministic already.
     """
     if binarization == "dynamic":
         return fixed_binarization(images, seed=seed)
