@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import shutil
 import time
 
 import jax
@@ -29,9 +28,10 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from examples import _run
 from examples.factorized_bernoulli.configs import Config
 from models import factorized, mnist, reporting
-from models.training import ConfigError, Trainer
+from models.training import Trainer
 
 
 def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = None) -> Trainer:
@@ -71,8 +71,8 @@ def train_and_evaluate(
       The metrics also written to ``workdir/metrics.json``.
     """
     start = time.perf_counter()
-    workdir = _prepare_workdir(workdir, resume)
-    train_images, train_labels, test_images = _select(config, data, data_dir)
+    workdir = _run.prepare_workdir(workdir, resume=resume)
+    train_images, train_labels, test_images, _ = _run.select_data(config, data, data_dir)
     binarization = config.train.binarization
     x_test = mnist.evaluation_images(test_images, binarization=binarization, seed=config.eval_seed)
     num_train = train_images.shape[0]
@@ -137,34 +137,6 @@ def summary(metrics: dict) -> str:
         f"bits/dim; closed form {metrics['closed_form_test_nll_nats']:.3f} (difference "
         f"{difference:+.4f}); {metrics['train_seconds']:.1f} s training on {metrics['device']}"
     )
-
-
-def _prepare_workdir(workdir, resume: bool) -> str:
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    if not resume:
-        # Otherwise the old checkpoints would shadow the new run's (same step numbers).
-        shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
-    return workdir
-
-
-def _select(config: Config, data, data_dir):
-    """Training images and labels and test images, cut to the configured counts."""
-    data = mnist.load_mnist(data_dir) if data is None else data
-    for name, images in (
-        ("train_examples", data.train_images),
-        ("test_examples", data.test_images),
-    ):
-        count = getattr(config, name)
-        if count is not None and count > images.shape[0]:
-            raise ConfigError(name, f"must be at most {images.shape[0]}, got {count}")
-    train_images, train_labels = mnist.subset(
-        data.train_images, data.train_labels, config.train_examples, name="train_examples"
-    )
-    test_images, _ = mnist.subset(
-        data.test_images, data.test_labels, config.test_examples, name="test_examples"
-    )
-    return train_images, train_labels, test_images
 
 
 @functools.partial(nnx.jit, static_argnames="num_samples")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 
 import jax
@@ -31,6 +30,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from examples import _run
 from examples.made.configs import Config
 from models import made, mnist, reporting, sharding, vae
 from models.training import ConfigError, Trainer, make_optimizer
@@ -81,12 +81,8 @@ def train_and_evaluate(
       The metrics also written to ``workdir/metrics.json``.
     """
     start = time.perf_counter()
-    workdir = os.path.abspath(workdir)
     train_images, train_labels, test_images, test_labels = _select(config, data, data_dir)
-    os.makedirs(workdir, exist_ok=True)
-    if not resume:
-        # Otherwise the old checkpoints would shadow the new run's (same step numbers).
-        shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+    workdir = _run.prepare_workdir(workdir, resume=resume)
     binarization = config.train.binarization
     x_test = mnist.evaluation_images(test_images, binarization=binarization, seed=config.eval_seed)
     y_test = jnp.asarray(test_labels)
@@ -209,25 +205,12 @@ def summary(metrics: dict) -> str:
     )
 
 
-def _select(config: Config, data, data_dir):
+def _select(config: Config, data, data_dir) -> mnist.Mnist:
     """Training and test images and labels, cut to the configured counts."""
-    data = mnist.load_mnist(data_dir) if data is None else data
-    for name, images in (
-        ("train_examples", data.train_images),
-        ("test_examples", data.test_images),
-    ):
-        count = getattr(config, name)
-        if count is not None and count > images.shape[0]:
-            raise ConfigError(name, f"must be at most {images.shape[0]}, got {count}")
-    if config.train.batch_size > (config.train_examples or data.train_images.shape[0]):
+    data = _run.select_data(config, data, data_dir)
+    if config.train.batch_size > data.train_images.shape[0]:
         raise ConfigError("batch_size", "must not exceed the number of training examples")
-    train = mnist.subset(
-        data.train_images, data.train_labels, config.train_examples, name="train_examples"
-    )
-    test = mnist.subset(
-        data.test_images, data.test_labels, config.test_examples, name="test_examples"
-    )
-    return (*train, *test)
+    return data
 
 
 def save_samples(model: made.MADE, workdir: str, key) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 
 import jax
@@ -30,9 +29,10 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from examples import _run
 from examples.naive_bayes.configs import Config
 from models import class_conditional, factorized, mnist, reporting
-from models.training import ConfigError, Trainer
+from models.training import Trainer
 
 LOGREG_DIR = "logistic_regression"
 
@@ -89,8 +89,8 @@ def train_and_evaluate(
       The metrics also written to ``workdir/metrics.json``.
     """
     start = time.perf_counter()
-    workdir = _prepare_workdir(workdir, resume)
-    train_images, train_labels, test_images, test_labels = _select(config, data, data_dir)
+    workdir = _run.prepare_workdir(workdir, resume=resume, subdirs=("", LOGREG_DIR))
+    train_images, train_labels, test_images, test_labels = _run.select_data(config, data, data_dir)
     binarization = config.train.binarization
     x_test = mnist.evaluation_images(test_images, binarization=binarization, seed=config.eval_seed)
     y_test = jnp.asarray(test_labels)
@@ -171,35 +171,6 @@ def summary(metrics: dict) -> str:
         f"{metrics['test_nll_nats']:.2f} nats = {metrics['test_bits_per_dim']:.4f} bits/dim; "
         f"{metrics['train_seconds']:.1f} s training on {metrics['device']}"
     )
-
-
-def _prepare_workdir(workdir, resume: bool) -> str:
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    if not resume:
-        # Otherwise the old checkpoints would shadow the new run's (same step numbers).
-        for sub in ("", LOGREG_DIR):
-            shutil.rmtree(os.path.join(workdir, sub, "checkpoints"), ignore_errors=True)
-    return workdir
-
-
-def _select(config: Config, data, data_dir):
-    """Training and test images and labels, cut to the configured counts."""
-    data = mnist.load_mnist(data_dir) if data is None else data
-    for name, images in (
-        ("train_examples", data.train_images),
-        ("test_examples", data.test_images),
-    ):
-        count = getattr(config, name)
-        if count is not None and count > images.shape[0]:
-            raise ConfigError(name, f"must be at most {images.shape[0]}, got {count}")
-    train = mnist.subset(
-        data.train_images, data.train_labels, config.train_examples, name="train_examples"
-    )
-    test = mnist.subset(
-        data.test_images, data.test_labels, config.test_examples, name="test_examples"
-    )
-    return (*train, *test)
 
 
 @nnx.jit
