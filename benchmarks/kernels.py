@@ -6,7 +6,8 @@ batch size and dtype it measures, side by side in one process on the same inputs
 the compile time and the steady-state median time of ``forward`` and of
 ``value_and_grad``, checks every forward result against a float64 reference, and
 relates memory-bound kernels to a copy-bandwidth roofline measured in the same run.
-Results go to ``<out>/<backend>-<device>.json``; ``python -m benchmarks.report``
+Results go to ``<out>/<backend>-<device>.json`` (with ``--tag T``, to
+``<backend>-<device>-T.json``, beside the full run's file); ``python -m benchmarks.report``
 turns every results file into ``benchmarks/README.md``.
 """
 
@@ -86,6 +87,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="time the batch-size sweep only, not the cost-against-dimension sweep",
     )
     parser.add_argument(
+        "--tag",
+        default=None,
+        help="results file <device>-<tag>.json instead of <device>.json, so that a run of "
+        "some workloads sits beside the full run rather than replacing it",
+    )
+    parser.add_argument(
         "--no-report",
         action="store_true",
         help="do not regenerate benchmarks/README.md after a full run",
@@ -114,7 +121,18 @@ def _cases(
 
 
 def _cast(inputs: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, dtype=jnp.dtype(dtype)) for k, v in inputs.items()}
+    """Floating inputs in ``dtype``; integer ones (class labels) stay integers."""
+    return {
+        k: v if np.issubdtype(v.dtype, np.integer) else np.asarray(v, dtype=jnp.dtype(dtype))
+        for k, v in inputs.items()
+    }
+
+
+def _float64(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {
+        k: v if np.issubdtype(v.dtype, np.integer) else v.astype(np.float64)
+        for k, v in inputs.items()
+    }
 
 
 def run_case(
@@ -134,7 +152,7 @@ def run_case(
     """Measures every peer at one size; away from the headline size only ``sweep_peers``."""
     rng = np.random.default_rng(_case_seed(workload.name, batch, dim))
     inputs = _cast(workload.make_inputs(rng, batch, dim), dtype)
-    reference = workload.reference(**{k: v.astype(np.float64) for k, v in inputs.items()})
+    reference = workload.reference(**_float64(inputs))
     rows = reference.size
     params = {n: jnp.asarray(inputs[n]) for n in workload.params}
     data = {n: jnp.asarray(inputs[n]) for n in workload.data}
@@ -308,8 +326,11 @@ def main(argv=None) -> int:
         },
         "records": [],
     }
+    if args.tag:
+        # The slug names the plots too, so a tagged run never overwrites the full run's.
+        result.update(slug=f"{info['slug']}-{args.tag}", tag=args.tag)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{info['slug']}.json"
+    path = out / f"{result['slug']}.json"
 
     def save():
         result.update(

@@ -101,8 +101,9 @@ def _peer_table(result: dict, workload: str, batch: int, dim: int, dtype: str) -
 def section(result: dict, results_dir: pathlib.Path) -> str:
     """Markdown for one kernel results file; writes its plots next to it."""
     slug = result["slug"]
+    tag = result.get("tag")
     lines = [
-        f"### {result['backend']}: {result['device']}",
+        f"### {result['backend']}: {result['device']}" + (f" — {tag} workloads" if tag else ""),
         "",
         f"Results file `results/{slug}.json`: "
         f"{'quick' if result['quick'] else 'full'} run"

@@ -58,6 +58,9 @@ def _version(*distributions: str) -> str:
 def _load_genmath() -> Peer:
     import genmath.bernoulli as bernoulli
     import genmath.categorical as categorical
+    import genmath.discretized_logistic as discretized_logistic
+    import genmath.discretized_normal as discretized_normal
+    import genmath.mixture as mixture
     import genmath.mvn as mvn
     import genmath.normal as normal
 
@@ -82,6 +85,28 @@ def _load_genmath() -> Peer:
         "categorical_entropy": categorical.entropy,
         "categorical_kl": categorical.kl,
         "vae_loss": vae_loss,
+        "discretized_logistic_log_prob": lambda x, loc, log_scale: discretized_logistic.log_prob(
+            x, loc=loc, log_scale=log_scale
+        ),
+        "discretized_logistic_mixture_log_prob": lambda x, logits, loc, log_scale: (
+            discretized_logistic.mixture_log_prob(x, logits=logits, loc=loc, log_scale=log_scale)
+        ),
+        "discretized_normal_log_prob": lambda x, loc, log_scale: discretized_normal.log_prob(
+            x, loc=loc, log_scale=log_scale
+        ),
+        "categorical_log_prob_pixels": lambda labels, logits: categorical.log_prob(
+            labels, logits=logits, axis=-1
+        ),
+        "normal_cross_entropy": normal.cross_entropy,
+        "mvn_cross_entropy": mvn.cross_entropy,
+        "continuous_bernoulli_log_prob": lambda x, logits: bernoulli.continuous_log_prob(
+            x, logits=logits
+        ),
+        "continuous_bernoulli_entropy": bernoulli.continuous_entropy,
+        "continuous_bernoulli_kl": bernoulli.continuous_kl,
+        "mixture_log_prob": lambda component_log_probs, logits: mixture.log_prob(
+            component_log_probs, logits=logits
+        ),
     }
     import genmath
 
@@ -104,6 +129,16 @@ def _load_jnp() -> Peer:
         "categorical_entropy": formulas.categorical_entropy,
         "categorical_kl": formulas.categorical_kl,
         "vae_loss": formulas.vae_loss,
+        "discretized_logistic_log_prob": formulas.discretized_logistic_log_prob,
+        "discretized_logistic_mixture_log_prob": formulas.discretized_logistic_mixture_log_prob,
+        "discretized_normal_log_prob": formulas.discretized_normal_log_prob,
+        "categorical_log_prob_pixels": formulas.categorical_log_prob_pixels,
+        "normal_cross_entropy": formulas.normal_cross_entropy,
+        "mvn_cross_entropy": formulas.mvn_cross_entropy,
+        "continuous_bernoulli_log_prob": formulas.continuous_bernoulli_log_prob,
+        "continuous_bernoulli_entropy": formulas.continuous_bernoulli_entropy,
+        "continuous_bernoulli_kl": formulas.continuous_bernoulli_kl,
+        "mixture_log_prob": formulas.mixture_log_prob,
     }
     return Peer("jnp", "jax", jax.__version__, impls, note="hand-written textbook formula")
 
@@ -138,6 +173,10 @@ def _load_jax_scipy() -> Peer:
             special.rel_entr(jax.nn.softmax(logits_p, axis=-1), jax.nn.softmax(logits_q, axis=-1)),
             axis=-1,
         ),
+        # The mixture weights as logsumexp's scale factors b: log sum_k w_k p_k.
+        "mixture_log_prob": lambda component_log_probs, logits: special.logsumexp(
+            component_log_probs, axis=-1, b=jax.nn.softmax(logits, axis=-1)
+        ),
     }
     return Peer("jax.scipy", "jax", jax.__version__, impls)
 
@@ -166,6 +205,9 @@ def _load_optax() -> Peer:
             jax.nn.log_softmax(logits_q, axis=-1), jax.nn.softmax(logits_p, axis=-1)
         ),
         "vae_loss": vae_loss,
+        "categorical_log_prob_pixels": lambda labels, logits: (
+            -jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels), axis=-1)
+        ),
     }
     return Peer("optax", "jax", _version("optax"), impls)
 
@@ -218,8 +260,42 @@ def _load_numpyro() -> Peer:
         "vae_loss": lambda x, logits, loc, log_scale: (
             kl_standard(loc, log_scale) - bernoulli(x, logits)
         ),
+        "categorical_log_prob_pixels": lambda labels, logits: jnp.sum(
+            dist.CategoricalLogits(logits, validate_args=False).log_prob(labels), axis=-1
+        ),
+        # numpyro has no cross-entropy method: H(p, q) = H(p) + KL(p || q), as a user writes.
+        "normal_cross_entropy": lambda loc_p, log_scale_p, loc_q, log_scale_q: jnp.sum(
+            normal(loc_p, log_scale_p).entropy()
+            + kl_divergence(normal(loc_p, log_scale_p), normal(loc_q, log_scale_q)),
+            axis=-1,
+        ),
+        "mvn_cross_entropy": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: (
+            mvn(loc_p, scale_tril_p).entropy()
+            + kl_divergence(mvn(loc_p, scale_tril_p), mvn(loc_q, scale_tril_q))
+        ),
     }
     return Peer("numpyro", "jax", _version("numpyro"), impls)
+
+
+# ---------------------------------------------------------------- quantised (TFP, distrax)
+
+
+def _pixel_quantized(quantized, continuous, loc, log_scale):
+    """The 8-bit bins as TFP/distrax quantisation: ``Y = ceil(X')`` has ``P(Y = y) =
+    F(y) - F(y - 1)``, with the tails in ``low`` and ``high``. On the pixel scale
+    ``X = 255 X01``, bin ``x`` is ``(x - 1/2, x + 1/2]``, so ``X' = X - 1/2``."""
+    return quantized(continuous(255.0 * loc - 0.5, 255.0 * jnp.exp(log_scale)), low=0.0, high=255.0)
+
+
+def _quantized_impls(quantized, logistic, normal) -> Impls:
+    return {
+        "discretized_logistic_log_prob": lambda x, loc, log_scale: jnp.sum(
+            _pixel_quantized(quantized, logistic, loc, log_scale).log_prob(x), axis=-1
+        ),
+        "discretized_normal_log_prob": lambda x, loc, log_scale: jnp.sum(
+            _pixel_quantized(quantized, normal, loc, log_scale).log_prob(x), axis=-1
+        ),
+    }
 
 
 # ---------------------------------------------------------------- distrax
@@ -263,6 +339,26 @@ def _load_distrax() -> Peer:
         "vae_loss": lambda x, logits, loc, log_scale: (
             kl_standard(loc, log_scale) - bernoulli(x, logits)
         ),
+        **_quantized_impls(distrax.Quantized, distrax.Logistic, distrax.Normal),
+        "discretized_logistic_mixture_log_prob": lambda x, logits, loc, log_scale: jnp.sum(
+            distrax.MixtureSameFamily(
+                distrax.Categorical(logits=logits),
+                _pixel_quantized(distrax.Quantized, distrax.Logistic, loc, log_scale),
+            ).log_prob(x),
+            axis=-1,
+        ),
+        "categorical_log_prob_pixels": lambda labels, logits: jnp.sum(
+            distrax.Categorical(logits=logits).log_prob(labels), axis=-1
+        ),
+        "normal_cross_entropy": lambda loc_p, log_scale_p, loc_q, log_scale_q: jnp.sum(
+            distrax.LogStddevNormal(loc_p, log_scale_p).cross_entropy(
+                distrax.LogStddevNormal(loc_q, log_scale_q)
+            ),
+            axis=-1,
+        ),
+        "mvn_cross_entropy": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: mvn(
+            loc_p, scale_tril_p
+        ).cross_entropy(mvn(loc_q, scale_tril_q)),
     }
     return Peer("distrax", "jax", _version("distrax"), impls)
 
@@ -310,6 +406,35 @@ def _load_tfp() -> Peer:
         ),
         "vae_loss": lambda x, logits, loc, log_scale: (
             kl_standard(loc, log_scale) - bernoulli(x, logits)
+        ),
+        **_quantized_impls(tfd.QuantizedDistribution, tfd.Logistic, tfd.Normal),
+        "discretized_logistic_mixture_log_prob": lambda x, logits, loc, log_scale: jnp.sum(
+            tfd.MixtureSameFamily(
+                tfd.Categorical(logits=logits),
+                _pixel_quantized(tfd.QuantizedDistribution, tfd.Logistic, loc, log_scale),
+            ).log_prob(x),
+            axis=-1,
+        ),
+        "categorical_log_prob_pixels": lambda labels, logits: jnp.sum(
+            tfd.Categorical(logits=logits).log_prob(labels), axis=-1
+        ),
+        "normal_cross_entropy": lambda loc_p, log_scale_p, loc_q, log_scale_q: jnp.sum(
+            normal(loc_p, log_scale_p).cross_entropy(normal(loc_q, log_scale_q)), axis=-1
+        ),
+        "mvn_cross_entropy": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: mvn(
+            loc_p, scale_tril_p
+        ).cross_entropy(mvn(loc_q, scale_tril_q)),
+        "continuous_bernoulli_log_prob": lambda x, logits: jnp.sum(
+            tfd.ContinuousBernoulli(logits=logits).log_prob(x), axis=-1
+        ),
+        "continuous_bernoulli_entropy": lambda logits: jnp.sum(
+            tfd.ContinuousBernoulli(logits=logits).entropy(), axis=-1
+        ),
+        "continuous_bernoulli_kl": lambda logits_p, logits_q: jnp.sum(
+            tfd.kl_divergence(
+                tfd.ContinuousBernoulli(logits=logits_p), tfd.ContinuousBernoulli(logits=logits_q)
+            ),
+            axis=-1,
         ),
     }
     # distrax pulls in tfp-nightly, which provides the same module.

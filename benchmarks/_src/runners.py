@@ -53,7 +53,14 @@ def prepare_torch(fn: Callable, params: dict, data: dict, mode: str) -> Prepared
     """Eager torch on CPU: no compilation; the first call is timed separately."""
     import torch
 
-    data_t = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in data.items()}
+    def tensor(v):
+        # Class labels as int64, torch's index dtype; everything else in float32.
+        v = np.asarray(v)
+        return torch.from_numpy(
+            v.astype(np.int64 if np.issubdtype(v.dtype, np.integer) else np.float32)
+        )
+
+    data_t = {k: tensor(v) for k, v in data.items()}
     if mode == "forward":
         params_t = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in params.items()}
 

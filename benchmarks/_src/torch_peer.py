@@ -29,6 +29,21 @@ def _mvn(loc, scale_tril):
     return td.MultivariateNormal(loc, scale_tril=scale_tril)
 
 
+def _normal_cross_entropy(loc_p, log_scale_p, loc_q, log_scale_q):
+    # torch has no cross-entropy method: H(p, q) = H(p) + KL(p || q), as a user writes.
+    p = _normal(loc_p, log_scale_p)
+    return (p.entropy() + td.kl_divergence(p, _normal(loc_q, log_scale_q))).sum(-1)
+
+
+def _mvn_cross_entropy(loc_p, scale_tril_p, loc_q, scale_tril_q):
+    p = _mvn(loc_p, scale_tril_p)
+    return p.entropy() + td.kl_divergence(p, _mvn(loc_q, scale_tril_q))
+
+
+def _continuous_bernoulli(logits):
+    return td.ContinuousBernoulli(logits=logits)
+
+
 def impls():
     return {
         "bernoulli_log_prob_binary": _bernoulli,
@@ -49,5 +64,22 @@ def impls():
         ),
         "vae_loss": lambda x, logits, loc, log_scale: (
             _kl_standard(loc, log_scale) - _bernoulli(x, logits)
+        ),
+        "categorical_log_prob_pixels": lambda labels, logits: (
+            td.Categorical(logits=logits).log_prob(labels).sum(-1)
+        ),
+        "normal_cross_entropy": _normal_cross_entropy,
+        "mvn_cross_entropy": _mvn_cross_entropy,
+        "continuous_bernoulli_log_prob": lambda x, logits: (
+            _continuous_bernoulli(logits).log_prob(x).sum(-1)
+        ),
+        "continuous_bernoulli_entropy": lambda logits: (
+            _continuous_bernoulli(logits).entropy().sum(-1)
+        ),
+        "continuous_bernoulli_kl": lambda logits_p, logits_q: td.kl_divergence(
+            _continuous_bernoulli(logits_p), _continuous_bernoulli(logits_q)
+        ).sum(-1),
+        "mixture_log_prob": lambda component_log_probs, logits: torch.logsumexp(
+            torch.log_softmax(logits, -1) + component_log_probs, -1
         ),
     }

@@ -22,6 +22,9 @@ LATENT_DIM = 32
 CLASSES = 1000
 MVN_DIM = 64
 MVN_POINTS_PER_DISTRIBUTION = 16
+PIXEL_LEVELS = 256
+PIXEL_MIXTURE_COMPONENTS = 10
+MIXTURE_COMPONENTS = 512
 
 Inputs = dict[str, np.ndarray]
 
@@ -162,6 +165,53 @@ def _vae_inputs(rng, batch, dim):
     return inputs
 
 
+def _pixels(rng, batch):
+    """8-bit MNIST-like images: mostly background 0, some saturated 255, the rest between."""
+    u = rng.random((batch, MNIST_PIXELS))
+    middle = rng.integers(1, 255, (batch, MNIST_PIXELS)).astype(np.float64)
+    return np.where(u < 0.6, 0.0, np.where(u < 0.7, 255.0, middle))
+
+
+def _discretized_inputs(rng, batch, dim):
+    """A decoder's prediction near each pixel: loc = x/255 + N(0, 0.05^2), scale e^-4..e^-2."""
+    x = _pixels(rng, batch)[:, :dim]
+    return {
+        "x": x,
+        "loc": x / 255.0 + rng.normal(0.0, 0.05, x.shape),
+        "log_scale": rng.uniform(-4.0, -2.0, x.shape),
+    }
+
+
+def _discretized_mixture_inputs(rng, batch, dim):
+    x = _pixels(rng, batch)[:, :dim]
+    shape = (*x.shape, PIXEL_MIXTURE_COMPONENTS)
+    return {
+        "x": x,
+        "logits": rng.normal(0.0, 1.0, shape),
+        "loc": x[..., None] / 255.0 + rng.normal(0.0, 0.1, shape),
+        "log_scale": rng.uniform(-4.0, -2.0, shape),
+    }
+
+
+def _categorical_pixel_inputs(rng, batch, dim):
+    """Labels int32 (kept integer by the benchmark), logits over the 256 levels."""
+    labels = _pixels(rng, batch)[:, :dim].astype(np.int32)
+    return {"labels": labels, "logits": rng.normal(0.0, 2.0, (*labels.shape, PIXEL_LEVELS))}
+
+
+def _continuous_bernoulli_inputs(rng, batch, dim):
+    return {"x": rng.random((batch, dim)), "logits": rng.normal(0.0, 3.0, (batch, dim))}
+
+
+def _mixture_inputs(rng, batch, dim):
+    """VampPrior-like: log-densities of ``batch`` latents under ``dim`` components, whose
+    mixture logits are shared by the batch."""
+    return {
+        "component_log_probs": rng.normal(-50.0, 15.0, (batch, dim)),
+        "logits": rng.normal(0.0, 1.0, (dim,)),
+    }
+
+
 # ---------------------------------------------------------------- float64 references
 
 
@@ -225,6 +275,95 @@ def ref_categorical_kl(logits_p, logits_q):
 
 def ref_vae_loss(x, logits, loc, log_scale):
     return ref_normal_kl_standard(loc, log_scale) - ref_bernoulli_log_prob(x, logits)
+
+
+def _logistic_bin_probability(x, loc, log_scale):
+    """P(bin x) in float64, each bin taken on the side of the location where both of its
+    CDF values are small (sf above the location, cdf below), so nothing cancels."""
+    scale = np.exp(log_scale)
+    lower = np.where(x == 0, -np.inf, (x - 0.5) / 255.0)
+    upper = np.where(x == 255, np.inf, (x + 0.5) / 255.0)
+    lower, upper = (lower - loc) / scale, (upper - loc) / scale
+    above = (lower + upper) > 0  # the bin's centre is above the location
+    return np.where(
+        above,
+        scipy.special.expit(-lower) - scipy.special.expit(-upper),
+        scipy.special.expit(upper) - scipy.special.expit(lower),
+    )
+
+
+def ref_discretized_logistic_log_prob(x, loc, log_scale):
+    return np.sum(np.log(_logistic_bin_probability(x, loc, log_scale)), axis=-1)
+
+
+def ref_discretized_logistic_mixture_log_prob(x, logits, loc, log_scale):
+    per_component = np.log(_logistic_bin_probability(x[..., None], loc, log_scale))
+    log_weights = scipy.special.log_softmax(logits, axis=-1)
+    return np.sum(scipy.special.logsumexp(log_weights + per_component, axis=-1), axis=-1)
+
+
+def ref_discretized_normal_log_prob(x, loc, log_scale):
+    scale = np.exp(log_scale)
+    lower = np.where(x == 0, -np.inf, (x - 0.5) / 255.0)
+    upper = np.where(x == 255, np.inf, (x + 0.5) / 255.0)
+    lower, upper = (lower - loc) / scale, (upper - loc) / scale
+    above = (lower + upper) > 0
+    probability = np.where(
+        above,
+        scipy.special.ndtr(-lower) - scipy.special.ndtr(-upper),
+        scipy.special.ndtr(upper) - scipy.special.ndtr(lower),
+    )
+    return np.sum(np.log(probability), axis=-1)
+
+
+def ref_categorical_log_prob_pixels(labels, logits):
+    log_p = scipy.special.log_softmax(logits, axis=-1)
+    return np.sum(np.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0], axis=-1)
+
+
+def ref_normal_cross_entropy(loc_p, log_scale_p, loc_q, log_scale_q):
+    entropy_p = np.sum(log_scale_p + 0.5 + HALF_LOG_TWO_PI, axis=-1)
+    return entropy_p + ref_normal_kl(loc_p, log_scale_p, loc_q, log_scale_q)
+
+
+def ref_mvn_cross_entropy(loc_p, scale_tril_p, loc_q, scale_tril_q):
+    dim = loc_p.shape[-1]
+    entropy_p = _log_det(scale_tril_p) + dim * (0.5 + HALF_LOG_TWO_PI)
+    return entropy_p + ref_mvn_kl(loc_p, scale_tril_p, loc_q, scale_tril_q)
+
+
+def _cb_log_partition(eta):
+    """A(eta) = log((e^eta - 1) / eta), from |eta| and e^-|eta| (no overflow)."""
+    a = np.abs(eta)
+    return np.maximum(eta, 0.0) + np.log(-np.expm1(-a) / a)
+
+
+def _cb_mean(eta):
+    """A'(eta) = 1 / (1 - e^-eta) - 1 / eta. Near 0 the difference cancels, losing an
+    absolute ~1e-16 / |eta|: still far below the float32 tolerance at any |eta| > 1e-9."""
+    return 1.0 / -np.expm1(-eta) - 1.0 / eta
+
+
+def ref_continuous_bernoulli_log_prob(x, logits):
+    return np.sum(x * logits - _cb_log_partition(logits), axis=-1)
+
+
+def ref_continuous_bernoulli_entropy(logits):
+    return np.sum(_cb_log_partition(logits) - logits * _cb_mean(logits), axis=-1)
+
+
+def ref_continuous_bernoulli_kl(logits_p, logits_q):
+    terms = (
+        _cb_log_partition(logits_q)
+        - _cb_log_partition(logits_p)
+        - (logits_q - logits_p) * _cb_mean(logits_p)
+    )
+    return np.sum(terms, axis=-1)
+
+
+def ref_mixture_log_prob(component_log_probs, logits):
+    log_weights = scipy.special.log_softmax(logits, axis=-1)
+    return scipy.special.logsumexp(log_weights + component_log_probs, axis=-1)
 
 
 # ---------------------------------------------------------------- the list
@@ -397,6 +536,150 @@ WORKLOADS: tuple[Workload, ...] = (
         headline=ELEMENTWISE_HEADLINE,
         accelerator_batches=ELEMENTWISE_ACCELERATOR,
         dim_label="pixels",
+    ),
+    # ------------------------------------------------ issue 12: 8-bit pixel likelihoods
+    Workload(
+        name="discretized_logistic_log_prob",
+        title="Discretised logistic log-likelihood, 784 8-bit pixels",
+        params=("loc", "log_scale"),
+        data=("x",),
+        make_inputs=_discretized_inputs,
+        reference=ref_discretized_logistic_log_prob,
+        dim=MNIST_PIXELS,
+        batches=(128, 1024, 4096),
+        quick_batches=(8,),
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="pixels",
+    ),
+    Workload(
+        name="discretized_logistic_mixture_log_prob",
+        title="Mixture of 10 discretised logistics per pixel, 784 8-bit pixels",
+        params=("logits", "loc", "log_scale"),
+        data=("x",),
+        make_inputs=_discretized_mixture_inputs,
+        reference=ref_discretized_logistic_mixture_log_prob,
+        dim=MNIST_PIXELS,
+        batches=(32, 128, 512),
+        quick_batches=(4,),
+        headline=512,
+        accelerator_batches=(4096, 16384),
+        dim_label="pixels",
+    ),
+    Workload(
+        name="discretized_normal_log_prob",
+        title="Discretised Gaussian log-likelihood, 784 8-bit pixels",
+        params=("loc", "log_scale"),
+        data=("x",),
+        make_inputs=_discretized_inputs,
+        reference=ref_discretized_normal_log_prob,
+        dim=MNIST_PIXELS,
+        batches=(128, 1024, 4096),
+        quick_batches=(8,),
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="pixels",
+    ),
+    Workload(
+        name="categorical_log_prob_pixels",
+        title="256-way categorical per pixel, 784 8-bit pixels (int32 labels)",
+        params=("logits",),
+        data=("labels",),
+        make_inputs=_categorical_pixel_inputs,
+        reference=ref_categorical_log_prob_pixels,
+        dim=MNIST_PIXELS,
+        batches=(8, 32, 128),
+        quick_batches=(2,),
+        headline=128,
+        accelerator_batches=(1024, 4096),
+        batch_label="images",
+        dim_label="pixels",
+    ),
+    # ------------------------------------------------ issue 13: divergences and mixtures
+    Workload(
+        name="normal_cross_entropy",
+        title="Cross-entropy between two diagonal Gaussians, 32 dims",
+        params=("loc_p", "log_scale_p", "loc_q", "log_scale_q"),
+        data=(),
+        make_inputs=_normal_kl_inputs,
+        reference=ref_normal_cross_entropy,
+        dim=LATENT_DIM,
+        batches=(128, 1024, 16384, 131072),
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=16384,
+        accelerator_batches=(1 << 20, 1 << 22),
+    ),
+    Workload(
+        name="mvn_cross_entropy",
+        title="Full-covariance cross-entropy, D = 64, N pairs",
+        params=("loc_p", "scale_tril_p", "loc_q", "scale_tril_q"),
+        data=(),
+        make_inputs=_mvn_kl_inputs,
+        reference=ref_mvn_cross_entropy,
+        dim=MVN_DIM,
+        batches=(16, 64, 256),
+        quick_batches=(16,),
+        memory_bound=False,
+        batch_label="pairs",
+        headline=256,
+        accelerator_batches=(1024, 4096),
+    ),
+    Workload(
+        name="continuous_bernoulli_log_prob",
+        title="Continuous Bernoulli log-density, 784 grey-level pixels",
+        params=("logits",),
+        data=("x",),
+        make_inputs=_continuous_bernoulli_inputs,
+        reference=ref_continuous_bernoulli_log_prob,
+        dim=MNIST_PIXELS,
+        batches=(128, 1024, 4096),
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="pixels",
+    ),
+    Workload(
+        name="continuous_bernoulli_entropy",
+        title="Continuous Bernoulli entropy, 784 pixels",
+        params=("logits",),
+        data=(),
+        make_inputs=_categorical_inputs(("logits",)),
+        reference=ref_continuous_bernoulli_entropy,
+        dim=MNIST_PIXELS,
+        batches=(128, 1024, 4096),
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="pixels",
+    ),
+    Workload(
+        name="continuous_bernoulli_kl",
+        title="KL between continuous Bernoullis, 784 pixels",
+        params=("logits_p", "logits_q"),
+        data=(),
+        make_inputs=_categorical_inputs(("logits_p", "logits_q")),
+        reference=ref_continuous_bernoulli_kl,
+        dim=MNIST_PIXELS,
+        batches=(128, 1024, 4096),
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="pixels",
+    ),
+    Workload(
+        name="mixture_log_prob",
+        title="Mixture log-density from 512 components' log-densities, shared logits",
+        params=("component_log_probs", "logits"),
+        data=(),
+        make_inputs=_mixture_inputs,
+        reference=ref_mixture_log_prob,
+        dim=MIXTURE_COMPONENTS,
+        batches=(128, 1024, 4096),
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        batch_label="points",
+        dim_label="components",
     ),
 )
 
