@@ -20,6 +20,8 @@ from genmath import (
     mixture,
     mvn,
     normal,
+    relaxed_bernoulli,
+    relaxed_categorical,
 )
 
 __version__ = "0.1.0"
@@ -36,4 +38,6 @@ __all__ = [
     "mixture",
     "mvn",
     "normal",
+    "relaxed_bernoulli",
+    "relaxed_categorical",
 ]
