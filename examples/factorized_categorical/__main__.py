@@ -1,0 +1,3 @@
+from examples.factorized_categorical.main import run
+
+run()
