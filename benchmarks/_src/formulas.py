@@ -199,3 +199,31 @@ def continuous_bernoulli_kl(logits_p, logits_q):
 
 def mixture_log_prob(component_log_probs, logits):
     return jax.nn.logsumexp(jax.nn.log_softmax(logits, axis=-1) + component_log_probs, axis=-1)
+
+
+# ---------------------------------------------------------------- IWAE gradient surrogates
+# Tucker et al. (2019): the value is the IWAE bound; the gradient weights each log w_k by
+# the normalised weight (STL: the bound's own gradient, the stop_gradient being inside
+# log q, in the caller) or by its square (DReG, encoder path).
+
+
+def iwae_stl(log_weights):
+    return jax.nn.logsumexp(log_weights, axis=0) - math.log(log_weights.shape[0])
+
+
+def _stopped_bound_and_weights(log_weights):
+    log_weights = jax.lax.stop_gradient(log_weights)
+    bound = jax.nn.logsumexp(log_weights, axis=0) - math.log(log_weights.shape[0])
+    return bound, jax.nn.softmax(log_weights, axis=0)
+
+
+def iwae_dreg_encoder(log_weights):
+    bound, w = _stopped_bound_and_weights(log_weights)
+    return bound + jnp.sum(w * w * (log_weights - jax.lax.stop_gradient(log_weights)), axis=0)
+
+
+def iwae_dreg(log_weights, decoder_log_weights):
+    bound, w = _stopped_bound_and_weights(log_weights)
+    encoder = w * w * (log_weights - jax.lax.stop_gradient(log_weights))
+    decoder = (w - w * w) * (decoder_log_weights - jax.lax.stop_gradient(decoder_log_weights))
+    return bound + jnp.sum(encoder + decoder, axis=0)

@@ -60,6 +60,7 @@ def _load_genmath() -> Peer:
     import genmath.categorical as categorical
     import genmath.discretized_logistic as discretized_logistic
     import genmath.discretized_normal as discretized_normal
+    import genmath.estimators as estimators
     import genmath.mixture as mixture
     import genmath.mvn as mvn
     import genmath.normal as normal
@@ -107,6 +108,9 @@ def _load_genmath() -> Peer:
         "mixture_log_prob": lambda component_log_probs, logits: mixture.log_prob(
             component_log_probs, logits=logits
         ),
+        "iwae_stl": estimators.iwae_stl,
+        "iwae_dreg_encoder": estimators.iwae_dreg_encoder,
+        "iwae_dreg": estimators.iwae_dreg,
     }
     import genmath
 
@@ -139,6 +143,9 @@ def _load_jnp() -> Peer:
         "continuous_bernoulli_entropy": formulas.continuous_bernoulli_entropy,
         "continuous_bernoulli_kl": formulas.continuous_bernoulli_kl,
         "mixture_log_prob": formulas.mixture_log_prob,
+        "iwae_stl": formulas.iwae_stl,
+        "iwae_dreg_encoder": formulas.iwae_dreg_encoder,
+        "iwae_dreg": formulas.iwae_dreg,
     }
     return Peer("jnp", "jax", jax.__version__, impls, note="hand-written textbook formula")
 

@@ -174,6 +174,10 @@ def _scipy_reference(name: str, inputs: dict) -> np.ndarray:
     if name == "mixture_log_prob":
         weights = scipy.special.softmax(i["logits"], -1)
         return scipy.special.logsumexp(i["component_log_probs"], b=weights, axis=-1)
+    if name.startswith("iwae"):
+        # Every surrogate's value is the IWAE bound, log of the mean weight over axis 0.
+        k = i["log_weights"].shape[0]
+        return scipy.special.logsumexp(i["log_weights"], axis=0, b=1.0 / k)
     raise AssertionError(name)
 
 
