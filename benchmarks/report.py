@@ -18,7 +18,7 @@ import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).parent
-SUITE_ORDER = ("kernels", "training", "iwae", "made", "scaling")
+SUITE_ORDER = ("kernels", "training", "iwae", "made", "eightbit", "scaling")
 
 HEADER = """\
 # genmath benchmarks
@@ -35,6 +35,7 @@ Run the suites with
     python -m benchmarks.training           # head to head, breakdown, quality for cost
     python -m benchmarks.iwae               # IWAE epochs and K = 5000 NLL, timed; projections
     python -m benchmarks.scaling            # throughput against the device count
+    python -m benchmarks.eightbit           # 8-bit MNIST: factorized categorical, bits/dim
     python -m benchmarks.report             # regenerates this file and the plots
     bash benchmarks/gpu.sh                  # all of it on a GPU in under 10 minutes
                                             # (--quick: a CPU dry run of the script)

@@ -45,12 +45,14 @@ maximum-likelihood estimate would give such a level probability 0 and a test ima
 uses it :math:`-\\infty`. Add-one gives an unseen level :math:`1/60256` (11.0 nats) and
 costs an always-black pixel :math:`-\\log(60001/60256) = 0.0042` nats. Smaller ``alpha``
 trades those two costs the other way; ``python -m benchmarks.eightbit`` records the
-trade-off on a held-out part of the training set.
+trade-off on a held-out part of the training set (measured: ``alpha`` = 0.1 does best
+there, by 0.0013 bits/dim; the differences are that small).
 
 What is trained, honestly: the ``"8bit"`` data are deterministic (no binarisation noise),
 so a minibatch's loss is an unbiased estimate of ``-J`` with minibatch noise only; Adam
 with a cosine decay to zero (:func:`models.factorized.make_optimizer`) settles on the
-closed form, and the test NLLs agree to far less than the issue's 0.01 bits/dim.
+closed form: after the example's default 5 epochs on the 60,000 images the test figures
+differ by 0.0017 bits/dim (the issue's bar is 0.01; ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -133,13 +135,13 @@ def closed_form_logits(images, *, pseudo_count: float = PSEUDO_COUNT) -> jax.Arr
 def dirichlet_log_prior(logits: jax.Array, pseudo_count: float) -> jax.Array:
     """Symmetric Dirichlet log-prior, up to a constant: ``alpha sum_i sum_k log p_ik``.
 
-    ``sum_k log p_ik`` is ``-256`` times the cross-entropy from the uniform distribution to
-    ``p_i``, which ``genmath.categorical.cross_entropy`` computes with its closed-form
-    gradient ``p_i - 1/256``.
+    That is ``alpha`` times the log-likelihood of one observation of every level at every
+    pixel; its gradient is ``alpha (1 - 256 p_ik)``.
     """
-    uniform = jnp.zeros_like(logits)
-    cross_entropy = categorical.cross_entropy(logits_p=uniform, logits_q=logits, axis=-1)
-    return -pseudo_count * logits.shape[-1] * jnp.sum(cross_entropy)
+    # A plain log-softmax: categorical.log_prob of the 256 labels per pixel gives the same
+    # value but cost 3.6x the time (a gather), and cross_entropy from a constant uniform
+    # distribution had XLA constant-folding its reductions for seconds per compile.
+    return pseudo_count * jnp.sum(jax.nn.log_softmax(logits, axis=-1))
 
 
 class FactorizedCategorical(nnx.Module):
