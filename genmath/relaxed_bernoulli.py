@@ -272,7 +272,7 @@ def sample(
     logits, temperature = _parameters(name, {}, logits, temperature)
     validation.sample_shape(name, sample_shape)
     x = logit_sample(key, logits=logits, temperature=temperature, sample_shape=sample_shape)
-    return jax.nn.sigmoid(x)
+    return relaxed.keep_nan(jax.nn.sigmoid, x)
 
 
 def straight_through(y: ArrayLike) -> Array:
@@ -362,7 +362,7 @@ def straight_through_sample(
     logits, temperature = _parameters(name, {}, logits, temperature)
     validation.sample_shape(name, sample_shape)
     x = logit_sample(key, logits=logits, temperature=temperature, sample_shape=sample_shape)
-    y = jax.nn.sigmoid(x)
+    y = relaxed.keep_nan(jax.nn.sigmoid, x)
     # The hard value from the sign of x, not from y > 1/2: sigma(x) rounds to 1/2 for
     # |x| < 3e-8 in float32, and x > 0 exactly when l + L > 0, whatever the temperature.
     hard = jnp.where(x > 0, 1.0, 0.0).astype(y.dtype)

@@ -27,6 +27,13 @@ def nan_unless_positive(temperature: Array, value: Array) -> Array:
     return jnp.where(temperature > 0, value, jnp.nan)
 
 
+def keep_nan(fn, value: Array) -> Array:
+    """``fn(value)`` with NaN kept NaN. On CPU (jax 0.9.2) a jit-compiled ``exp`` or
+    ``logistic`` of ``jnp.where(t > 0, x, nan)`` (a scalar ``t``) returned arbitrary finite
+    numbers instead of NaN where the NaN branch was taken."""
+    return jnp.where(jnp.isnan(value), jnp.nan, fn(value))
+
+
 def logistic_log_density(shifted: Array) -> Array:
     """:math:`\\log \\frac{e^{-u}}{(1 + e^{-u})^2} = -|u| - 2\\log(1 + e^{-|u|})` of a finite
     ``u``: even in ``u`` and free of overflow; its derivative is :math:`-\\tanh(u/2)`."""

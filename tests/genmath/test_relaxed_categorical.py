@@ -1,0 +1,356 @@
+"""genmath.relaxed_categorical against an independent float64 formula of the Concrete density,
+the binary case, a quadrature of the density over the simplex, and Monte Carlo."""
+
+from __future__ import annotations
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import test_util
+from scipy import special as sp
+
+from genmath import relaxed_bernoulli as rb
+from genmath import relaxed_categorical as rc
+from tests.genmath.helpers import DTYPES, X64, f64, grad_tol
+
+
+def concrete_density(y, logits, temperature):
+    """Maddison et al.'s Concrete density, written with the powers (float64, moderate values);
+    ``temperature`` has a class axis of size 1."""
+    k = y.shape[-1]
+    alpha = np.exp(logits)
+    factors = (
+        alpha * y ** (-temperature - 1) / np.sum(alpha * y ** (-temperature), -1, keepdims=True)
+    )
+    prefactor = math.factorial(k - 1) * np.squeeze(temperature, -1) ** (k - 1)
+    return prefactor * np.prod(factors, -1)
+
+
+def _simplex_points(rng, shape, dtype):
+    y = rng.dirichlet(np.ones(shape[-1]), shape[:-1])
+    return y.astype(dtype)
+
+
+# --- densities ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("num_classes", [2, 3, 6])
+def test_log_prob_is_the_concrete_density(rng, dtype, num_classes):
+    y = _simplex_points(rng, (4, num_classes), np.float64)
+    y = np.clip(y, 0.02, None)
+    y = (y / y.sum(-1, keepdims=True)).astype(dtype)
+    logits = rng.normal(0, 1.5, (4, num_classes)).astype(dtype)
+    temperature = rng.uniform(0.3, 2.0, 4).astype(dtype)
+    value = jax.jit(rc.log_prob)(y, logits=logits, temperature=temperature)
+    chex.assert_shape(value, (4,))
+    assert value.dtype == dtype
+    expected = np.log(concrete_density(f64(y), f64(logits), f64(temperature)[:, None]))
+    atol = 300 * np.finfo(dtype).eps * num_classes  # terms of size |l| + 3 |log y| each
+    np.testing.assert_allclose(value, expected, rtol=0, atol=atol)
+    # The two densities differ by the Jacobian sum_k log y_k.
+    log_form = rc.log_sample_log_prob(
+        np.log(f64(y)).astype(dtype), logits=logits, temperature=temperature
+    )
+    np.testing.assert_allclose(
+        f64(value), f64(log_form) - np.sum(np.log(f64(y)), -1), rtol=0, atol=atol
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_two_classes_are_the_binary_concrete(rng, dtype):
+    y1 = rng.uniform(0.05, 0.95, 5)
+    y = np.stack([y1, 1 - y1], -1).astype(dtype)
+    logits = rng.normal(0, 2, (5, 2)).astype(dtype)
+    temperature = rng.uniform(0.2, 3.0, 5).astype(dtype)
+    difference = (f64(logits[:, 0]) - f64(logits[:, 1])).astype(dtype)
+    np.testing.assert_allclose(
+        rc.log_prob(y, logits=logits, temperature=temperature),
+        rb.log_prob(y[:, 0], logits=difference, temperature=temperature, axis=()),
+        rtol=1e-5 if dtype == np.float32 else 1e-12,
+        atol=1e-5 if dtype == np.float32 else 1e-12,
+    )
+    # Log form: the density of the log-ratio x_1 - x_2 is the logit density, and adding a
+    # constant to log y changes nothing.
+    log_y = np.log(f64(y)) + 3.0
+    ratio = (log_y[:, 0] - log_y[:, 1]).astype(dtype)
+    np.testing.assert_allclose(
+        rc.log_sample_log_prob(log_y.astype(dtype), logits=logits, temperature=temperature),
+        rb.logit_log_prob(ratio, logits=difference, temperature=temperature, axis=()),
+        rtol=1e-5 if dtype == np.float32 else 1e-12,
+        atol=1e-5 if dtype == np.float32 else 1e-12,
+    )
+
+
+def _grid_density(logits, temperature, step=0.04, half_width=24.0):
+    """The K = 3 log-form density on a grid of the log-ratios (r_1, r_2) = (x_1 - x_3,
+    x_2 - x_3), and the grid; it decays like exp(-lambda |r|), so the box holds all but
+    ~exp(-lambda * 24) of the mass."""
+    r = np.arange(-half_width, half_width + step / 2, step)
+    r1, r2 = np.meshgrid(r, r, indexing="ij")
+    log_y = np.stack([r1, r2, np.zeros_like(r1)], -1)
+    density = np.exp(
+        f64(rc.log_sample_log_prob(jnp.asarray(log_y), logits=logits, temperature=temperature))
+    )
+    return density, log_y, step
+
+
+@pytest.mark.parametrize("temperature", [0.7, 1.0, 2.5])
+def test_density_integrates_to_one_over_the_simplex(temperature):
+    # The trapezoid rule on a smooth, exponentially decaying integrand is accurate far beyond
+    # the float32 rounding of the density (~1e-6 relative).
+    logits = jnp.array([0.5, -1.0, 0.3])
+    density, _, step = _grid_density(logits, temperature)
+    total = np.trapezoid(np.trapezoid(density, dx=step, axis=1), dx=step)
+    np.testing.assert_allclose(total, 1.0, atol=2e-5)
+
+
+# --- samplers -------------------------------------------------------------------------
+
+NUM_DRAWS = 100_000
+
+
+@pytest.mark.parametrize("temperature", [0.7, 2.5])
+def test_sample_means_match_the_density(temperature):
+    # E[y_k] by quadrature of softmax(log y) against the density, and from 100k samples,
+    # within 5 standard errors.
+    logits = jnp.array([0.5, -1.0, 0.3])
+    density, log_y, step = _grid_density(logits, temperature)
+    y_grid = sp.softmax(log_y, -1)
+    weights = density * step**2
+    expected = np.sum(weights[..., None] * y_grid, (0, 1)) / np.sum(weights)
+    y = f64(
+        rc.sample(jax.random.key(0), logits=logits, temperature=temperature, sample_shape=NUM_DRAWS)
+    )
+    np.testing.assert_allclose(y.sum(-1), 1.0, atol=1e-6)
+    standard_error = y.std(0, ddof=1) / np.sqrt(NUM_DRAWS)
+    assert np.all(np.abs(y.mean(0) - expected) < 5 * standard_error), (y.mean(0), expected)
+    # And the same draws in log form.
+    log_draws = rc.log_sample(
+        jax.random.key(0), logits=logits, temperature=temperature, sample_shape=NUM_DRAWS
+    )
+    np.testing.assert_allclose(np.exp(f64(log_draws)), y, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 1.0, 10.0])
+def test_hard_samples_are_categorical(temperature):
+    # P(argmax = k) = softmax(l)_k (the Gumbel-max trick), whatever the temperature; within 5
+    # standard errors sqrt(p (1 - p) / N). A class of logit -inf is never drawn.
+    logits = jnp.array([1.0, -0.5, -jnp.inf, 0.2, -2.0])
+    hard = f64(
+        rc.straight_through_sample(
+            jax.random.key(1), logits=logits, temperature=temperature, sample_shape=NUM_DRAWS
+        )
+    )
+    np.testing.assert_array_equal(hard.sum(-1), 1.0)
+    p = sp.softmax(f64(logits))
+    assert hard[:, 2].sum() == 0
+    standard_error = np.sqrt(p * (1 - p) / NUM_DRAWS)
+    assert np.all(np.abs(hard.mean(0) - p) <= 5 * standard_error), (hard.mean(0), p)
+
+
+def test_straight_through_forward_is_hard_and_backward_relaxed(rng):
+    key = jax.random.key(2)
+    logits = jnp.asarray(rng.normal(size=(2, 4)), jnp.float32)
+    weights = jnp.asarray(rng.normal(size=(3, 2, 4)), jnp.float32)
+
+    def loss(fn):
+        return lambda lg, t: jnp.sum(weights * fn(key, logits=lg, temperature=t, sample_shape=3))
+
+    hard = rc.straight_through_sample(key, logits=logits, temperature=0.5, sample_shape=3)
+    log_y = rc.log_sample(key, logits=logits, temperature=0.5, sample_shape=3)
+    np.testing.assert_array_equal(hard, jax.nn.one_hot(jnp.argmax(log_y, -1), 4))
+    for expected, actual in zip(
+        jax.grad(loss(rc.sample), (0, 1))(logits, 0.5),
+        jax.grad(loss(rc.straight_through_sample), (0, 1))(logits, 0.5),
+        strict=True,
+    ):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
+    # straight_through on its own, classes on axis 0: one-hot forward, identity backward.
+    y = jnp.array([[0.2, 0.6], [0.5, 0.1], [0.3, 0.3]])
+    np.testing.assert_array_equal(rc.straight_through(y, axis=0), [[0, 1], [1, 0], [0, 0]])
+    grad = jax.grad(lambda v: jnp.sum(weights[0, :, :3].T * rc.straight_through(v, axis=0)))(y)
+    np.testing.assert_array_equal(grad, weights[0, :, :3].T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_check_grads(rng, dtype):
+    y = _simplex_points(rng, (2, 3), np.float64)
+    y = np.clip(y, 0.1, None)
+    y = (y / y.sum(-1, keepdims=True)).astype(dtype)
+    logits = rng.normal(0, 1, (2, 3)).astype(dtype)
+    temperature = rng.uniform(0.5, 2.0, 2).astype(dtype)
+    settings = grad_tol(dtype)
+    eps = settings.pop("eps")
+    # y moves off the simplex under finite differences: differentiate the log form in log y
+    # and the y form in the parameters only.
+    test_util.check_grads(
+        lambda lg, t, x: rc.log_sample_log_prob(x, logits=lg, temperature=t),
+        (logits, temperature, np.log(f64(y)).astype(dtype)),
+        order=2,
+        modes=["rev"],
+        eps=eps,
+        **settings,
+    )
+    test_util.check_grads(
+        lambda lg, t: rc.log_prob(y, logits=lg, temperature=t),
+        (logits, temperature),
+        order=2,
+        modes=["rev"],
+        eps=eps,
+        **settings,
+    )
+    key = jax.random.key(3)
+    for fn in (rc.sample, rc.log_sample):
+        test_util.check_grads(
+            lambda lg, t, fn=fn: fn(key, logits=lg, temperature=t),
+            (logits, temperature),
+            order=1,
+            modes=["rev"],
+            eps=eps,
+            **settings,
+        )
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 1.0, 1e3])
+def test_extreme_logits_stay_finite(temperature):
+    logits = jnp.array([[-1e4, 0.0, 1e4], [-jnp.inf, 3.0, -1e4], [-30.0, 30.0, 0.0]])
+    key = jax.random.key(4)
+
+    def loss(lg, t):
+        log_y = rc.log_sample(key, logits=lg, temperature=t)
+        y = rc.sample(key, logits=lg, temperature=t)
+        return jnp.sum(rc.log_sample_log_prob(log_y, logits=lg, temperature=t)) + jnp.sum(y * y)
+
+    value, grads = jax.value_and_grad(loss, (0, 1))(logits, temperature)
+    assert np.isfinite(value)
+    assert np.all(np.isfinite(grads[0])) and np.isfinite(grads[1])
+    log_y = rc.log_sample(key, logits=logits, temperature=temperature, sample_shape=50)
+    np.testing.assert_array_equal(log_y[:, 1, 0], -np.inf)  # the dropped class
+    kept = np.ones((3, 3), bool)
+    kept[1, 0] = False
+    assert np.all(np.isfinite(f64(log_y)[:, kept]))
+    np.testing.assert_allclose(np.exp(f64(log_y)).sum(-1), 1.0, atol=1e-5)
+    if temperature == 1e-3:
+        # The logit 1e4 wins every draw; at small temperatures the sample is one-hot.
+        np.testing.assert_array_equal(
+            rc.sample(key, logits=logits[0], temperature=temperature), [0.0, 0.0, 1.0]
+        )
+
+
+def test_dropped_classes_and_undefined_logits():
+    logits = jnp.array([0.4, -jnp.inf, -0.2])
+    y = jnp.array([0.3, 0.0, 0.7])
+    # A class of logit -inf is dropped: the density is the two-class one.
+    np.testing.assert_allclose(
+        rc.log_prob(y, logits=logits, temperature=0.7),
+        rc.log_prob(y[jnp.array([0, 2])], logits=logits[jnp.array([0, 2])], temperature=0.7),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        rc.log_sample_log_prob(jnp.log(y), logits=logits, temperature=0.7),
+        rc.log_sample_log_prob(
+            jnp.log(y[jnp.array([0, 2])]), logits=logits[jnp.array([0, 2])], temperature=0.7
+        ),
+        rtol=1e-6,
+    )
+    # ... and must have y = 0; one class left is a point mass of log-density 0 at its vertex.
+    assert rc.log_prob(jnp.array([0.3, 0.1, 0.6]), logits=logits, temperature=0.7) == -np.inf
+    one = jnp.array([-jnp.inf, 2.0, -jnp.inf])
+    assert rc.log_prob(jnp.array([0.0, 1.0, 0.0]), logits=one, temperature=0.7) == 0.0
+    # A kept class at y = 0 is the boundary (undefined: NaN); in log form, density 0.
+    assert np.isnan(rc.log_prob(jnp.array([0.0, 0.0, 1.0]), logits=logits, temperature=0.7))
+    lp = rc.log_sample_log_prob(
+        jnp.array([-jnp.inf, -jnp.inf, 0.0]), logits=logits, temperature=0.7
+    )
+    assert lp == -np.inf
+    # Off the simplex: NaN. A logit +inf or NaN: NaN.
+    assert np.isnan(rc.log_prob(jnp.array([0.3, 0.0, 0.6]), logits=logits, temperature=0.7))
+    assert np.isnan(rc.log_prob(jnp.array([-0.1, 0.0, 1.1]), logits=logits, temperature=0.7))
+    assert np.isnan(rc.log_prob(y, logits=jnp.array([jnp.inf, 0.0, 0.0]), temperature=0.7))
+    assert np.isnan(
+        rc.log_sample_log_prob(y, logits=jnp.array([jnp.nan, 0.0, 0.0]), temperature=0.7)
+    )
+    assert np.all(
+        np.isnan(rc.sample(jax.random.key(5), logits=jnp.array([jnp.inf, 0.0]), temperature=0.7))
+    )
+
+
+def test_axis_and_shapes():
+    key = jax.random.key(6)
+    logits, temperature = jnp.zeros((3, 1, 5)), jnp.full((4,), 0.5)
+    for fn in (rc.sample, rc.log_sample, rc.straight_through_sample):
+        chex.assert_shape(fn(key, logits=logits, temperature=temperature), (3, 4, 5))
+        chex.assert_shape(
+            fn(key, logits=logits, temperature=temperature, sample_shape=(2, 7)), (2, 7, 3, 4, 5)
+        )
+    y = rc.sample(key, logits=logits, temperature=temperature, sample_shape=2)
+    value = rc.log_prob(y, logits=logits, temperature=temperature)
+    chex.assert_shape(value, (2, 3, 4))
+    # Classes on another axis: the same numbers.
+    moved = rc.log_prob(
+        jnp.moveaxis(y, -1, 1), logits=jnp.moveaxis(logits, -1, 0), temperature=temperature, axis=1
+    )
+    np.testing.assert_allclose(moved, value, rtol=1e-6)
+    # A scalar temperature with classes on axis 0.
+    chex.assert_shape(
+        rc.log_sample_log_prob(
+            jnp.zeros((5, 2)), logits=jnp.zeros((5, 1)), temperature=0.5, axis=0
+        ),
+        (2,),
+    )
+
+
+# --- dtypes and errors ----------------------------------------------------------------
+
+
+def test_dtypes():
+    bf = jnp.full((3,), 1 / 3, jnp.bfloat16)
+    key = jax.random.key(7)
+    assert rc.log_prob(jnp.full(3, 1 / 3), logits=bf, temperature=1.0).dtype == np.float32
+    assert rc.log_sample_log_prob(bf, logits=bf, temperature=bf[0]).dtype == np.float32
+    assert rc.sample(key, logits=bf, temperature=1.0).dtype == np.float32
+    assert rc.straight_through(bf).dtype == np.float32
+    if X64:
+        assert rc.log_sample(key, logits=np.zeros(3), temperature=1.0).dtype == np.float64
+        assert (
+            rc.log_prob(np.full(3, 1 / 3), logits=np.zeros(3), temperature=1.0).dtype == np.float64
+        )
+
+
+def test_errors_name_the_argument():
+    key = jax.random.key(8)
+    logits = np.zeros((2, 3), np.float32)
+    y = np.full((2, 3), 1 / 3, np.float32)
+    for bad in (0.0, -1.0, np.array([1.0, -0.5]), np.nan):
+        with pytest.raises(ValueError, match="temperature"):
+            rc.log_prob(y, logits=logits, temperature=bad)
+        with pytest.raises(ValueError, match="temperature"):
+            rc.sample(key, logits=logits, temperature=bad)
+    with pytest.raises(TypeError, match="temperature"):
+        rc.log_sample(key, logits=logits, temperature=np.ones(2, np.int32))
+    with pytest.raises(TypeError, match="logits"):
+        rc.straight_through_sample(key, logits=np.zeros(3, np.int32), temperature=1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        rc.log_prob(y, logits=logits, temperature=np.ones(3, np.float32))  # batch is (2,)
+    with pytest.raises(ValueError, match="temperature"):
+        rc.sample(key, logits=logits, temperature=np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="shapes do not broadcast"):
+        rc.log_prob(y, logits=np.zeros((2, 4), np.float32), temperature=1.0)
+    with pytest.raises(TypeError, match="axis"):
+        rc.log_prob(y, logits=logits, temperature=1.0, axis=(0, 1))
+    with pytest.raises(ValueError, match="axis 2"):
+        rc.straight_through(y, axis=2)
+    with pytest.raises(ValueError, match="class axis"):
+        rc.log_sample(key, logits=np.float32(0.0), temperature=1.0)
+    with pytest.raises(TypeError, match="sample_shape"):
+        rc.sample(key, logits=logits, temperature=1.0, sample_shape=(2, 1.5))
+    # Under jit the temperature is not known at trace time: NaN, documented.
+    traced = jax.jit(lambda t: rc.log_prob(y, logits=logits, temperature=t))
+    assert np.all(np.isnan(traced(-1.0)))
+    traced_sample = jax.jit(lambda t: rc.sample(key, logits=logits, temperature=t))
+    assert np.all(np.isnan(traced_sample(0.0)))
