@@ -61,10 +61,13 @@ def load_vae_runs(results_dir: pathlib.Path) -> list[dict]:
                 "best_bits_per_dim": min(
                     (v for v in (elbo, iwae) if _finite(v)), default=float("nan")
                 ),
+                "elbo_nats": metrics.get("test_neg_elbo_nats"),
+                "is_nats": metrics.get("test_nll_nats"),
                 "is_samples": metrics.get("is_samples", metrics.get("eval_samples")),
                 "epochs": metrics.get("epochs"),
-                "train_seconds": metrics.get("train_seconds"),
+                "seconds_per_epoch": metrics.get("train_seconds_per_epoch"),
                 "device": metrics.get("device", "?"),
+                "evaluation_set": metrics.get("evaluation_set", "?"),
                 "file": f"{VAE_DIR}/{path.parent.name}/metrics.json",
             }
         )
@@ -81,6 +84,10 @@ def _bits(value) -> str:
 
 def _seconds(value) -> str:
     return f"{value:.0f} s" if _finite(value) else "?"
+
+
+def _nats(value) -> str:
+    return f"{value:.2f}" if _finite(value) else ""
 
 
 def bars(result: dict, vae_runs: list[dict]) -> list[tuple[str, str]]:
@@ -156,29 +163,29 @@ def quality_rows(result: dict, vae_runs: list[dict]) -> list[list[str]]:
         rows.append(["VAE, 8-bit likelihoods", "not yet run", "", "", "", f"`{VAE_DIR}/`"])
     for run in vae_runs:
         k = f"K = {run['is_samples']}" if run["is_samples"] else "importance-sampled"
-        training = (
-            f"{run['epochs']} epochs, {_seconds(run['train_seconds'])}, {run['device']}"
-            if run["epochs"]
-            else run["device"]
-        )
+        training = f"{run['epochs']} epochs" if run["epochs"] else "? epochs"
+        if _finite(run["seconds_per_epoch"]):
+            training += f", {run['seconds_per_epoch']:.0f} s/epoch"
+        training += f", {run['device']}"
+        source = f"`{run['file']}` ({run['evaluation_set']})"
         rows.append(
             [
                 f"VAE, {run['likelihood']} (ELBO)",
                 _bits(run["elbo_bits_per_dim"]),
-                "",
+                _nats(run["elbo_nats"]),
                 "bound",
                 training,
-                f"`{run['file']}`",
+                source,
             ]
         )
         rows.append(
             [
                 f"VAE, {run['likelihood']} ({k})",
                 _bits(run["is_bits_per_dim"]),
-                "",
+                _nats(run["is_nats"]),
                 "bound",
                 training,
-                f"`{run['file']}`",
+                source,
             ]
         )
     rows += [[name, f"{value:.2f}", "", "bound", "", PUBLISHED_SOURCE] for name, value in PUBLISHED]
