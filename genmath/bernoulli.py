@@ -31,7 +31,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from genmath._src import continuous_bernoulli, validation
+from genmath._src import continuous_bernoulli, validation, value_checks
 from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
 __all__ = [
@@ -223,6 +223,7 @@ def log_prob(
     name = "bernoulli.log_prob"
     x, logits = validation.promote(name, {"logits": logits}, {"x": x})
     mask, (x, logits) = _masked_inputs(name, where, [x, logits])
+    value_checks.check_in_unit_interval(name, "x", x)
     terms = _bernoulli_terms(x, _logit_parts(logits))
     terms = jnp.where((x < 0) | (x > 1), jnp.nan, terms)
     return _reduce(name, terms, axis, mask)
@@ -434,7 +435,9 @@ def logits_from_probs(probs: ArrayLike) -> Array:
         C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §4.2,
         eq. (4.58).
     """
-    (probs,) = validation.promote("bernoulli.logits_from_probs", {"probs": probs})
+    name = "bernoulli.logits_from_probs"
+    (probs,) = validation.promote(name, {"probs": probs})
+    value_checks.check_in_unit_interval(name, "probs", probs)
     return jnp.log(probs) - jnp.log1p(-probs)
 
 
@@ -535,6 +538,7 @@ def continuous_log_prob(
     name = "bernoulli.continuous_log_prob"
     x, logits = validation.promote(name, {"logits": logits}, {"x": x})
     mask, (x, logits) = _masked_inputs(name, where, [x, logits])
+    value_checks.check_in_unit_interval(name, "x", x)
     infinite = jnp.isinf(logits)
     finite_logits = jnp.where(infinite, 0.0, logits)
     parts = _logit_parts(finite_logits)

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from genmath._src import validation
+from genmath._src import validation, value_checks
 from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
 __all__ = ["cross_entropy", "entropy", "kl", "log_prob", "sample"]
@@ -190,6 +190,7 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike, axis: Axis | None = None) 
         name, {"labels": labels.shape, "logits (without the class axis)": logits.shape[:-1]}
     )
     labels = jnp.broadcast_to(labels, batch_shape)
+    value_checks.check_labels(name, "labels", labels, num_classes)
     valid = (labels >= 0) & (labels < num_classes)
     index = jnp.where(valid, labels, 0)[..., None]
     # Subtract from the *shifted* logits: l_y - logsumexp(l) would cancel catastrophically

@@ -42,7 +42,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from genmath._src import validation
+from genmath._src import validation, value_checks
 from genmath._src.typing import Array, ArrayLike, Key, SampleShape
 
 __all__ = ["bits_per_dim_8bit", "log_prob_lower_bound", "uniform"]
@@ -87,6 +87,7 @@ def uniform(key: Key, x: ArrayLike, *, sample_shape: SampleShape = ()) -> Array:
     """
     name = "dequantize.uniform"
     (x,) = validation.promote(name, {}, {"x": x})
+    value_checks.check_pixels(name, "x", x)
     sample_shape = validation.sample_shape(name, sample_shape)
     u = jax.random.uniform(key, sample_shape + x.shape, x.dtype)
     # (x + u) / 256 may round up to the next bin edge for u just below 1: keep y in C_x.

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from genmath._src import special, validation
+from genmath._src import special, validation, value_checks
 from genmath._src.typing import Array, ArrayLike, Key, SampleShape, Shape
 
 _LOG_TWO_PI = math.log(2.0 * math.pi)
@@ -205,6 +205,8 @@ def _pair_terms(name: str, loc_p, scale_tril_p, loc_q, scale_tril_q):
             "scale_tril_q (batch)": _batch_shape(scale_tril_q, 2),
         },
     )
+    value_checks.check_scale_tril(name, "scale_tril_p", scale_tril_p, inverted=False)
+    value_checks.check_scale_tril(name, "scale_tril_q", scale_tril_q, inverted=True)
     scale_tril_p = jnp.tril(scale_tril_p)
     scale_tril_q = jnp.tril(scale_tril_q)
 
@@ -279,6 +281,7 @@ def log_prob(x: ArrayLike, *, loc: ArrayLike, scale_tril: ArrayLike) -> Array:
             "scale_tril (batch)": _batch_shape(scale_tril, 2),
         },
     )
+    value_checks.check_scale_tril(name, "scale_tril", scale_tril, inverted=True)
     # The solve reads only the lower triangle anyway; masking it explicitly made batched
     # solves ~20 % faster on CPU (measured at 256 x 64 x 64), and costs nothing otherwise.
     scale_tril = jnp.tril(scale_tril)
@@ -313,6 +316,7 @@ def entropy(*, scale_tril: ArrayLike) -> Array:
     name = "mvn.entropy"
     (scale_tril,) = validation.promote(name, {"scale_tril": scale_tril})
     d = _check_square(name, "scale_tril", scale_tril)
+    value_checks.check_scale_tril(name, "scale_tril", scale_tril, inverted=False)
     return 0.5 * d * (1.0 + _LOG_TWO_PI) + jnp.sum(_log_abs_diagonal(scale_tril), axis=-1)
 
 
@@ -483,6 +487,7 @@ def sample(
         },
     )
     sample_shape = validation.sample_shape(name, sample_shape)
+    value_checks.check_scale_tril(name, "scale_tril", scale_tril, inverted=False)
     noise = jax.random.normal(key, sample_shape + batch + (d,), scale_tril.dtype)
     return loc + _tril_matvec(jnp.tril(scale_tril), noise)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from genmath._src import validation
+from genmath._src import validation, value_checks
 from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
 NUM_BINS = 256
@@ -119,6 +119,7 @@ def log_prob(
     name: str, bin_log_prob: BinLogProb, x: ArrayLike, loc, log_scale, axis: Axis
 ) -> Array:
     x, loc, log_scale = validation.promote(name, {"loc": loc, "log_scale": log_scale}, {"x": x})
+    value_checks.check_pixels(name, "x", x)
     shape = jnp.broadcast_shapes(x.shape, loc.shape, log_scale.shape)
     axes = validation.check_axis(name, axis, len(shape))
     x, loc, log_scale = (jnp.broadcast_to(a, shape) for a in (x, loc, log_scale))
@@ -144,6 +145,7 @@ def mixture_log_prob(
     name: str, bin_log_prob: BinLogProb, x: ArrayLike, logits, loc, log_scale, axis: Axis
 ) -> Array:
     x, logits, loc, log_scale, shape = _mixture_args(name, x, logits, loc, log_scale)
+    value_checks.check_pixels(name, "x", x)
     axes = validation.check_axis(name, axis, len(shape) - 1)
     x, loc, log_scale = (jnp.broadcast_to(a, shape) for a in (x[..., None], loc, log_scale))
     log_weights = jax.nn.log_softmax(logits, axis=-1)

@@ -1,0 +1,90 @@
+"""Opt-in run-time checks of argument values, built on ``jax.experimental.checkify``.
+
+Shapes and dtypes are checked at trace time (:mod:`genmath._src.validation`); values
+cannot be, since under ``jax.jit`` they are abstract. Each helper here adds one
+``checkify.check`` naming the public function and the argument, but only while the
+switch :data:`ENABLED` is on when the function is *traced*; with it off (the default) the
+helpers emit nothing, so the traced program is exactly the one without them.
+
+The switch is a JAX configuration state that is part of the jit cache key: a function
+jit-compiled with the checks off is traced again, with them, when it is called with the
+checks on, and vice versa.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax._src import config as jax_config
+from jax.experimental import checkify
+
+from genmath._src.typing import Array
+
+# Private JAX API (`bool_state`): the one way to make a switch read at trace time part of
+# the jit cache key, so that cached traces never mix the two modes. The environment
+# variable GENMATH_VALUE_CHECKS=1 turns it on for a whole process.
+ENABLED = jax_config.bool_state(
+    "genmath_value_checks",
+    False,
+    "Add checkify checks of argument values to genmath functions (see genmath.debug).",
+    include_in_jit_key=True,
+    include_in_trace_context=True,
+)
+
+_PIXEL_MAX = 255.0
+
+
+def enabled() -> bool:
+    return bool(ENABLED.value)
+
+
+def _check(caller: str, name: str, ok: Array, value: Array, requirement: str) -> None:
+    """One check that every element of ``value`` satisfies ``ok``, naming the argument.
+
+    The message carries the first offending value (in row-major order), read at run time.
+    """
+    ok = jnp.broadcast_to(ok, jnp.shape(value)).reshape(-1)
+    flat = jnp.reshape(value, -1)
+    first_bad = flat[jnp.argmin(ok)] if flat.size else jnp.zeros((), flat.dtype)
+    checkify.check(
+        jnp.all(ok),
+        f"{caller}: `{name}` {requirement}, got {{}}.",
+        first_bad,
+    )
+
+
+def check_in_unit_interval(caller: str, name: str, value: Array) -> None:
+    """Every element in [0, 1] (NaN fails)."""
+    if enabled():
+        _check(caller, name, (value >= 0) & (value <= 1), value, "must lie in [0, 1]")
+
+
+def check_pixels(caller: str, name: str, value: Array) -> None:
+    """Every element an integer in 0..255 (an 8-bit pixel value)."""
+    if enabled():
+        ok = (value >= 0) & (value <= _PIXEL_MAX) & (value == jnp.round(value))
+        _check(caller, name, ok, value, "must hold integers in 0..255")
+
+
+def check_labels(caller: str, name: str, labels: Array, num_classes: int) -> None:
+    """Every label in [0, num_classes)."""
+    if enabled():
+        ok = (labels >= 0) & (labels < num_classes)
+        _check(caller, name, ok, labels, f"must hold class indices in [0, {num_classes})")
+
+
+def check_scale_tril(caller: str, name: str, tril: Array, *, inverted: bool) -> None:
+    """A Cholesky factor's lower triangle finite and, where it is inverted, its diagonal
+    non-zero.
+
+    A zero on the diagonal is a singular covariance: harmless for a factor that is only
+    multiplied (a degenerate :math:`p`, whose entropy is :math:`-\\infty`), but ``inf`` or
+    NaN wherever the factor is solved with (``inverted=True``). A negative entry is allowed,
+    as documented in :mod:`genmath.mvn`.
+    """
+    if enabled():
+        lower = jnp.tril(tril)
+        _check(caller, name, jnp.isfinite(lower), lower, "must hold finite values")
+        if inverted:
+            diagonal = jnp.diagonal(tril, axis1=-2, axis2=-1)
+            requirement = "must have a non-zero diagonal (a singular covariance)"
+            _check(caller, name, diagonal != 0, diagonal, requirement)

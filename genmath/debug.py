@@ -1,0 +1,152 @@
+"""Opt-in checks of argument *values*, which raise even under ``jax.jit``.
+
+genmath checks shapes and dtypes at trace time, and gives documented NaN (or
+:math:`\\pm\\infty`) for values outside a function's domain, since a jitted function
+cannot look at its values. With the checks on, the functions below also check the values
+that would otherwise silently give NaN, through JAX's own
+:mod:`jax.experimental.checkify`, and the failure names the function and the argument:
+
+* :func:`genmath.bernoulli.log_prob` and :func:`~genmath.bernoulli.continuous_log_prob`:
+  ``x`` outside :math:`[0, 1]`; :func:`~genmath.bernoulli.logits_from_probs`: ``probs``
+  outside :math:`[0, 1]`;
+* :func:`genmath.categorical.log_prob`: a label outside :math:`[0, K)` (negative ones
+  included);
+* :mod:`genmath.mvn` (``log_prob``, ``entropy``, ``kl``, ``cross_entropy``, ``sample``): a
+  zero or non-finite diagonal entry of a ``scale_tril`` (a singular covariance);
+* :mod:`genmath.discretized_logistic`, :mod:`genmath.discretized_normal` (``log_prob``,
+  ``mixture_log_prob``) and :func:`genmath.dequantize.uniform`: ``x`` not an integer in
+  0..255.
+
+The switch is read when a function is traced. Off (the default), nothing is added: the
+traced program is identical to one without checks, so they cost nothing. On, each check is
+a ``checkify.check``, which a caller functionalises with ``checkify.checkify`` (or
+:func:`checked`, which also jit-compiles and raises); called eagerly, a failing check
+raises at once. The switch is part of JAX's jit cache key, so a jitted function is traced
+again when it is called in the other mode. ``GENMATH_VALUE_CHECKS=1`` in the environment
+turns the checks on for a whole process.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from genmath import bernoulli, debug
+    >>> x = jnp.array([1.0, 1.5])  # 1.5 is not a probability of a pixel being on
+    >>> print(bernoulli.log_prob(x, logits=jnp.zeros(2)))  # checks off: documented NaN
+    nan
+    >>> checked_log_prob = debug.checked(bernoulli.log_prob)  # checkify + jit + throw
+    >>> checked_log_prob(x, logits=jnp.zeros(2))
+    Traceback (most recent call last):
+        ...
+    jax._src.checkify.JaxRuntimeError: bernoulli.log_prob: `x` must lie in [0, 1], got 1.5. ...
+    >>> print(checked_log_prob(jnp.array([1.0, 0.0]), logits=jnp.zeros(2)).round(4))
+    -1.3863
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+
+import jax
+from jax.experimental import checkify
+
+from genmath._src import value_checks
+
+__all__ = ["checked", "checks", "checks_enabled", "enable_checks"]
+
+
+def checks_enabled() -> bool:
+    """Whether functions traced now include the value checks.
+
+    Returns:
+        ``True`` inside :func:`checks`, after ``enable_checks(True)``, or with
+        ``GENMATH_VALUE_CHECKS=1`` in the environment; ``False`` otherwise.
+
+    Example:
+        >>> from genmath import debug
+        >>> debug.checks_enabled()
+        False
+    """
+    return value_checks.enabled()
+
+
+@contextlib.contextmanager
+def checks(*, enabled: bool = True) -> Iterator[None]:
+    """Context manager: functions traced inside it include the value checks (or not).
+
+    Args:
+        enabled: ``True`` to add the checks, ``False`` to leave them out inside a region
+            where they are on.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from jax.experimental import checkify
+        >>> from genmath import categorical, debug
+        >>> f = checkify.checkify(jax.jit(lambda y: categorical.log_prob(y, logits=jnp.zeros(3))))
+        >>> with debug.checks():
+        ...     error, _ = f(jnp.array([0, 3]))
+        >>> print(error.get())
+        categorical.log_prob: `labels` must hold class indices in [0, 3), got 3. (`check` failed)
+    """
+    with value_checks.ENABLED(bool(enabled)):
+        yield
+
+
+def enable_checks(enabled: bool) -> None:
+    """Turns the value checks on or off for the whole process (for code traced from now).
+
+    Args:
+        enabled: the new default, overridden inside :func:`checks`.
+
+    Example:
+        >>> from genmath import debug
+        >>> debug.enable_checks(True)
+        >>> debug.checks_enabled()
+        True
+        >>> debug.enable_checks(False)
+    """
+    jax.config.update("genmath_value_checks", bool(enabled))
+
+
+def checked(fn: Callable, *, jit: bool = True) -> Callable:
+    """``fn`` with the value checks on, functionalised, (by default) jitted and raising.
+
+    The returned function traces ``fn`` with the checks on, runs it through
+    ``checkify.checkify`` and ``jax.jit``, and raises the first failed check as a
+    ``checkify.JaxRuntimeError`` (a ``ValueError``) naming the function and the argument;
+    otherwise it returns ``fn``'s value. Pass ``fn`` itself, not ``jax.jit(fn)``.
+
+    Args:
+        fn: any function calling genmath functions.
+        jit: ``False`` to trace without ``jax.jit`` (checkify still stages the function).
+
+    Returns:
+        A function with ``fn``'s signature and value.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from genmath import bernoulli, debug
+        >>> checked_logits = debug.checked(bernoulli.logits_from_probs)
+        >>> print(checked_logits(jnp.array([0.5, 1.0])))
+        [ 0. inf]
+        >>> checked_logits(jnp.array([0.5, -0.25]))
+        Traceback (most recent call last):
+            ...
+        jax._src.checkify.JaxRuntimeError: bernoulli.logits_from_probs: `probs` must lie in ...
+    """
+
+    def with_checks(*args, **kwargs):
+        with checks():
+            return fn(*args, **kwargs)
+
+    functionalised = checkify.checkify(with_checks)
+    if jit:
+        functionalised = jax.jit(functionalised)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        error, value = functionalised(*args, **kwargs)
+        error.throw()
+        return value
+
+    return run

@@ -1,0 +1,287 @@
+"""genmath.debug: opt-in checkify checks of values, absent from the program when off."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import checkify
+
+from genmath import (
+    bernoulli,
+    categorical,
+    debug,
+    dequantize,
+    discretized_logistic,
+    discretized_normal,
+    mvn,
+)
+from genmath._src import value_checks
+from tests.genmath.helpers import DTYPE
+
+KEY = jax.random.key(0)
+L_BAD = jnp.array([[1.0, 0.0], [0.5, 0.0]], DTYPE)  # zero diagonal: singular covariance
+L_GOOD = jnp.array([[1.0, 0.0], [0.5, -2.0]], DTYPE)  # a negative diagonal entry is allowed
+L_NAN = jnp.array([[1.0, 0.0], [jnp.nan, 2.0]], DTYPE)
+PIXEL_LOC = jnp.full(3, 0.5, DTYPE)
+MIXTURE = {"logits": jnp.zeros((3, 2), DTYPE), "loc": jnp.full((3, 2), 0.5, DTYPE)}
+
+
+# id: (function of one array, bad value, good value, the message's start, value with the
+# checks off for the bad input: "nan", "-inf", "inf" or "not finite")
+CASES = {
+    "bernoulli.log_prob": (
+        lambda x: bernoulli.log_prob(x, logits=jnp.zeros(3, DTYPE)),
+        jnp.array([0.0, 1.5, 1.0], DTYPE),
+        jnp.array([0.0, 0.25, 1.0], DTYPE),
+        "bernoulli.log_prob: `x` must lie in [0, 1], got 1.5",
+        "nan",
+    ),
+    "bernoulli.logits_from_probs": (
+        bernoulli.logits_from_probs,
+        jnp.array([0.5, -0.25], DTYPE),
+        jnp.array([0.5, 1.0], DTYPE),
+        "bernoulli.logits_from_probs: `probs` must lie in [0, 1], got -0.25",
+        "nan",
+    ),
+    "bernoulli.continuous_log_prob": (
+        lambda x: bernoulli.continuous_log_prob(x, logits=jnp.ones(3, DTYPE)),
+        jnp.array([0.5, -0.5, 0.25], DTYPE),
+        jnp.array([0.5, 0.0, 0.25], DTYPE),
+        "bernoulli.continuous_log_prob: `x` must lie in [0, 1], got -0.5",
+        "-inf",
+    ),
+    "categorical.log_prob (too large)": (
+        lambda y: categorical.log_prob(y, logits=jnp.zeros((2, 4), DTYPE)),
+        jnp.array([1, 4]),
+        jnp.array([1, 3]),
+        "categorical.log_prob: `labels` must hold class indices in [0, 4), got 4",
+        "nan",
+    ),
+    "categorical.log_prob (negative)": (
+        lambda y: categorical.log_prob(y, logits=jnp.zeros((2, 4), DTYPE), axis=-1),
+        jnp.array([-1, 0]),
+        jnp.array([0, 0]),
+        "categorical.log_prob: `labels` must hold class indices in [0, 4), got -1",
+        "nan",
+    ),
+    "mvn.log_prob": (
+        lambda t: mvn.log_prob(jnp.ones((4, 2), DTYPE), loc=0.0, scale_tril=t),
+        L_BAD,
+        L_GOOD,
+        "mvn.log_prob: `scale_tril` must have a non-zero diagonal (a singular covariance), got 0.0",
+        "not finite",
+    ),
+    "mvn.entropy": (
+        lambda t: mvn.entropy(scale_tril=t),
+        jnp.array([[1.0, 0.0], [0.5, jnp.nan]], DTYPE),
+        L_BAD,  # singular: a degenerate distribution of entropy -inf, no error
+        "mvn.entropy: `scale_tril` must hold finite values, got nan",
+        "nan",
+    ),
+    "mvn.kl": (
+        lambda t: mvn.kl(loc_p=jnp.ones(2, DTYPE), scale_tril_p=L_GOOD, loc_q=0.0, scale_tril_q=t),
+        L_BAD,
+        L_GOOD,
+        "mvn.kl: `scale_tril_q` must have a non-zero diagonal (a singular covariance), got 0.0",
+        "not finite",
+    ),
+    "mvn.cross_entropy": (
+        lambda t: mvn.cross_entropy(
+            loc_p=jnp.ones(2, DTYPE), scale_tril_p=L_BAD, loc_q=0.0, scale_tril_q=t
+        ),
+        L_BAD,
+        L_GOOD,  # a singular p is a degenerate distribution: finite H(p, q), no error
+        "mvn.cross_entropy: `scale_tril_q` must have a non-zero diagonal (a singular "
+        "covariance), got 0.0",
+        "not finite",
+    ),
+    "mvn.kl (p)": (
+        lambda t: mvn.kl(loc_p=jnp.ones(2, DTYPE), scale_tril_p=t, loc_q=0.0, scale_tril_q=L_GOOD),
+        L_NAN,
+        L_GOOD,
+        "mvn.kl: `scale_tril_p` must hold finite values, got nan",
+        "nan",
+    ),
+    "mvn.sample": (
+        lambda t: mvn.sample(KEY, loc=jnp.zeros(2, DTYPE), scale_tril=t, sample_shape=3),
+        L_NAN,
+        L_BAD,  # singular: samples on a line, no error
+        "mvn.sample: `scale_tril` must hold finite values, got nan",
+        "nan",
+    ),
+    "discretized_logistic.log_prob": (
+        lambda x: discretized_logistic.log_prob(x, loc=PIXEL_LOC, log_scale=-3.0),
+        jnp.array([0.0, 3.5, 255.0], DTYPE),
+        jnp.array([0.0, 3.0, 255.0], DTYPE),
+        "discretized_logistic.log_prob: `x` must hold integers in 0..255, got 3.5",
+        "nan",
+    ),
+    "discretized_normal.log_prob": (
+        lambda x: discretized_normal.log_prob(x, loc=PIXEL_LOC, log_scale=-3.0),
+        jnp.array([0, 256, 7]),
+        jnp.array([0, 255, 7]),
+        "discretized_normal.log_prob: `x` must hold integers in 0..255, got 256",
+        "nan",
+    ),
+    "discretized_logistic.mixture_log_prob": (
+        lambda x: discretized_logistic.mixture_log_prob(x, log_scale=-3.0, **MIXTURE),
+        jnp.array([-1, 2, 3]),
+        jnp.array([1, 2, 3]),
+        "discretized_logistic.mixture_log_prob: `x` must hold integers in 0..255, got -1",
+        "nan",
+    ),
+    "dequantize.uniform": (
+        lambda x: dequantize.uniform(KEY, x),
+        jnp.array([0.0, 300.0], DTYPE),
+        jnp.array([0.0, 255.0], DTYPE),
+        "dequantize.uniform: `x` must hold integers in 0..255, got 300",
+        None,  # no NaN: the noise is added to whatever x is
+    ),
+}
+
+
+def _ids():
+    return sorted(CASES)
+
+
+def _no_op_checks(monkeypatch):
+    for name in dir(value_checks):
+        if name.startswith("check_"):
+            monkeypatch.setattr(value_checks, name, lambda *args, **kwargs: None)
+
+
+def _check_equations(jaxpr) -> int:
+    """How many `check` equations the jaxpr holds, nested jaxprs included."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == "check"
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", None)
+            if inner is not None:
+                count += _check_equations(getattr(inner, "jaxpr", inner))
+    return count
+
+
+def test_checks_are_off_by_default():
+    assert not debug.checks_enabled()
+    with debug.checks():
+        assert debug.checks_enabled()
+        with debug.checks(enabled=False):
+            assert not debug.checks_enabled()
+    assert not debug.checks_enabled()
+
+
+@pytest.mark.parametrize("case", _ids())
+def test_bad_value_raises_under_jit_naming_the_argument(case):
+    fn, bad, _, message, _ = CASES[case]
+    with pytest.raises(checkify.JaxRuntimeError) as raised:
+        debug.checked(fn)(bad)
+    assert str(raised.value).startswith(message), str(raised.value)
+
+
+@pytest.mark.parametrize("case", _ids())
+def test_valid_value_passes_and_gives_the_unchecked_result(case):
+    fn, _, good, _, _ = CASES[case]
+    checked = debug.checked(fn)(good)
+    plain = jax.jit(fn)(good)
+    assert not bool(jnp.any(jnp.isnan(checked)))  # (probability 1 is a logit of +inf)
+    np.testing.assert_array_equal(np.asarray(checked), np.asarray(plain))
+
+
+@pytest.mark.parametrize("case", _ids())
+def test_checks_off_leave_the_program_unchanged_and_the_documented_value(case, monkeypatch):
+    fn, bad, _, _, documented = CASES[case]
+    off = str(jax.make_jaxpr(fn)(bad))
+    with debug.checks():
+        on = jax.make_jaxpr(fn)(bad)
+    assert _check_equations(on.jaxpr) >= 1
+    # Zero cost: with the checks off the program is exactly the one traced with every
+    # check helper replaced by a no-op.
+    _no_op_checks(monkeypatch)
+    assert off == str(jax.make_jaxpr(fn)(bad))
+    assert "check" not in off.split()
+    value = np.asarray(jax.jit(fn)(bad), np.float64)
+    if documented == "nan":
+        assert np.isnan(value).any()
+    elif documented == "-inf":
+        assert (value == -np.inf).any()
+    elif documented == "not finite":
+        assert not np.isfinite(value).all()
+
+
+def test_eager_call_with_checks_on_raises_at_once():
+    with debug.checks(), pytest.raises(checkify.JaxRuntimeError, match="`probs`"):
+        bernoulli.logits_from_probs(jnp.array([2.0], DTYPE))
+
+
+def test_the_switch_is_part_of_the_jit_cache_key():
+    """A function jitted with the checks off is traced again when called with them on."""
+    fn = checkify.checkify(jax.jit(bernoulli.logits_from_probs))
+    bad = jnp.array([0.5, 2.0], DTYPE)
+    error, value = fn(bad)
+    assert error.get() is None and np.isnan(np.asarray(value)[1])
+    with debug.checks():
+        error, _ = fn(bad)
+    assert "`probs` must lie in [0, 1], got 2.0" in error.get()
+    error, _ = fn(bad)
+    assert error.get() is None
+
+
+def test_enable_checks_for_the_process():
+    debug.enable_checks(True)
+    try:
+        assert debug.checks_enabled()
+        error, _ = checkify.checkify(jax.jit(bernoulli.logits_from_probs))(jnp.array([-1.0]))
+        assert "`probs`" in error.get()
+    finally:
+        debug.enable_checks(False)
+    assert not debug.checks_enabled()
+
+
+def test_masked_out_values_are_not_checked():
+    x = jnp.array([1.0, jnp.nan, 7.0], DTYPE)
+    where = jnp.array([True, False, False])
+    value = debug.checked(lambda x: bernoulli.log_prob(x, logits=jnp.zeros(3, DTYPE), where=where))(
+        x
+    )
+    np.testing.assert_allclose(value, -np.log(2.0), rtol=1e-6)
+
+
+def test_under_vmap():
+    def row(x):
+        return bernoulli.log_prob(x, logits=jnp.zeros(2, DTYPE))
+
+    batched = jax.vmap(row)
+    good = jnp.array([[0.0, 1.0], [0.5, 0.5]], DTYPE)
+    np.testing.assert_array_equal(debug.checked(batched)(good), jax.jit(batched)(good))
+    with pytest.raises(checkify.JaxRuntimeError, match=r"bernoulli\.log_prob: `x`"):
+        debug.checked(batched)(jnp.array([[0.0, 1.0], [0.5, -3.0]], DTYPE))
+    # Labels checked per vmapped row.
+    labels = jax.vmap(lambda y: categorical.log_prob(y, logits=jnp.zeros(5, DTYPE)))
+    with pytest.raises(checkify.JaxRuntimeError, match="got 5"):
+        debug.checked(labels)(jnp.array([0, 5, 2]))
+
+
+def test_under_grad():
+    def loss(tril, x):
+        return jnp.sum(mvn.log_prob(x, loc=0.0, scale_tril=tril))
+
+    x = jnp.ones((3, 2), DTYPE)
+    grad = jax.grad(loss)
+    np.testing.assert_allclose(
+        debug.checked(grad)(L_GOOD, x), jax.jit(grad)(L_GOOD, x), rtol=1e-6, atol=1e-6
+    )
+    with pytest.raises(checkify.JaxRuntimeError, match=r"mvn\.log_prob: `scale_tril`"):
+        debug.checked(grad)(L_BAD, x)
+    value_and_grad = jax.value_and_grad(lambda p: jnp.sum(bernoulli.logits_from_probs(p)))
+    with pytest.raises(checkify.JaxRuntimeError, match="`probs` must lie in"):
+        debug.checked(value_and_grad)(jnp.array([0.5, 1.25], DTYPE))
+
+
+def test_checked_without_jit():
+    fn = debug.checked(bernoulli.logits_from_probs, jit=False)
+    np.testing.assert_array_equal(fn(jnp.array([0.5], DTYPE)), [0.0])
+    with pytest.raises(checkify.JaxRuntimeError, match="`probs`"):
+        fn(jnp.array([1.5], DTYPE))
