@@ -9,6 +9,11 @@ a likelihood reads them:
 * ``output_bias(pixel_means)``: the decoder output bias that makes the decoder's output at
   initialisation the training set's mean image, or ``None`` where that means nothing.
 
+Pixel values are in the units of the data the family models (``white`` is the value of a
+white pixel: 1 for binary and [0, 1] grey images, 255 for 8-bit pixels); the networks see
+``x / white``. A family whose ``log_prob`` draws noise (``needs_key``, e.g. uniform
+dequantisation) takes ``log_prob(x, params, key=key)`` and returns a one-draw estimate.
+
 Families are registered by name in :data:`LIKELIHOODS`; :func:`make_likelihood` builds one
 from its name and keyword options. Adding a family is one class with the
 :func:`register` decorator::
@@ -33,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from genmath import bernoulli, normal
+from genmath import bernoulli, dequantize, discretized_logistic, normal
 from models.training import ConfigError
 
 #: Name -> likelihood class; filled by :func:`register`.
@@ -69,8 +74,8 @@ class Likelihood(nnx.Module):
     """The interface of a decoder likelihood (see the module docstring)."""
 
     name: ClassVar[str] = ""
-    #: Decoder outputs per pixel.
-    outputs_per_pixel: ClassVar[int] = 1
+    #: Decoder outputs per pixel (an instance may set its own, from its options).
+    outputs_per_pixel: int = 1
     #: The data binarisations (``models.mnist.BINARIZATIONS``) it is a likelihood of; the
     #: first is the default.
     binarizations: ClassVar[tuple[str, ...]] = ()
@@ -78,6 +83,10 @@ class Likelihood(nnx.Module):
     option_names: ClassVar[tuple[str, ...]] = ()
     #: What ``log_prob`` is: a log-probability, or a log-density.
     kind: ClassVar[str] = "log p(x)"
+    #: The value of a white pixel in the data (255 for 8-bit pixels).
+    white: ClassVar[float] = 1.0
+    #: Whether ``log_prob`` draws noise and so takes ``key=`` (see the module docstring).
+    needs_key: ClassVar[bool] = False
 
     @classmethod
     def check_options(cls, **options) -> None:
@@ -194,3 +203,205 @@ class Gaussian(Likelihood):
     def output_bias(self, pixel_means):
         probs = np.clip(np.asarray(pixel_means, np.float64), 1e-3, 1.0 - 1e-3)
         return np.log(probs) - np.log1p(-probs)
+
+
+# ------------------------------------------------------------------------ 8-bit pixels
+
+#: Floor of the learned log-scales of the 8-bit likelihoods, on the [0, 1] scale. At
+#: e^-8 = 3.4e-4 (a twelfth of a grey level) a component centred on a grey level still
+#: puts 99.4 % of its mass there; the floor keeps a scale, and its gradients, away from 0.
+MIN_LOG_SCALE_8BIT = -8.0
+
+
+def _floored(raw: jax.Array, floor: float) -> jax.Array:
+    # floor + softplus(raw - floor): about raw well above the floor, never below it, and
+    # with a gradient everywhere (a hard clip would strand a log-scale under the floor).
+    return floor + jax.nn.softplus(raw - floor)
+
+
+def _unfloored(value: np.ndarray, floor: float) -> np.ndarray:
+    """The raw output that :func:`_floored` maps to ``value`` (> floor)."""
+    gap = np.asarray(value, np.float64) - floor
+    return floor + gap + np.log(-np.expm1(-gap))
+
+
+def _mean_and_std(pixel_means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # A [0, 1] variable of mean m has variance at most m (1 - m) (reached by a binary
+    # one, which MNIST nearly is): a scale that covers the data at initialisation.
+    means = np.clip(np.asarray(pixel_means, np.float64), 1e-3, 1.0 - 1e-3)
+    return means, np.sqrt(means * (1.0 - means))
+
+
+@register("logistic-mixture")
+class LogisticMixture(Likelihood):
+    """A per-pixel mixture of discretised logistics over the 256 grey levels (PixelCNN++).
+
+    For 8-bit pixels ``x`` in {0, ..., 255}. ``params`` hold per pixel, in this order, the
+    ``components`` mixture logits, locations and raw log-scales. A location is on the [0, 1]
+    scale and not squashed, so a component can sit beyond 0 or 1 and give an edge level
+    (MNIST's background 0, its strokes' 255) nearly all of its mass; a log-scale is kept
+    above :data:`MIN_LOG_SCALE_8BIT`. ``log_prob`` is
+    :func:`genmath.discretized_logistic.mixture_log_prob`: the log-probability of the 8-bit
+    image, so its bits/dim compare directly with any other discrete model of the same data.
+
+    Options:
+      components: mixture components per pixel (default 5).
+
+    The output bias from the data starts every component at the pixel's mean intensity
+    ``m``, with the scale of a logistic of standard deviation ``sqrt(m (1 - m))``, and equal
+    weights; the decoder's random output weights tell the components apart.
+
+    References:
+      T. Salimans, A. Karpathy, X. Chen, D. P. Kingma, *PixelCNN++*, ICLR 2017.
+    """
+
+    binarizations = ("8bit",)
+    option_names = ("components",)
+    kind = "log P(x) of the 8-bit image (discretised logistic mixture)"
+    white = 255.0
+
+    def __init__(self, *, components: int = 5, rngs: nnx.Rngs | None = None):
+        del rngs
+        self.check_options(components=components)
+        self.components = int(components)
+        self.outputs_per_pixel = 3 * self.components
+
+    @classmethod
+    def check_options(cls, *, components=5) -> None:
+        if isinstance(components, bool) or not isinstance(components, int) or components < 1:
+            raise ConfigError("components", f"must be a positive integer, got {components!r}")
+
+    def mixture(self, params: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(logits, loc, log_scale)`` of the components, each ``(..., 784, components)``."""
+        per_pixel = params.reshape(*params.shape[:-1], -1, self.outputs_per_pixel)
+        logits, loc, raw = jnp.split(per_pixel, 3, axis=-1)
+        return logits, loc, _floored(raw, MIN_LOG_SCALE_8BIT)
+
+    def pixel_log_prob(self, x: jax.Array, params: jax.Array) -> jax.Array:
+        """``log P(x_i | z)`` of every pixel: ``(..., 784)``."""
+        logits, loc, log_scale = self.mixture(params)
+        return discretized_logistic.mixture_log_prob(
+            x, logits=logits, loc=loc, log_scale=log_scale, axis=()
+        )
+
+    def log_prob(self, x, params):
+        logits, loc, log_scale = self.mixture(params)
+        return discretized_logistic.mixture_log_prob(
+            x, logits=logits, loc=loc, log_scale=log_scale, axis=-1
+        )
+
+    def mean(self, params):
+        """``E[x | z]`` in grey levels (0 to 255), exactly: the sum of ``P(x >= j)``."""
+        logits, loc, log_scale = self.mixture(params)
+        weights = jax.nn.softmax(logits, axis=-1)
+        inv_scale = jnp.exp(-log_scale)
+
+        # E[x] = sum_{j=1}^{255} P(x >= j), with P(x >= j) = sum_k w_k sigmoid((mu_k -
+        # (j - 1/2)/255) / s_k): 255 thresholds in a loop keep the memory at one level's.
+        def add_level(j, total):
+            edge = (j - 0.5) / 255.0
+            return total + jnp.sum(weights * jax.nn.sigmoid((loc - edge) * inv_scale), axis=-1)
+
+        return jax.lax.fori_loop(1, 256, add_level, jnp.zeros(loc.shape[:-1], loc.dtype))
+
+    def sample(self, key, params):
+        logits, loc, log_scale = self.mixture(params)
+        draws = discretized_logistic.mixture_sample(
+            key, logits=logits, loc=loc, log_scale=log_scale
+        )
+        return draws.astype(params.dtype)
+
+    def output_bias(self, pixel_means):
+        means, std = _mean_and_std(pixel_means)
+        # A logistic of scale s has standard deviation s pi / sqrt(3).
+        log_scale = np.log(std * math.sqrt(3.0) / math.pi)
+        raw = _unfloored(log_scale, MIN_LOG_SCALE_8BIT)
+        k = self.components
+        columns = [np.zeros((means.size, k)), np.repeat(means[:, None], k, 1)]
+        return np.concatenate([*columns, np.repeat(raw[:, None], k, 1)], axis=1)
+
+
+@register("dequantized-gaussian")
+class DequantizedGaussian(Likelihood):
+    """A Gaussian density on uniformly dequantised 8-bit pixels, reported as a bound on log P(x).
+
+    For 8-bit pixels ``x`` in {0, ..., 255}. ``params`` hold per pixel the logit of the mean
+    (mean = sigmoid, in [0, 1]) and a raw log-scale (kept above ``log(min_scale)``) of a
+    Gaussian density ``p(y | z)`` on ``y = (x + u) / 256``, ``u ~ U[0, 1)``
+    (:func:`genmath.dequantize.uniform`). ``log_prob(x, params, key=key)`` draws one ``u``
+    per pixel from ``key`` and returns
+
+        log p((x + u) / 256 | z) - 784 log 256   (genmath.dequantize.log_prob_lower_bound),
+
+    the log-density of ``x + u`` on the scale of the integers. Its expectation over ``u`` is
+    a lower bound on ``log P(x | z)``, the probability of the 8-bit image under the model
+    ``P(x | z) = integral of p(y | z) over x's cube of side 1/256`` (whose mass outside [0, 1)
+    is lost, which only loosens the bound). So in a VAE the ELBO with ``(z, u)`` drawn from
+    ``q(z | x) U(u)`` lower-bounds ``log P(x)``, and so does the importance-weighted bound
+    over ``K`` pairs ``(z_k, u_k)``: both compare with a discrete model's log-likelihood.
+    The training objective is the same quantity (the constant changes no gradient).
+
+    Options:
+      min_scale: lower bound of the Gaussian's standard deviation on the [0, 1] scale
+        (default 1e-3). A pixel that is always 0 puts ``y`` uniform on [0, 1/256); the best
+        Gaussian fit to that has standard deviation ``1/(256 sqrt 12) = 1.1e-3``, so a floor
+        at 1e-3 costs such pixels nothing, while a smaller one lets the density explode.
+
+    ``mean`` and ``sample`` are in grey levels: ``sample`` rounds a Gaussian draw down to
+    its level, clipped to [0, 255]; ``mean`` is ``256 mu - 1/2`` clipped to [0, 255], the
+    mean level when the density is smooth over a level (about ``E[x | z]``).
+
+    References:
+      L. Theis, A. van den Oord, M. Bethge, *A note on the evaluation of generative
+      models*, ICLR 2016, §3.1.
+    """
+
+    binarizations = ("8bit",)
+    option_names = ("min_scale",)
+    kind = (
+        "lower bound on log P(x) of the 8-bit image (Gaussian density of uniformly "
+        "dequantised pixels, minus 784 log 256)"
+    )
+    white = 255.0
+    needs_key = True
+    outputs_per_pixel = 2
+
+    def __init__(self, *, min_scale: float = 1e-3, rngs: nnx.Rngs | None = None):
+        del rngs
+        self.check_options(min_scale=min_scale)
+        self.min_scale = float(min_scale)
+
+    @classmethod
+    def check_options(cls, *, min_scale=1e-3) -> None:
+        if not (isinstance(min_scale, (int, float)) and 0.0 < min_scale < 1.0):
+            raise ConfigError("min_scale", f"must be in (0, 1), got {min_scale!r}")
+
+    def gaussian(self, params: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The Gaussian's ``(loc, log_scale)`` on the [0, 1] scale, each ``(..., 784)``."""
+        per_pixel = params.reshape(*params.shape[:-1], -1, 2)
+        loc = jax.nn.sigmoid(per_pixel[..., 0])
+        return loc, _floored(per_pixel[..., 1], math.log(self.min_scale))
+
+    def log_density(self, y: jax.Array, params: jax.Array) -> jax.Array:
+        """``log p(y | z)``, the log-density on [0, 1]^784 of dequantised pixels ``y``."""
+        loc, log_scale = self.gaussian(params)
+        return normal.log_prob(y, loc=loc, log_scale=log_scale, axis=-1)
+
+    def log_prob(self, x, params, *, key):
+        loc, _ = self.gaussian(params)
+        y = dequantize.uniform(key, jnp.broadcast_to(x, jnp.broadcast_shapes(x.shape, loc.shape)))
+        return dequantize.log_prob_lower_bound(self.log_density(y, params), num_dims=y.shape[-1])
+
+    def mean(self, params):
+        loc, _ = self.gaussian(params)
+        return jnp.clip(256.0 * loc - 0.5, 0.0, 255.0)
+
+    def sample(self, key, params):
+        loc, log_scale = self.gaussian(params)
+        y = normal.sample(key, loc=loc, log_scale=log_scale)
+        return jnp.clip(jnp.floor(256.0 * y), 0.0, 255.0)
+
+    def output_bias(self, pixel_means):
+        means, std = _mean_and_std(pixel_means)
+        raw = _unfloored(np.log(np.maximum(std, 2.0 * self.min_scale)), math.log(self.min_scale))
+        return np.stack([np.log(means) - np.log1p(-means), raw], axis=1)

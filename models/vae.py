@@ -14,6 +14,12 @@ Objectives (per example, in nats; higher is better):
 * :func:`iwae`: ``log (1/K) sum_k p(x, z_k) / q(z_k|x)`` (``genmath.latent.iwae_bound``),
   which tightens towards ``log p(x)`` as ``K`` grows.
 
+A likelihood that draws noise of its own (``needs_key``: the uniformly dequantised
+Gaussian of :mod:`models.likelihoods`) gets an independent key with every draw of ``z``;
+its ``log_prob`` is then a one-draw estimate ``log p(x + u | z)`` whose expectation over
+``u`` lower-bounds ``log P(x|z)``, so both objectives become bounds over pairs
+``(z_k, u_k) ~ q(z|x) U(u)`` and still lower-bound ``log P(x)``.
+
 A conditional VAE feeds the one-hot label to both networks as an extra input (their
 ``context``), so the decoder can be asked for a chosen digit; the bounds do not branch on it.
 """
@@ -182,6 +188,9 @@ class VAE(nnx.Module):
     def encode(self, x, labels=None) -> tuple[jax.Array, jax.Array]:
         """``q(z|x)``'s ``(loc, log_scale)``, each ``(..., latent_dim)``."""
         x = flatten_images(x, fn="VAE.encode")
+        if self.likelihood.white != 1.0:
+            # The encoder sees values in [0, 1] whatever the data's units (8-bit: 0..255).
+            x = x * (1.0 / self.likelihood.white)
         out = self.encoder(x, self.context(labels, x.dtype))
         loc, log_scale = jnp.split(out, 2, axis=-1)
         return loc, log_scale
@@ -191,7 +200,7 @@ class VAE(nnx.Module):
         return self.decoder(z, self.context(labels, z.dtype))
 
     def mean(self, params: jax.Array) -> jax.Array:
-        """``E[x|z]`` as images ``(..., 28, 28)``."""
+        """``E[x|z]`` as images ``(..., 28, 28)``, in the data's units (``likelihood.white``)."""
         return unflatten_images(self.likelihood.mean(params))
 
     def generate(self, key: jax.Array, num: int, labels=None) -> jax.Array:
@@ -294,9 +303,18 @@ class _Draws(NamedTuple):
 def _draw(model: VAE, batch: Batch, key: jax.Array, num_samples: int) -> _Draws:
     x = flatten_images(batch.images, fn="VAE")
     loc, log_scale = model.encode(x, batch.labels)
+    likelihood = model.likelihood
+    if likelihood.needs_key:
+        # The likelihood's own noise (a dequantisation u per z_k) from an independent key:
+        # the bounds are then over pairs (z_k, u_k) from q(z|x) U(u), still valid.
+        key, noise_key = jax.random.split(key)
     z = normal.sample(key, loc=loc, log_scale=log_scale, sample_shape=num_samples)
     params = model.decode(z, batch.labels)
-    return _Draws(loc, log_scale, z, model.likelihood.log_prob(x, params))
+    if likelihood.needs_key:
+        log_likelihood = likelihood.log_prob(x, params, key=noise_key)
+    else:
+        log_likelihood = likelihood.log_prob(x, params)
+    return _Draws(loc, log_scale, z, log_likelihood)
 
 
 def _elbo_terms(draws: _Draws) -> ElboTerms:

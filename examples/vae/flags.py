@@ -30,6 +30,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--likelihood", choices=tuple(likelihoods.LIKELIHOODS))
     add("--fixed-variance", type=float, help="gaussian: fixed pixel variance (a scaled MSE)")
     add("--scale", choices=likelihoods.Gaussian.SCALES, help="gaussian: learned log-scale")
+    add("--components", type=int, help="logistic-mixture: components per pixel (default 5)")
+    add("--min-scale", type=float, help="gaussian, dequantized-gaussian: floor of the scale")
     add("--conditional", action="store_true", default=None, help="feed the label to both nets")
     add(
         "--no-output-bias-init",
@@ -50,7 +52,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add(
         "--binarization",
         choices=mnist.BINARIZATIONS,
-        help="default: the likelihood's (dynamic for bernoulli, grey for gaussian)",
+        help="default: the likelihood's (dynamic for bernoulli, grey for gaussian, 8bit for "
+        "logistic-mixture and dequantized-gaussian)",
     )
     # Evaluation.
     add(
@@ -73,7 +76,7 @@ def build_config(args: argparse.Namespace) -> configs.Config:
     options = dict(model.likelihood_options)
     if args.likelihood is not None and args.likelihood != model.likelihood:
         options = {}
-    options.update(_cli.given(args, "fixed_variance", "scale"))
+    options.update(_cli.given(args, "fixed_variance", "scale", "components", "min_scale"))
     model_fields = _cli.given(
         args,
         "latent_dim",

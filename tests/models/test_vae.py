@@ -125,10 +125,16 @@ def test_every_likelihood_keeps_its_interface(name):
     model = small_vae(likelihood=name)
     assert model.likelihood.name == name and cls.binarizations
     params = model.decode(jnp.zeros((5, 4)))
-    assert params.shape == (5, 784 * cls.outputs_per_pixel)
-    x = jnp.full((5, 784), 1.0 if "dynamic" in cls.binarizations else 0.5)
-    assert model.likelihood.log_prob(x, params).shape == (5,)
-    assert model.likelihood.mean(params).shape == (5, 784)
+    assert params.shape == (5, 784 * model.likelihood.outputs_per_pixel)
+    # A valid value of the data it models: 1 (binary), 0.5 (grey) or 128 (8-bit).
+    value = {"dynamic": 1.0, "grey": 0.5, "8bit": 128.0}[cls.binarizations[0]]
+    x = jnp.full((5, 784), value)
+    key = {"key": jax.random.key(1)} if cls.needs_key else {}
+    log_prob = model.likelihood.log_prob(x, params, **key)
+    assert log_prob.shape == (5,) and np.all(np.isfinite(log_prob))
+    mean = model.likelihood.mean(params)
+    assert mean.shape == (5, 784)
+    assert np.all((mean >= 0) & (mean <= model.likelihood.white))
     assert model.likelihood.sample(jax.random.key(0), params).shape == (5, 784)
 
 
