@@ -39,6 +39,41 @@ def log1mexp(d: Array) -> Array:
     return jnp.where(small, jnp.log(-jnp.expm1(-d_small)), jnp.log1p(-jnp.exp(-d_large)))
 
 
+_SQRT_HALF = math.sqrt(0.5)
+
+
+@jax.custom_jvp
+def _log_ndtr(t: Array) -> Array:
+    """log Phi(t): ``jax.scipy.special.log_ndtr``'s scheme with one ``erfc``.
+
+    ``log_ndtr`` evaluates ``ndtr`` twice, each with an ``erf`` and an ``erfc``; here
+    e = Phi(-|t|) = erfc(|t| / sqrt 2) / 2 (relatively accurate: no cancellation) gives
+    log1p(-e) for t > 0 and log(e) for t <= 0, and below -10 (-20 in float64), where e
+    would underflow, the same three-term asymptotic series as ``log_ndtr``.
+    """
+    lower = -20.0 if t.dtype == jnp.float64 else -10.0
+    # Double where: each branch sees only arguments it handles (no erfc underflow to
+    # log 0, no series at t = 0).
+    mid = jnp.maximum(t, lower)
+    e = 0.5 * jax.lax.erfc(jnp.abs(mid) * _SQRT_HALF)
+    low = jnp.minimum(t, lower)
+    r = 1.0 / (low * low)
+    series = (1.0 + r * (-1.0 + r * (3.0 - 15.0 * r))) / -low
+    tail = t < lower
+    # One log for both t <= 0 branches: log e, or log(series) - t^2/2 - log(2 pi)/2.
+    logged = jnp.log(jnp.where(tail, series, e))
+    below = jnp.where(tail, logged - 0.5 * low * low - _HALF_LOG_TWO_PI, logged)
+    return jnp.where(mid > 0.0, jnp.log1p(-e), below)
+
+
+@_log_ndtr.defjvp
+def _log_ndtr_jvp(primals, tangents):
+    # d/dt log Phi = phi / Phi, from the value (as log_ndtr's own derivative).
+    (t,), (dt,) = primals, tangents
+    value = _log_ndtr(t)
+    return value, jnp.exp(-0.5 * t * t - _HALF_LOG_TWO_PI - value) * dt
+
+
 def _valid_and_edges(x: Array):
     valid = (x >= 0.0) & (x <= _MAX_VALUE) & (x == jnp.round(x))
     has_lower = x > 0.5  # bin has a finite lower edge (x >= 1)
@@ -84,31 +119,32 @@ def normal_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
     lower, upper = _edges(x, loc, inv_scale)
     c = 0.5 * (lower + upper)
     h = _HALF_WIDTH * inv_scale
-    # Edge bins: one CDF in log space (log_ndtr is accurate far into either tail).
-    lower_edge = jax.scipy.special.log_ndtr(upper)
-    upper_edge = jax.scipy.special.log_ndtr(-lower)
+    interior = has_lower & has_upper
     # Interior bins: reflect the bin into the left half (Phi(b) - Phi(a) = Phi(-a) - Phi(-b))
     # where both log-CDFs are accurate, then log Phi(hi) + log(1 - Phi(lo)/Phi(hi)).
     right = c > 0.0
     lo = jnp.where(right, -upper, lower)
     hi = jnp.where(right, -lower, upper)
-    log_hi = jax.scipy.special.log_ndtr(hi)
-    log_lo = jax.scipy.special.log_ndtr(lo)
+    # Edge bins are one CDF in log space, log Phi(b) at x = 0 and log Phi(-a) at x = 255
+    # (accurate far into either tail): evaluated as `hi`, so that every bin costs two
+    # log-CDFs, not four (they dominate the cost).
+    hi = jnp.where(interior, hi, jnp.where(has_lower, -lower, upper))
+    log_hi = _log_ndtr(hi)
+    log_lo = _log_ndtr(lo)
     # A narrow bin (relative to the scale and to the tail's slope): the two log-CDFs agree
     # to most of their digits and their difference cancels (or underflows to 0, giving
     # log 0); use the density at the bin centre times the width instead, with the Taylor
     # correction of the integral: int_{c-h}^{c+h} phi = 2h phi(c) [1 + He2(c) h^2/6 +
     # He4(c) h^4/120 + O(h^6)].
     narrow = h * jnp.maximum(1.0, jnp.abs(c)) < _midpoint_radius(x.dtype)
-    gap = jnp.where(narrow, 1.0, log_hi - log_lo)
+    gap = jnp.where(narrow | ~interior, 1.0, log_hi - log_lo)
     direct = log_hi + log1mexp(gap)
     c_n = jnp.where(narrow, c, 0.0)
     h2 = jnp.square(jnp.where(narrow, h, 0.0))
     c2 = jnp.square(c_n)
     series = (c2 - 1.0) * h2 / 6.0 + (c2 * c2 - 6.0 * c2 + 3.0) * h2 * h2 / 120.0
     midpoint = (_LOG_WIDTH - log_scale) - 0.5 * c2 - _HALF_LOG_TWO_PI + jnp.log1p(series)
-    interior = jnp.where(narrow, midpoint, direct)
-    out = jnp.where(has_lower, jnp.where(has_upper, interior, upper_edge), lower_edge)
+    out = jnp.where(interior, jnp.where(narrow, midpoint, direct), log_hi)
     return jnp.where(valid, out, jnp.nan)
 
 
