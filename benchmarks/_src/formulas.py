@@ -227,3 +227,31 @@ def iwae_dreg(log_weights, decoder_log_weights):
     encoder = w * w * (log_weights - jax.lax.stop_gradient(log_weights))
     decoder = (w - w * w) * (decoder_log_weights - jax.lax.stop_gradient(decoder_log_weights))
     return bound + jnp.sum(encoder + decoder, axis=0)
+
+
+# ---------------------------------------------------------------- relaxed (Concrete)
+# Maddison, Mnih and Teh (2017): the binary Concrete density (eq. 4, n = 2) and the
+# Concrete density (Definition 1), in log space as the paper's appendix advises.
+
+
+def relaxed_bernoulli_log_prob(y, logits, temperature):
+    log_y, log_not_y = jnp.log(y), jnp.log1p(-y)
+    terms = (
+        jnp.log(temperature)
+        + logits
+        - (temperature + 1.0) * (log_y + log_not_y)
+        - 2.0 * jnp.logaddexp(logits - temperature * log_y, -temperature * log_not_y)
+    )
+    return jnp.sum(terms, axis=-1)
+
+
+def relaxed_categorical_log_prob(y, logits, temperature):
+    k = y.shape[-1]
+    log_y = jnp.log(y)
+    per_latent = (
+        math.lgamma(k)
+        + (k - 1) * jnp.log(temperature)
+        + jnp.sum(logits - (temperature + 1.0) * log_y, axis=-1)
+        - k * jax.nn.logsumexp(logits - temperature * log_y, axis=-1)
+    )
+    return jnp.sum(per_latent, axis=-1)

@@ -37,6 +37,10 @@ is part of the timed function (see `benchmarks/_src/peers.py`).
 * **Noise**: on a machine shared with other jobs, repeated full runs differed by
   10–30 % at single sizes (and more at the smallest, microsecond-scale ones); the
   genmath / jnp table across batch sizes shows whether a gap is systematic.
+* **CPU time**: where other jobs share the cores, a process can wait for a core for
+  most of a call; the table "by wall and by CPU time" shows genmath / jnp both ways.
+* **Tagged runs** (`--tag`): a run of some workloads only, e.g. kernels added after the
+  full run, has its own results file and section below; it never replaces the full run.
 * **Targets**: genmath ≤ {render.TARGET_VS_JNP:.2f}× the `jnp` formula (median against
   median) and no slower than the fastest *correct* JAX library peer, forward and
   backward. "Slower than a peer" needs evidence beyond the noise: genmath's
@@ -98,6 +102,27 @@ def _peer_table(result: dict, workload: str, batch: int, dim: int, dtype: str) -
     return render.table(headers, rows, markdown=True)
 
 
+def _cpu_ratio_table(result: dict) -> str:
+    """genmath / jnp by wall time and by process CPU time at the headline sizes: on a
+    machine shared with other jobs the wall time also counts waiting for a core."""
+    rows = []
+    for row in render.headline_rows(result):
+        genmath, jnp_ = row["genmath"] or {}, row["jnp"] or {}
+        if not genmath.get("cpu_median_s") or not jnp_.get("cpu_median_s"):
+            continue
+        rows.append(
+            [
+                row["workload"],
+                row["dtype"],
+                row["mode"],
+                render.fmt_ratio(row["vs_jnp"]),
+                render.fmt_ratio(genmath["cpu_median_s"] / jnp_["cpu_median_s"]),
+            ]
+        )
+    headers = ["workload", "dtype", "mode", "genmath/jnp (wall)", "genmath/jnp (CPU)"]
+    return render.table(headers, rows, markdown=True)
+
+
 def section(result: dict, results_dir: pathlib.Path) -> str:
     """Markdown for one kernel results file; writes its plots next to it."""
     slug = result["slug"]
@@ -131,6 +156,10 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
         "#### genmath / jnp at every batch size",
         "",
         render.ratios_by_batch_table(result, markdown=True),
+        "",
+        "#### genmath / jnp by wall and by CPU time (headline sizes)",
+        "",
+        _cpu_ratio_table(result),
         "",
     ]
 

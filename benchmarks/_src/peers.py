@@ -64,6 +64,8 @@ def _load_genmath() -> Peer:
     import genmath.mixture as mixture
     import genmath.mvn as mvn
     import genmath.normal as normal
+    import genmath.relaxed_bernoulli as relaxed_bernoulli
+    import genmath.relaxed_categorical as relaxed_categorical
 
     def vae_loss(x, logits, loc, log_scale):
         return normal.kl_standard(loc=loc, log_scale=log_scale) - bernoulli.log_prob(
@@ -111,6 +113,12 @@ def _load_genmath() -> Peer:
         "iwae_stl": estimators.iwae_stl,
         "iwae_dreg_encoder": estimators.iwae_dreg_encoder,
         "iwae_dreg": estimators.iwae_dreg,
+        "relaxed_bernoulli_log_prob": lambda y, logits, temperature: relaxed_bernoulli.log_prob(
+            y, logits=logits, temperature=temperature
+        ),
+        "relaxed_categorical_log_prob": lambda y, logits, temperature: jnp.sum(
+            relaxed_categorical.log_prob(y, logits=logits, temperature=temperature), axis=-1
+        ),
     }
     import genmath
 
@@ -146,6 +154,8 @@ def _load_jnp() -> Peer:
         "iwae_stl": formulas.iwae_stl,
         "iwae_dreg_encoder": formulas.iwae_dreg_encoder,
         "iwae_dreg": formulas.iwae_dreg,
+        "relaxed_bernoulli_log_prob": formulas.relaxed_bernoulli_log_prob,
+        "relaxed_categorical_log_prob": formulas.relaxed_categorical_log_prob,
     }
     return Peer("jnp", "jax", jax.__version__, impls, note="hand-written textbook formula")
 
@@ -279,6 +289,10 @@ def _load_numpyro() -> Peer:
         "mvn_cross_entropy": lambda loc_p, scale_tril_p, loc_q, scale_tril_q: (
             mvn(loc_p, scale_tril_p).entropy()
             + kl_divergence(mvn(loc_p, scale_tril_p), mvn(loc_q, scale_tril_q))
+        ),
+        "relaxed_bernoulli_log_prob": lambda y, logits, temperature: jnp.sum(
+            dist.RelaxedBernoulliLogits(temperature, logits, validate_args=False).log_prob(y),
+            axis=-1,
         ),
     }
     return Peer("numpyro", "jax", _version("numpyro"), impls)
@@ -442,6 +456,12 @@ def _load_tfp() -> Peer:
                 tfd.ContinuousBernoulli(logits=logits_p), tfd.ContinuousBernoulli(logits=logits_q)
             ),
             axis=-1,
+        ),
+        "relaxed_bernoulli_log_prob": lambda y, logits, temperature: jnp.sum(
+            tfd.RelaxedBernoulli(temperature, logits=logits).log_prob(y), axis=-1
+        ),
+        "relaxed_categorical_log_prob": lambda y, logits, temperature: jnp.sum(
+            tfd.RelaxedOneHotCategorical(temperature, logits=logits).log_prob(y), axis=-1
         ),
     }
     # distrax pulls in tfp-nightly, which provides the same module.

@@ -82,4 +82,10 @@ def impls():
         "mixture_log_prob": lambda component_log_probs, logits: torch.logsumexp(
             torch.log_softmax(logits, -1) + component_log_probs, -1
         ),
+        "relaxed_bernoulli_log_prob": lambda y, logits, temperature: (
+            td.RelaxedBernoulli(temperature, logits=logits).log_prob(y).sum(-1)
+        ),
+        "relaxed_categorical_log_prob": lambda y, logits, temperature: (
+            td.RelaxedOneHotCategorical(temperature, logits=logits).log_prob(y).sum(-1)
+        ),
     }

@@ -26,6 +26,10 @@ PIXEL_LEVELS = 256
 PIXEL_MIXTURE_COMPONENTS = 10
 MIXTURE_COMPONENTS = 512
 IWAE_SAMPLES = 50
+BINARY_LATENTS = 200
+CATEGORICAL_LATENTS = 30  # Gumbel-softmax VAE: 30 ten-way categorical latents
+RELAXED_CLASSES = 10
+RELAXED_TEMPERATURE = 2.0 / 3.0
 
 Inputs = dict[str, np.ndarray]
 
@@ -227,6 +231,26 @@ def _iwae_inputs(decoder: bool):
     return make
 
 
+def _relaxed_bernoulli_inputs(rng, batch, dim):
+    """Relaxed samples y = sigmoid((l + L) / t) with logistic L, their logits clipped to
+    [-8, 8] so that no float32 y rounds to exactly 0 or 1 (where the density is a limit)."""
+    logits = rng.normal(0.0, 1.0, (batch, dim))
+    x = np.clip((logits + rng.logistic(0.0, 1.0, (batch, dim))) / RELAXED_TEMPERATURE, -8, 8)
+    return {
+        "y": scipy.special.expit(x),
+        "logits": logits,
+        "temperature": np.asarray(RELAXED_TEMPERATURE),
+    }
+
+
+def _relaxed_categorical_inputs(rng, batch, dim):
+    """Gumbel-softmax samples of ``dim`` ten-way latents per row: y = softmax((l + g) / t)."""
+    shape = (batch, dim, RELAXED_CLASSES)
+    logits = rng.normal(0.0, 1.0, shape)
+    y = scipy.special.softmax((logits + rng.gumbel(0.0, 1.0, shape)) / RELAXED_TEMPERATURE, -1)
+    return {"y": y, "logits": logits, "temperature": np.asarray(RELAXED_TEMPERATURE)}
+
+
 # ---------------------------------------------------------------- float64 references
 
 
@@ -384,6 +408,31 @@ def ref_mixture_log_prob(component_log_probs, logits):
 def ref_iwae_bound(log_weights, decoder_log_weights=None):
     """The surrogates' value: the IWAE bound log (1/K) sum_k w_k (K on axis 0)."""
     return scipy.special.logsumexp(log_weights, axis=0) - math.log(log_weights.shape[0])
+
+
+def ref_relaxed_bernoulli_log_prob(y, logits, temperature):
+    """Maddison et al. (2017), eq. (4) with n = 2, in log space."""
+    log_y, log_not_y = np.log(y), np.log1p(-y)
+    terms = (
+        np.log(temperature)
+        + logits
+        - (temperature + 1.0) * (log_y + log_not_y)
+        - 2.0 * np.logaddexp(logits - temperature * log_y, -temperature * log_not_y)
+    )
+    return np.sum(terms, axis=-1)
+
+
+def ref_relaxed_categorical_log_prob(y, logits, temperature):
+    """Maddison et al. (2017), Definition 1, in log space; summed over the latents."""
+    k = y.shape[-1]
+    log_y = np.log(y)
+    per_latent = (
+        scipy.special.gammaln(k)
+        + (k - 1) * np.log(temperature)
+        + np.sum(logits - (temperature + 1.0) * log_y, axis=-1)
+        - k * scipy.special.logsumexp(logits - temperature * log_y, axis=-1)
+    )
+    return np.sum(per_latent, axis=-1)
 
 
 # ---------------------------------------------------------------- the list
@@ -746,6 +795,34 @@ WORKLOADS: tuple[Workload, ...] = (
         accelerator_batches=ELEMENTWISE_ACCELERATOR,
         batch_label="images",
         dim_label="samples",
+    ),
+    Workload(
+        name="relaxed_bernoulli_log_prob",
+        title="Relaxed Bernoulli (binary Concrete) log-density, 200 latents, t = 2/3",
+        params=("logits",),
+        data=("y", "temperature"),
+        make_inputs=_relaxed_bernoulli_inputs,
+        reference=ref_relaxed_bernoulli_log_prob,
+        dim=BINARY_LATENTS,
+        batches=ELEMENTWISE_BATCHES,
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="latents",
+    ),
+    Workload(
+        name="relaxed_categorical_log_prob",
+        title="Relaxed categorical (Concrete) log-density, 30 ten-way latents, t = 2/3",
+        params=("logits",),
+        data=("y", "temperature"),
+        make_inputs=_relaxed_categorical_inputs,
+        reference=ref_relaxed_categorical_log_prob,
+        dim=CATEGORICAL_LATENTS,
+        batches=ELEMENTWISE_BATCHES,
+        quick_batches=ELEMENTWISE_QUICK,
+        headline=ELEMENTWISE_HEADLINE,
+        accelerator_batches=ELEMENTWISE_ACCELERATOR,
+        dim_label="latents",
     ),
 )
 

@@ -178,7 +178,35 @@ def _scipy_reference(name: str, inputs: dict) -> np.ndarray:
         # Every surrogate's value is the IWAE bound, log of the mean weight over axis 0.
         k = i["log_weights"].shape[0]
         return scipy.special.logsumexp(i["log_weights"], axis=0, b=1.0 / k)
+    if name == "relaxed_bernoulli_log_prob":
+        # The logit x = log(y / (1 - y)) is logistic(l / t, 1 / t); dx/dy = 1 / (y (1 - y)).
+        y, t = i["y"], i["temperature"]
+        logit = scipy.stats.logistic.logpdf(scipy.special.logit(y), i["logits"] / t, 1.0 / t)
+        return np.sum(logit - np.log(y) - np.log1p(-y), -1)
+    if name == "relaxed_categorical_log_prob":
+        return np.sum(_by_latent(_concrete_log_density, i), -1)
     raise AssertionError(name)
+
+
+def _concrete_log_density(y, logits, temperature):
+    """The Concrete density (Maddison et al. 2017, Definition 1) of one latent, as the
+    product it is written as, in float64: (K-1)! t^(K-1) prod_k pi_k y_k^(-t-1) / S."""
+    k = len(y)
+    pi = scipy.special.softmax(logits)
+    total = np.sum(pi * y**-temperature)
+    density = math.factorial(k - 1) * temperature ** (k - 1)
+    density *= np.prod(pi * y ** (-temperature - 1) / total)
+    return np.log(density)
+
+
+def _by_latent(density, inputs: dict) -> np.ndarray:
+    """``density(y, logits, temperature)`` of each latent (the class axis last)."""
+    y, logits = inputs["y"], inputs["logits"]
+    flat = [
+        density(a, b, float(inputs["temperature"]))
+        for a, b in zip(y.reshape(-1, y.shape[-1]), logits.reshape(-1, y.shape[-1]), strict=True)
+    ]
+    return np.reshape(flat, y.shape[:-1])
 
 
 def _bin_probability(family, x, loc, scale):
