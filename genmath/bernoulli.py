@@ -542,7 +542,10 @@ def continuous_log_prob(
     infinite = jnp.isinf(logits)
     finite_logits = jnp.where(infinite, 0.0, logits)
     parts = _logit_parts(finite_logits)
-    terms = _bernoulli_terms(x, parts)
+    # x log sigma(l) + (1 - x) log sigma(-l) with finite logits (infinite ones are replaced
+    # above): no 0 * inf to guard against, so the plain products of _bernoulli_terms'
+    # pieces (a third fewer operations, value and gradient).
+    terms = x * parts.neg - (1.0 - x) * parts.pos - parts.log1p_exp
     terms = terms + _continuous_log_normalizer(finite_logits, parts.log1p_exp)
     # The limits eta -> +-inf: a point mass at x = 1 (resp. 0).
     at_atom = x == jnp.where(logits > 0, 1.0, 0.0)
@@ -753,8 +756,10 @@ def continuous_kl(
         - continuous_bernoulli.log_partition(safe_p)
         - (safe_q - safe_p) * continuous_bernoulli.mean(safe_p)
     )
-    # Rounding can take a tiny divergence below 0.
-    terms = jnp.maximum(terms, 0.0)
+    # Rounding can take a tiny divergence below 0: clamp the value only. The gradient stays
+    # that of the terms (exactly 0 at p = q): a clamp in the gradient too made XLA:CPU
+    # evaluate the series and closed forms several times over (value_and_grad 2.7x slower).
+    terms = terms + jax.lax.stop_gradient(jnp.maximum(terms, 0.0) - terms)
     degenerate = jnp.where(logits_p == logits_q, 0.0, jnp.inf)
     degenerate = jnp.where(jnp.isnan(logits_p) | jnp.isnan(logits_q), jnp.nan, degenerate)
     return _reduce(name, jnp.where(point_mass, degenerate, terms), axis, mask)
