@@ -135,11 +135,19 @@ def _generate_benchmarks_page() -> None:
     results = BENCH_DIR / "results"
     results.mkdir(parents=True, exist_ok=True)
     files = sorted(source.glob("*.json"))
-    for stale in results.iterdir():
-        if stale.suffix == ".json" and not (source / stale.name).exists():
+    # The report reads the top-level results files, the pictures they name and the runs'
+    # metrics in subfolders (e.g. vae-8bit/<likelihood>/metrics.json); never checkpoints.
+    copied = [
+        path.relative_to(source)
+        for path in sorted(source.rglob("*"))
+        if path.suffix in (".json", ".png") and "checkpoints" not in path.parts
+    ]
+    for stale in results.rglob("*"):
+        if stale.suffix in (".json", ".png") and not (source / stale.relative_to(results)).exists():
             stale.unlink()
-    for path in files:
-        shutil.copyfile(path, results / path.name)
+    for relative in copied:
+        (results / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, results / relative)
     markdown = report.render(results)
     # Drop the report's own title and run instructions (those of benchmarks/README.md).
     start = markdown.find("\n## ")
