@@ -121,16 +121,17 @@ def test_mixture_samples_follow_the_level_probabilities():
     like = make_likelihood("logistic-mixture", components=3)
     params = jnp.asarray(mixture_params(rng, 1, 3), jnp.float32)
     draws = jax.jit(jax.vmap(like.sample, in_axes=(0, None)))(
-        jax.random.split(jax.random.key(3), 4000), params
-    )  # (4000, 1, 784)
-    assert draws.shape == (4000, 1, 784) and draws.dtype == jnp.float32
+        jax.random.split(jax.random.key(3), 2000), params
+    )  # (2000, 1, 784)
+    assert draws.shape == (2000, 1, 784) and draws.dtype == jnp.float32
     assert np.all((draws >= 0) & (draws <= 255) & (draws == jnp.round(draws)))
-    # Sample mean per pixel vs the exact mean, within 5 standard errors.
+    # Sample mean per pixel vs the exact mean: the largest of 784 z-scores under 5.5.
     levels = jnp.broadcast_to(jnp.arange(256.0)[:, None], (256, 784))
     probs = jnp.exp(like.pixel_log_prob(levels, params))
     mean = jnp.sum(probs * jnp.arange(256.0)[:, None], 0)
     std = jnp.sqrt(jnp.sum(probs * (jnp.arange(256.0)[:, None] - mean) ** 2, 0))
-    z_scores = (draws[:, 0].mean(0) - mean) / (std / math.sqrt(4000) + 1e-6)
+    # (+1e-3 grey levels: float32 rounding of the means where a pixel is nearly certain)
+    z_scores = (draws[:, 0].mean(0) - mean) / (std / math.sqrt(2000) + 1e-3)
     assert float(jnp.max(jnp.abs(z_scores))) < 5.5
 
 
@@ -311,10 +312,10 @@ def test_dequantized_bounds_draw_u_from_their_own_key(synthetic_mnist):
 @pytest.mark.parametrize("name", ["logistic-mixture", "dequantized-gaussian"])
 def test_elbo_is_below_the_importance_sampled_bound_on_average(synthetic_mnist, name):
     model = small_vae(name, pixel_means=vae.pixel_means(synthetic_mnist.train_images))
-    batch = batch_8bit(synthetic_mnist, 64)
+    batch = batch_8bit(synthetic_mnist, 32)
     elbo = np.asarray(vae.elbo(model, batch, jax.random.key(1), num_samples=20).elbo, np.float64)
     iwae = np.asarray(
-        vae.iwae_per_example(model, batch.images, None, jax.random.key(2), num_samples=200),
+        vae.iwae_per_example(model, batch.images, None, jax.random.key(2), num_samples=100),
         np.float64,
     )
     diff = iwae - elbo
