@@ -48,7 +48,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from genmath._src import special, validation
+from genmath._src import validation
 from genmath._src.typing import Array, ArrayLike, Axis
 
 __all__ = ["iwae_dreg", "iwae_dreg_encoder", "iwae_stl"]
@@ -74,13 +74,19 @@ def _bound_and_weights(log_weights: Array, axes: tuple[int, ...]) -> tuple[Array
     """:math:`\\mathcal L_K` and :math:`\\tilde w_k`, both without gradient."""
     log_weights = jax.lax.stop_gradient(log_weights)
     num_samples = math.prod(log_weights.shape[a] for a in axes)
-    bound = special.logsumexp(log_weights, axes) - math.log(num_samples)
-    empty = jnp.all(jnp.isneginf(log_weights), axis=axes, keepdims=True)
-    # Normalised in log space: the weights themselves under- or overflow (log w ~ -500 for
-    # an MNIST image). An example whose weights are all 0 has no normalised weights; its
-    # coefficients are 0 (its bound is -inf with a zero gradient, as in iwae_bound).
-    normalised = jnp.exp(special.log_normalize(log_weights, axes))
-    return bound, jnp.where(empty, 0.0, normalised)
+    # One max and one sum serve both (a logsumexp and a log_normalize took three of each):
+    # shifted by the largest log-weight, since the weights themselves under- or overflow
+    # (log w ~ -500 for an MNIST image). An example whose weights are all 0 has no
+    # normalised weights; its coefficients are 0 (its bound is -inf with a zero gradient,
+    # as in iwae_bound).
+    top = jnp.max(log_weights, axis=axes, keepdims=True)
+    empty = top == -jnp.inf
+    shift = jnp.where(jnp.isfinite(top), top, 0.0)
+    unnormalised = jnp.exp(jnp.where(empty, 0.0, log_weights) - shift)
+    total = jnp.sum(unnormalised, axis=axes, keepdims=True)
+    bound = jnp.where(empty, -jnp.inf, jnp.log(total) + shift) - math.log(num_samples)
+    normalised = jnp.where(empty, 0.0, unnormalised / total)
+    return jnp.squeeze(bound, axes), normalised
 
 
 def _zero_valued(coefficients: Array, values: Array, axes: tuple[int, ...]) -> Array:
