@@ -43,6 +43,7 @@ estimators', second derivatives are not those of the bound.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -89,13 +90,37 @@ def _bound_and_weights(log_weights: Array, axes: tuple[int, ...]) -> tuple[Array
     return jnp.squeeze(bound, axes), normalised
 
 
-def _zero_valued(coefficients: Array, values: Array, axes: tuple[int, ...]) -> Array:
-    """:math:`\\sum_k c_k (v_k - \\bar v_k)`: exactly 0, with gradient
-    :math:`\\sum_k c_k \\nabla v_k`, and 0 where :math:`v_k` is not finite."""
-    # Double where: an entry of -inf (a zero weight, c_k = 0) would give -inf - -inf = NaN.
-    finite = jnp.isfinite(jax.lax.stop_gradient(values))
-    safe = jnp.where(finite, values, 0.0)
-    return jnp.sum(coefficients * (safe - jax.lax.stop_gradient(safe)), axis=axes)
+def _coefficients(weights: Array, kind: str) -> tuple[Array, ...]:
+    """The coefficient of each log-weights array's gradient: STL w~, DReG w~^2 (and, for the
+    decoder's copy in iwae_dreg, w~ - w~^2)."""
+    if kind == "stl":
+        return (weights,)
+    squared = jnp.square(weights)
+    return (squared,) if kind == "dreg_encoder" else (squared, weights - squared)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _surrogate(axes: tuple[int, ...], kind: str, *log_weights: Array) -> Array:
+    """The IWAE bound of ``log_weights[0]``, differentiated as the ``kind`` estimator.
+
+    A custom JVP rather than the bound plus zero-valued terms sum_k c_k (v_k - stop(v_k)):
+    the value costs a logsumexp and no more, and the weights are computed once, in the
+    derivative (the zero-valued terms took 1.5-2x the time of the bound alone).
+    """
+    return _bound_and_weights(log_weights[0], axes)[0]
+
+
+@_surrogate.defjvp
+def _surrogate_jvp(axes, kind, primals, tangents):
+    bound, weights = _bound_and_weights(primals[0], axes)
+    tangent = 0.0
+    for coefficient, values, dv in zip(
+        _coefficients(weights, kind), primals, tangents, strict=True
+    ):
+        # An entry of -inf (a zero weight, c_k = 0) or another non-finite one contributes 0.
+        finite = jnp.isfinite(jax.lax.stop_gradient(values))
+        tangent = tangent + jnp.sum(coefficient * jnp.where(finite, dv, 0.0), axis=axes)
+    return bound, tangent
 
 
 def iwae_stl(log_weights: ArrayLike, *, axis: Axis = 0) -> Array:
@@ -147,8 +172,7 @@ def iwae_stl(log_weights: ArrayLike, *, axis: Axis = 0) -> Array:
         Objectives", ICLR 2019 (arXiv 2018).
     """
     (log_weights,), axes = _checked("estimators.iwae_stl", axis, log_weights=log_weights)
-    bound, weights = _bound_and_weights(log_weights, axes)
-    return bound + _zero_valued(weights, log_weights, axes)
+    return _surrogate(axes, "stl", log_weights)
 
 
 def iwae_dreg_encoder(log_weights: ArrayLike, *, axis: Axis = 0) -> Array:
@@ -193,8 +217,7 @@ def iwae_dreg_encoder(log_weights: ArrayLike, *, axis: Axis = 0) -> Array:
         Estimators for Monte Carlo Objectives", ICLR 2019 (arXiv 2018), §3.
     """
     (log_weights,), axes = _checked("estimators.iwae_dreg_encoder", axis, log_weights=log_weights)
-    bound, weights = _bound_and_weights(log_weights, axes)
-    return bound + _zero_valued(jnp.square(weights), log_weights, axes)
+    return _surrogate(axes, "dreg_encoder", log_weights)
 
 
 def iwae_dreg(log_weights: ArrayLike, decoder_log_weights: ArrayLike, *, axis: Axis = 0) -> Array:
@@ -257,10 +280,4 @@ def iwae_dreg(log_weights: ArrayLike, decoder_log_weights: ArrayLike, *, axis: A
         log_weights=log_weights,
         decoder_log_weights=decoder_log_weights,
     )
-    bound, weights = _bound_and_weights(log_weights, axes)
-    squared = jnp.square(weights)
-    return (
-        bound
-        + _zero_valued(squared, log_weights, axes)
-        + _zero_valued(weights - squared, decoder_log_weights, axes)
-    )
+    return _surrogate(axes, "dreg", log_weights, decoder_log_weights)
