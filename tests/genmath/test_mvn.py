@@ -8,12 +8,15 @@ import math
 import chex
 import jax
 import jax.numpy as jnp
+import mpmath
 import numpy as np
 import pytest
+from jax.scipy.linalg import solve_triangular
 from jax.test_util import check_grads
 from scipy import stats
 
 from genmath import mvn, normal
+from genmath._src.triangular import solve_lower
 from tests.genmath.helpers import DTYPE, X64, assert_close
 from tests.genmath.helpers import rounding_tol as tol
 
@@ -564,3 +567,155 @@ def test_errors():
     # The checks are static, so they fire while tracing under jit.
     with pytest.raises(ValueError, match="`scale_tril` must be a square"):
         jax.jit(mvn.log_prob)(x, loc=loc, scale_tril=jnp.zeros((3, 4), DTYPE))
+
+
+# ---------------------------------------------------------------------------------------
+# The blocked triangular solve behind kl and cross_entropy, and ill-conditioned factors.
+
+
+@pytest.mark.parametrize(
+    ("batch", "d", "k"), [((), 1, 3), ((2,), 3, 1), ((), 9, 4), ((3,), 17, 17)]
+)
+def test_blocked_solve_matches_scipy_with_gradients(rng, batch, d, k):
+    tril, tril64 = _random_tril(rng, batch, d)
+    rhs, rhs64 = _as(rng.normal(size=(*batch, d, k)))
+    value = jax.jit(solve_lower)(tril, rhs)
+    expected = np.linalg.solve(tril64, rhs64)
+    chex.assert_shape(value, expected.shape)
+    assert_close(value, expected, scale=np.max(np.abs(expected)))
+    # Only the lower triangle is read.
+    noisy = tril + jnp.triu(jnp.ones_like(tril), 1)
+    np.testing.assert_array_equal(jax.jit(solve_lower)(noisy, rhs), value)
+    eps = 1e-3 if DTYPE == jnp.float32 else 1e-6
+    check_grads(jax.jit(lambda t, r: solve_lower(jnp.tril(t), r)), (tril, rhs), 1, eps=eps)
+
+
+def _conditioned_factor(rng, d, condition):
+    """Cholesky factor of a covariance with eigenvalues log-spaced from 1 to condition^-2
+    in a random basis: kappa(L) = condition."""
+    basis, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    eigenvalues = np.logspace(0.0, -2.0 * math.log10(condition), d)
+    return np.linalg.cholesky((basis * eigenvalues) @ basis.T)
+
+
+def _relative_error(actual, expected):
+    expected = np.asarray(expected, np.float64)
+    return float(np.max(np.abs(np.asarray(actual, np.float64) - expected) / np.abs(expected)))
+
+
+def _mp_solve(tril, rhs):
+    """L^-1 rhs by forward substitution in 40-digit mpmath (lists of mpf)."""
+    d = len(tril)
+    z = [[mpmath.mpf(0)] * len(rhs[0]) for _ in range(d)]
+    for k in range(len(rhs[0])):
+        for i in range(d):
+            s = rhs[i][k] - mpmath.fsum(tril[i][j] * z[j][k] for j in range(i))
+            z[i][k] = s / tril[i][i]
+    return z
+
+
+def _mp_references(x64, loc64, tril64, loc_q64, tril_q64):
+    """log_prob of the rows of x, and KL(p || q_k) and H(p, q_k) for the rows q_k of
+    loc_q, in 40-digit mpmath: at kappa(L) = 1e4 the float64 references above (scipy's
+    eigendecomposition of the covariance, explicit inverses) are themselves off by up to
+    kappa(Sigma) eps = 1e8 eps."""
+    with mpmath.workdps(40):
+        mp = lambda a: [[mpmath.mpf(float(v)) for v in row] for row in np.atleast_2d(a)]
+        d = tril64.shape[-1]
+        t, tq = mp(tril64), mp(tril_q64)
+        z = _mp_solve(t, mp((x64 - loc64).T))
+        log_det = mpmath.fsum(mpmath.log(abs(t[i][i])) for i in range(d))
+        log_det_q = mpmath.fsum(mpmath.log(abs(tq[i][i])) for i in range(d))
+        half_log_two_pi = mpmath.log(2 * mpmath.pi) / 2
+        log_prob = [
+            float(-mpmath.fsum(z[i][k] ** 2 for i in range(d)) / 2 - log_det - d * half_log_two_pi)
+            for k in range(x64.shape[0])
+        ]
+        m = _mp_solve(tq, t)
+        mean = _mp_solve(tq, mp((loc64 - loc_q64).T))
+        trace = mpmath.fsum(m[i][j] ** 2 for i in range(d) for j in range(d))
+        kl = [
+            (trace + mpmath.fsum(mean[i][k] ** 2 for i in range(d)) - d) / 2 + log_det_q - log_det
+            for k in range(loc_q64.shape[0])
+        ]
+        cross = [v + d * (1 + 2 * half_log_two_pi) / 2 + log_det for v in kl]
+        return np.array(log_prob), np.array(kl, float), np.array(cross, float)
+
+
+def test_ill_conditioned_factors_at_the_documented_limit(rng):
+    """kappa(L) = 1e4 (a covariance of condition 1e8), the limit the module documents:
+    log_prob, kl and cross_entropy within kappa(L) eps of 40-digit mpmath (the first-order
+    bound of a triangular solve), and kl no worse than with LAPACK's triangular solve
+    (what it used before the blocked solve) on the same rounded inputs."""
+    d = 16
+    eps = float(jnp.finfo(DTYPE).eps)
+    bound = 1e4 * eps
+    tril, tril64 = _as(_conditioned_factor(rng, d, 1e4))
+    tril_q, tril_q64 = _as(_conditioned_factor(rng, d, 1e4))
+    assert 5e3 < np.linalg.cond(tril64) < 2e4
+    loc, loc64 = _as(rng.normal(size=d))
+    x, x64 = _as(loc64 + rng.normal(size=(8, d)) @ tril64.T)
+    expected, expected_kl, expected_cross = _mp_references(x64, loc64, tril64, x64, tril_q64)
+
+    value = jax.jit(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(x, loc, tril)
+    assert _relative_error(value, expected) < bound
+
+    # 8 x 8 = 64 pairs (the 8 points as means of q, 8 times), so that kl takes the
+    # blocked solve; one pair takes LAPACK's.
+    for loc_q, tril_q_batch, reps in ((x, tril_q, 1), (jnp.tile(x, (8, 1)), tril_q, 8)):
+        tril_q_batch = jnp.broadcast_to(tril_q_batch, (loc_q.shape[0], d, d))
+        kl = mvn.kl(loc_p=loc, scale_tril_p=tril, loc_q=loc_q, scale_tril_q=tril_q_batch)
+        lapack = (
+            0.5
+            * (
+                jnp.sum(jnp.square(solve_triangular(tril_q, tril, lower=True)))
+                + jnp.sum(jnp.square(solve_triangular(tril_q, (loc - x).T, lower=True)), 0)
+                - d
+            )
+            + jnp.sum(jnp.log(jnp.diagonal(tril_q)))
+            - jnp.sum(jnp.log(jnp.diagonal(tril)))
+        )
+        assert _relative_error(kl, np.tile(expected_kl, reps)) < bound
+        lapack_error = _relative_error(lapack, expected_kl)
+        assert _relative_error(kl, np.tile(expected_kl, reps)) <= 4 * lapack_error + 8 * eps
+        cross = mvn.cross_entropy(
+            loc_p=loc, scale_tril_p=tril, loc_q=loc_q, scale_tril_q=tril_q_batch
+        )
+        assert _relative_error(cross, np.tile(expected_cross, reps)) < bound
+
+
+def test_batches_of_factors_take_the_blocked_solve_with_the_same_values(monkeypatch, rng):
+    """kl / cross_entropy of >= 64 pairs use the blocked solve: same values and gradients
+    as LAPACK's triangular solve (forced below the threshold) and the closed form."""
+    loc_p, loc_p64 = _as(rng.normal(size=(64, 5)))
+    tril_p, tril_p64 = _random_tril(rng, (64,), 5)
+    loc_q, loc_q64 = _as(rng.normal(size=(5,)))
+    tril_q, tril_q64 = _random_tril(rng, (64,), 5)
+    args = (loc_p, tril_p, loc_q, tril_q)
+
+    def values():
+        def kl(a, b, c, d):
+            return mvn.kl(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d)
+
+        def cross(a, b, c, d):
+            return mvn.cross_entropy(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d)
+
+        grads = jax.grad(lambda *a: jnp.sum(kl(*a)), argnums=(0, 1, 2, 3))(*args)
+        return jax.jit(kl)(*args), jax.jit(cross)(*args), grads
+
+    blocked = values()
+    assert_close(blocked[0], _reference_kl(loc_p64, tril_p64, loc_q64, tril_q64))
+    monkeypatch.setattr(mvn, "_BLOCKED_MIN_FACTORS", 10**9)
+    lapack = values()
+    for a, b in zip(jax.tree.leaves(blocked), jax.tree.leaves(lapack), strict=True):
+        np.testing.assert_allclose(a, b, rtol=tol(DTYPE), atol=tol(DTYPE))
+    monkeypatch.undo()
+    eps = 1e-3 if DTYPE == jnp.float32 else 1e-6
+    cross = mvn.cross_entropy
+    check_grads(
+        jax.jit(lambda a, b, c, d: cross(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d)),
+        args,
+        order=1,
+        modes=("fwd", "rev"),
+        eps=eps,
+    )
