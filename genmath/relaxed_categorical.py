@@ -214,9 +214,10 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
     off_simplex = jnp.any(y < 0, axis=axis) | (
         jnp.abs(jnp.sum(y, axis=axis) - 1.0) > float(jnp.finfo(y.dtype).eps) ** 0.5
     )
-    # Double where: log 0 of a dropped class is fine (-inf, excluded), of a kept one not.
-    safe_y = jnp.where((y > 0) | (logits == -jnp.inf), y, 1.0)
-    log_y = jnp.log(safe_y)
+    # Double where: log y only where y > 0, so that no 1/0 enters the gradient; a dropped
+    # class (logit -inf, y = 0) gets log y = -inf, which the density excludes.
+    positive = y > 0
+    log_y = jnp.where(positive, jnp.log(jnp.where(positive, y, 1.0)), -jnp.inf)
     jacobian = jnp.sum(jnp.where(y > 0, log_y, 0.0), axis=axis)
     value = _log_density(log_y, logits, temperature, axis) - jacobian
     return jnp.where(boundary | off_simplex, jnp.nan, value)

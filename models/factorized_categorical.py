@@ -12,8 +12,8 @@ is directly comparable with discretised likelihoods and dequantised flows on 8-b
 The logits ``(784, 256)`` are one ``nnx.Param``; :meth:`FactorizedCategorical.log_prob` is
 ``genmath.categorical.log_prob`` summed over the pixel axis.
 
-Training maximises the log-likelihood plus a symmetric Dirichlet prior with ``alpha``
-pseudo-counts per level and pixel (``alpha`` imaginary images at every one of the 256
+Training maximises the log-likelihood plus a symmetric Dirichlet(1 + ``alpha``) prior, that
+is ``alpha`` pseudo-counts per level and pixel (``alpha`` imaginary images at every one of the 256
 levels):
 
 .. math::
@@ -133,7 +133,7 @@ def closed_form_logits(images, *, pseudo_count: float = PSEUDO_COUNT) -> jax.Arr
 
 
 def dirichlet_log_prior(logits: jax.Array, pseudo_count: float) -> jax.Array:
-    """Symmetric Dirichlet log-prior, up to a constant: ``alpha sum_i sum_k log p_ik``.
+    """Symmetric Dirichlet(1 + alpha) log-prior, up to a constant: ``alpha sum_i sum_k log p_ik``.
 
     That is ``alpha`` times the log-likelihood of one observation of every level at every
     pixel; its gradient is ``alpha (1 - 256 p_ik)``.

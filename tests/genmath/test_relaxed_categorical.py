@@ -354,3 +354,22 @@ def test_errors_name_the_argument():
     assert np.all(np.isnan(traced(-1.0)))
     traced_sample = jax.jit(lambda t: rc.sample(key, logits=logits, temperature=t))
     assert np.all(np.isnan(traced_sample(0.0)))
+
+
+def test_dropped_class_gradients_are_finite():
+    # A class of logit -inf has y = 0 exactly; no 1/0 of its log may reach the gradient,
+    # neither with respect to y nor through a reparameterised sample to the logits.
+    logits = jnp.array([0.3, -jnp.inf, 0.1])
+    y = jnp.array([0.4, 0.0, 0.6])
+    grad_y = jax.jit(jax.grad(lambda y: rc.log_prob(y, logits=logits, temperature=0.7)))(y)
+    assert np.all(np.isfinite(grad_y)), grad_y
+    kept = jnp.array([0, 2])
+    expected = jax.grad(lambda y: rc.log_prob(y, logits=logits[kept], temperature=0.7))(y[kept])
+    np.testing.assert_allclose(grad_y[kept], expected, rtol=1e-5)
+
+    def sampled_log_prob(logits):
+        sample = rc.sample(jax.random.key(0), logits=logits, temperature=0.7)
+        return rc.log_prob(sample, logits=logits, temperature=0.7)
+
+    grad_logits = jax.jit(jax.grad(sampled_log_prob))(logits)
+    assert np.all(np.isfinite(grad_logits[kept])), grad_logits

@@ -239,8 +239,7 @@ def test_trained_agrees_with_closed_form(synthetic_mnist):
 def test_samples_follow_the_probabilities():
     logits = 1.5 * jax.random.normal(jax.random.key(2), (784, 256))
     model = fc.FactorizedCategorical(logits)
-    # 256 images are 51M Gumbel draws (the sampler's cost); the z-score test below has the
-    # same power at any n large enough for the central limit theorem.
+    # 256 images are 51M Gumbel draws (the sampler's cost).
     n = 256
     x = jax.jit(model.sample, static_argnums=1)(jax.random.key(3), n)
     assert x.shape == (n, 28, 28) and x.dtype == jnp.float32

@@ -240,7 +240,8 @@ def test_dequantized_bound_is_below_the_exact_discrete_log_likelihood(log_scale,
     )
     draws = np.asarray(draws, np.float64)[:, 0]
     mean, stderr = draws.mean(), draws.std(ddof=1) / math.sqrt(draws.size)
-    assert mean <= exact + 4 * stderr + 1e-3 * abs(exact), (mean, exact, stderr)
+    # 1e-4 relative: float32 rounding of the 784-term sum, far below a 784 log(256/255) slip.
+    assert mean <= exact + 4 * stderr + 1e-4 * abs(exact), (mean, exact, stderr)
     if max_gap is not None:
         # Smooth over a level, Jensen's gap is tiny: the bound is also close.
         assert exact - mean < max_gap * abs(exact) + 4 * stderr, (mean, exact)
