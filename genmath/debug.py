@@ -47,6 +47,7 @@ import functools
 from collections.abc import Callable, Iterator
 
 import jax
+import numpy as np
 from jax.experimental import checkify
 
 from genmath._src import value_checks
@@ -114,7 +115,9 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
     The returned function traces ``fn`` with the checks on, runs it through
     ``checkify.checkify`` and ``jax.jit``, and raises the first failed check as a
     ``checkify.JaxRuntimeError`` (a ``ValueError``) naming the function and the argument;
-    otherwise it returns ``fn``'s value. Pass ``fn`` itself, not ``jax.jit(fn)``.
+    otherwise it returns ``fn``'s value. Pass ``fn`` itself, not ``jax.jit(fn)``. Keyword
+    arguments that are not arrays (``axis=-1``, ``sample_shape=3``, a Python float) are
+    options, fixed at trace time: one compilation per distinct set of them.
 
     Args:
         fn: any function calling genmath functions.
@@ -135,17 +138,26 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
         jax._src.checkify.JaxRuntimeError: bernoulli.logits_from_probs: `probs` must lie in ...
     """
 
-    def with_checks(*args, **kwargs):
-        with checks():
-            return fn(*args, **kwargs)
+    compiled = {}
 
-    functionalised = checkify.checkify(with_checks)
-    if jit:
-        functionalised = jax.jit(functionalised)
+    def compile_for(options: tuple) -> Callable:
+        """The checkified (and jitted) function with the non-array keyword options (an
+        ``axis``, a ``sample_shape``) bound as constants: they must stay static."""
+        if options not in compiled:
+
+            def with_checks(*args, **kwargs):
+                with checks():
+                    return fn(*args, **kwargs, **dict(options))
+
+            functionalised = checkify.checkify(with_checks)
+            compiled[options] = jax.jit(functionalised) if jit else functionalised
+        return compiled[options]
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        error, value = functionalised(*args, **kwargs)
+        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (jax.Array, np.ndarray))}
+        options = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
+        error, value = compile_for(options)(*args, **arrays)
         error.throw()
         return value
 

@@ -285,3 +285,17 @@ def test_checked_without_jit():
     np.testing.assert_array_equal(fn(jnp.array([0.5], DTYPE)), [0.0])
     with pytest.raises(checkify.JaxRuntimeError, match="`probs`"):
         fn(jnp.array([1.5], DTYPE))
+
+
+def test_checked_keeps_keyword_options_static():
+    logits = jnp.zeros((2, 3), DTYPE)
+    checked = debug.checked(bernoulli.log_prob)
+    x = jnp.array([[0.0, 1.0, 0.5], [1.0, 1.0, 0.0]], DTYPE)
+    for axis in (-1, 0, (0, 1)):
+        np.testing.assert_array_equal(
+            checked(x, logits=logits, axis=axis), bernoulli.log_prob(x, logits=logits, axis=axis)
+        )
+    with pytest.raises(checkify.JaxRuntimeError, match=r"got 2\.0"):
+        checked(x.at[1, 2].set(2.0), logits=logits, axis=0)
+    draws = debug.checked(mvn.sample)(KEY, loc=0.0, scale_tril=L_GOOD, sample_shape=4)
+    assert draws.shape == (4, 2)
