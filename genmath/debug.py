@@ -12,7 +12,10 @@ that would otherwise silently give NaN, through JAX's own
 * :func:`genmath.categorical.log_prob`: a label outside :math:`[0, K)` (negative ones
   included);
 * :mod:`genmath.mvn` (``log_prob``, ``entropy``, ``kl``, ``cross_entropy``, ``sample``): a
-  zero or non-finite diagonal entry of a ``scale_tril`` (a singular covariance);
+  non-finite entry of a ``scale_tril``; and a zero diagonal entry (a singular covariance)
+  of the factors that are solved with, ``log_prob``'s ``scale_tril`` and the
+  ``scale_tril_q`` of ``kl`` and ``cross_entropy`` (a singular ``p`` is a valid, degenerate
+  distribution: entropy :math:`-\\infty`);
 * :mod:`genmath.discretized_logistic`, :mod:`genmath.discretized_normal` (``log_prob``,
   ``mixture_log_prob``) and :func:`genmath.dequantize.uniform`: ``x`` not an integer in
   0..255.
@@ -89,7 +92,7 @@ def checks(*, enabled: bool = True) -> Iterator[None]:
         >>> print(error.get())
         categorical.log_prob: `labels` must hold class indices in [0, 3), got 3. (`check` failed)
     """
-    with value_checks.ENABLED(bool(enabled)):
+    with value_checks.require_switch("debug.checks")(bool(enabled)):
         yield
 
 
@@ -106,6 +109,7 @@ def enable_checks(enabled: bool) -> None:
         True
         >>> debug.enable_checks(False)
     """
+    value_checks.require_switch("debug.enable_checks")
     jax.config.update("genmath_value_checks", bool(enabled))
 
 

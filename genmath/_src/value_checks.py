@@ -14,27 +14,52 @@ checks on, and vice versa.
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax._src import config as jax_config
 from jax.experimental import checkify
 
 from genmath._src.typing import Array
 
-# Private JAX API (`bool_state`): the one way to make a switch read at trace time part of
-# the jit cache key, so that cached traces never mix the two modes. The environment
-# variable GENMATH_VALUE_CHECKS=1 turns it on for a whole process.
-ENABLED = jax_config.bool_state(
-    "genmath_value_checks",
-    False,
-    "Add checkify checks of argument values to genmath functions (see genmath.debug).",
-    include_in_jit_key=True,
-    include_in_trace_context=True,
-)
+
+def _make_switch():
+    """The switch, or ``None`` where this jax lacks the private API it is built on."""
+    # Private JAX API (`bool_state`): the one way to make a switch read at trace time part
+    # of the jit cache key, so that cached traces never mix the two modes. The environment
+    # variable GENMATH_VALUE_CHECKS=1 turns it on for a whole process. A jax release that
+    # changes it must not break `import genmath`: the checks are then unavailable (off),
+    # and turning them on raises, saying why (see `require_switch`).
+    try:
+        from jax._src import config as jax_config
+
+        return jax_config.bool_state(
+            "genmath_value_checks",
+            False,
+            "Add checkify checks of argument values to genmath functions (see genmath.debug).",
+            include_in_jit_key=True,
+            include_in_trace_context=True,
+        )
+    except (ImportError, AttributeError, TypeError):
+        return None
+
+
+ENABLED = _make_switch()
+
+
+def require_switch(caller: str):
+    """The switch, or a ``RuntimeError`` naming ``caller`` where this jax has none."""
+    if ENABLED is None:
+        import jax
+
+        raise RuntimeError(
+            f"{caller}: the value checks need jax's config.bool_state, which jax "
+            f"{jax.__version__} does not offer; the checks are unavailable (off)."
+        )
+    return ENABLED
+
 
 _PIXEL_MAX = 255.0
 
 
 def enabled() -> bool:
-    return bool(ENABLED.value)
+    return ENABLED is not None and bool(ENABLED.value)
 
 
 def _check(caller: str, name: str, ok: Array, value: Array, requirement: str) -> None:

@@ -299,3 +299,17 @@ def test_checked_keeps_keyword_options_static():
         checked(x.at[1, 2].set(2.0), logits=logits, axis=0)
     draws = debug.checked(mvn.sample)(KEY, loc=0.0, scale_tril=L_GOOD, sample_shape=4)
     assert draws.shape == (4, 2)
+
+
+def test_without_the_private_jax_switch_checks_are_off_and_turning_them_on_says_why(
+    monkeypatch,
+):
+    # A jax release without config.bool_state must not break `import genmath`: the checks
+    # are then unavailable, reported off, and asking for them raises naming the function.
+    monkeypatch.setattr(value_checks, "ENABLED", None)
+    assert not debug.checks_enabled()
+    with pytest.raises(RuntimeError, match=r"debug\.checks: .*bool_state"):
+        with debug.checks():
+            pass
+    with pytest.raises(RuntimeError, match=r"debug\.enable_checks: .*bool_state"):
+        debug.enable_checks(True)
