@@ -262,12 +262,19 @@ def accuracy_sweep(dim: int, points: int, conditions=CONDITION_NUMBERS) -> list[
         tril = conditioned_factor(rng, dim, condition)
         tril_q = conditioned_factor(rng, dim, condition)
         loc, loc_q = rng.normal(size=dim), rng.normal(size=dim)
-        x = loc + rng.normal(size=(points, dim)) @ tril.T
+        # `points` (< dim) take LAPACK's solve in mvn.log_prob, 2 * dim take the inverse.
+        x_all = loc + rng.normal(size=(2 * dim, dim)) @ tril.T
         for dtype in (np.float32, np.float64):
             # The inputs rounded to the dtype are what the reference must see too.
-            xr, lr, tr = (np.asarray(np.asarray(a, dtype), np.float64) for a in (x, loc, tril))
+            xar, lr, tr = (np.asarray(np.asarray(a, dtype), np.float64) for a in (x_all, loc, tril))
             lqr, tqr = (np.asarray(np.asarray(a, dtype), np.float64) for a in (loc_q, tril_q))
-            expected_lp = mp_log_prob(xr, lr, tr)
+            expected_all = mp_log_prob(xar, lr, tr)
+            xr, expected_lp = xar[:points], expected_all[:points]
+            many = [jnp.asarray(a, dtype) for a in (xar, lr, tr)]
+            lp_many = np.asarray(
+                jax.jit(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(*many)
+            )
+            lp_many_solve = np.asarray(jax.jit(formulas.mvn_log_prob)(*many))
             expected_kl = mp_kl(lr, tr, lqr, tqr)
             args = [jnp.asarray(a, dtype) for a in (xr, lr, tr, lqr, tqr)]
             lp = np.asarray(
@@ -291,6 +298,8 @@ def accuracy_sweep(dim: int, points: int, conditions=CONDITION_NUMBERS) -> list[
                 "dim": dim,
                 "log_prob_rel_err": rel(lp, expected_lp),
                 "log_prob_rel_err_solve_form": rel(lp_solve, expected_lp),
+                "log_prob_many_points_rel_err": rel(lp_many, expected_all),
+                "log_prob_many_points_rel_err_solve_form": rel(lp_many_solve, expected_all),
                 "kl_rel_err": rel(kl, expected_kl),
                 "kl_rel_err_solve_form": rel(kl_solve, expected_kl),
                 "kl_value": expected_kl,
@@ -298,7 +307,9 @@ def accuracy_sweep(dim: int, points: int, conditions=CONDITION_NUMBERS) -> list[
             rows.append(row)
             print(
                 f"kappa(L) {row['kappa_L']:8.1e} {row['dtype']:8s} log_prob "
-                f"{row['log_prob_rel_err']:8.1e} (solve {row['log_prob_rel_err_solve_form']:8.1e})"
+                f"{row['log_prob_rel_err']:8.1e} (solve {row['log_prob_rel_err_solve_form']:8.1e}"
+                f"; {2 * dim} points {row['log_prob_many_points_rel_err']:8.1e}, solve "
+                f"{row['log_prob_many_points_rel_err_solve_form']:8.1e})"
                 f"  kl {row['kl_rel_err']:8.1e} (solve {row['kl_rel_err_solve_form']:8.1e})",
                 flush=True,
             )

@@ -8,33 +8,34 @@ points and distributions: ``x`` of shape ``(4096, D)`` against one distribution,
 ``x`` of shape ``(16, 256, D)`` against 256 distributions (``loc`` ``(256, D)``,
 ``scale_tril`` ``(256, D, D)``).
 
-Everything goes through triangular solves and sums of squares, never an explicit
-inverse of :math:`L` (the blocked solve below inverts only diagonal blocks of at most 8
-rows) and never the Cholesky factor of a product. When several points share one
-distribution, they are solved together as the columns of one right-hand side instead
-of repeating the matrix for every point.
+Everything goes through triangular solves and sums of squares, never the Cholesky factor
+of a product. When several points share one distribution, they are solved together as the
+columns of one right-hand side instead of repeating the matrix for every point.
 
-Speed: :func:`log_prob` solves with LAPACK (``jax.scipy.linalg.solve_triangular``);
-:func:`kl` and :func:`cross_entropy` with a blocked solve written in batched matrix
-products (``genmath._src.triangular``), faster on XLA:CPU for their batches of small
-factors. Measured by ``benchmarks/mvn_speed.py`` on one core of a 2-core AMD EPYC
-(float32, D = 64; ``benchmarks/results/mvn-speed-cpu-1core.json``), the KL of 256 pairs
-is 1.57x faster than the LAPACK form forward and 1.05x with gradients (batches under 64
-factors keep LAPACK, faster there with gradients); for
-:func:`log_prob` neither the blocked solve nor an explicit inverse applied as a matrix
-product beat LAPACK there (on one core its ``trsm`` runs at the speed of a matrix product
-of the same size), so it keeps LAPACK. PyTorch's ``MultivariateNormal`` took 2-4x
-genmath's time on every workload in that run.
+Speed (``benchmarks/mvn_speed.py``; ``benchmarks/results/mvn-speed-cpu-1core.json``, one
+core of a 2-core Intel Xeon, float32, D = 64). :func:`log_prob` of a factor shared by at
+least as many points as it has rows inverts the factor once (the blocked solve of
+``genmath._src.triangular`` against the identity) and applies the inverse as one matrix
+product: for 4096 points of one distribution, 3.3x faster than LAPACK's triangular solve
+forward and 3.0x with gradients. With fewer points per factor (256 distributions x 16
+points) it keeps LAPACK's solve: neither the blocked solve nor the inverse was faster there
+with gradients. :func:`kl` and :func:`cross_entropy` of 64 or more pairs solve with the
+blocked solve: 256 pairs were 3.0x faster than with LAPACK forward and 2.8x with gradients.
+PyTorch's ``MultivariateNormal`` (one thread) took 1.6-3.8x genmath's time on every
+workload in that run.
 
 Conditioning: a triangular solve loses up to about :math:`\\kappa(L)\\,\\varepsilon` of
-relative accuracy. Against 40-digit mpmath, for Cholesky factors of covariances with
-:math:`\\kappa(L)` from 1e2 to 1e8 (D = 32, points drawn from the distribution), the
-relative error of :func:`log_prob` grew from 5e-7 to 1.6e-2 in float32 (3.7e-6 at
-:math:`\\kappa(L) = 10^4`, 1.5e-3 at 1e7) and from 7e-16 to 6e-11 in float64, the same as
-the LAPACK form at every :math:`\\kappa`; that of :func:`kl` stayed below 1.1e-6 (float32)
-and 2e-15 (float64). Results are within :math:`\\kappa(L)\\,\\varepsilon` up to
-:math:`\\kappa(L) = 10^4` (tested); in float32, factors of :math:`\\kappa(L) > 10^6`
-(covariances beyond 1e12) leave fewer than four correct digits: use float64 there.
+relative accuracy, and the inverse route a little more. Against 40-digit mpmath, for
+Cholesky factors of covariances with :math:`\\kappa(L)` from 1e2 to 1e8 (D = 32, points
+drawn from the distribution), the relative error of :func:`log_prob` with 4 points (the
+solve) grew from 1.4e-6 to 0.24 in float32 (1.7e-6 at :math:`\\kappa(L) = 10^4`) and from
+2e-15 to 3e-12 in float64; with 64 points (the inverse) it was 1.4e-5 at
+:math:`10^4`, within 1.5-4x of the solve's error up to :math:`10^6`, and 8-12x beyond
+(float32 has no correct digit left there either way); that of :func:`kl` stayed below
+1.4e-6 (float32) and 1.2e-15 (float64). Results are within
+:math:`\\kappa(L)\\,\\varepsilon` up to :math:`\\kappa(L) = 10^4` (tested); in float32,
+factors of :math:`\\kappa(L) > 10^5` (covariances beyond 1e10) leave fewer than four correct
+digits: use float64 there.
 
 Numerical conventions:
 
@@ -182,7 +183,28 @@ def _lapack_solve(tril: Array, rhs: Array) -> Array:
     return solve_triangular(tril, rhs, lower=True)
 
 
-def _squared_solve_norm(tril: Array, vectors: Array, *, solve=_lapack_solve) -> Array:
+def _inverse_solve(tril: Array, rhs: Array) -> Array:
+    """:math:`L^{-1}R` as one explicit inverse (the blocked solve against the identity)
+    applied as a matrix product."""
+    eye = jnp.broadcast_to(jnp.eye(tril.shape[-1], dtype=tril.dtype), tril.shape)
+    return jnp.matmul(solve_lower(tril, eye), rhs)
+
+
+def _columns_solve(tril: Array, rhs: Array) -> Array:
+    """:math:`L^{-1}R` for ``rhs`` of shape ``(..., D, K)``, by the faster route for K.
+
+    With at least as many columns as rows the inverse (:math:`D^3/3` multiply-adds, once
+    per factor) is shared by the columns and applied as a matrix product: on one XLA:CPU
+    core that was 1.7-4x faster than LAPACK's ``trsm`` forward and 1.4-3x with gradients,
+    at every shape measured from one factor x 64 columns to 256 x 4096 (D = 16 to 256).
+    With fewer columns the inverse costs more than the solve, and LAPACK is kept.
+    """
+    if rhs.shape[-1] >= rhs.shape[-2]:
+        return _inverse_solve(tril, rhs)
+    return _lapack_solve(tril, rhs)
+
+
+def _squared_solve_norm(tril: Array, vectors: Array, *, solve=_columns_solve) -> Array:
     """:math:`\\|L^{-1} v\\|^2` for every vector, with batch broadcasting."""
     tril, rhs, restore = _as_columns(tril, vectors)
     solved = solve(tril, rhs)
@@ -249,9 +271,9 @@ def _pair_terms(name: str, loc_p, scale_tril_p, loc_q, scale_tril_q):
     tril_q = jnp.broadcast_to(scale_tril_q, (*pair_batch, d, d))
     difference = jnp.broadcast_to(scale_tril_p - scale_tril_q, (*pair_batch, d, d))
     # The blocked solve (genmath._src.triangular) for batches of factors: at D = 64 on one
-    # XLA:CPU core it took 1/1.28 of LAPACK's time forward and 1/1.15 with gradients for
-    # 256 pairs, broke even at 64, and cost 1.25x with gradients at 16 (per-operation
-    # overhead), to the same accuracy; below 64 factors LAPACK is kept.
+    # XLA:CPU core, 256 pairs took 1/3.0 of LAPACK's time forward and 1/2.8 with gradients
+    # (benchmarks/mvn_speed.py); small batches pay its per-operation overhead (16 pairs
+    # were 1.25x slower with gradients), so below 64 factors LAPACK is kept.
     solve = solve_lower if math.prod(pair_batch) >= _BLOCKED_MIN_FACTORS else _lapack_solve
     m_minus_identity = solve(tril_q, difference)
     off_diagonal = jnp.sum(jnp.square(jnp.tril(m_minus_identity, -1)), axis=(-2, -1))
@@ -273,7 +295,8 @@ def log_prob(x: ArrayLike, *, loc: ArrayLike, scale_tril: ArrayLike) -> Array:
         - \\tfrac12 \\big\\|L^{-1}(x-\\mu)\\big\\|^2
 
     :math:`L^{-1}(x-\\mu)` is one triangular solve; points that share a distribution are
-    solved together as the columns of one right-hand side.
+    solved together as the columns of one right-hand side, or, when there are at least
+    :math:`D` of them, multiplied by :math:`L^{-1}` formed once (see the module notes).
 
     Args:
         x: points of shape ``(..., D)``, any real numeric dtype.

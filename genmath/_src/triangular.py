@@ -27,11 +27,11 @@ which reuses the diagonal-block inverses, so forward and reverse mode are a few 
 products rather than a differentiation through the substitution loop. Reverse mode is
 JAX's transpose of these products: a blocked back substitution with :math:`L^\\top`.
 
-Measured on one core of a 2-core AMD EPYC (jax 0.9.2, ``benchmarks/mvn_speed.py``), it is
-faster than LAPACK for the KL's solves, but not for one factor against thousands of
-columns (LAPACK's ``trsm`` there runs at the speed of a matrix product) nor for the
-gradient with 16 columns per factor, so :mod:`genmath.mvn` uses it for ``kl`` and
-``cross_entropy`` only.
+Measured on one quiet core of a 2-core AMD EPYC (jax 0.9.2, ``benchmarks/mvn_speed.py``),
+it is faster than LAPACK for the KL's solves (256 factors, 65 columns each) and, against
+the identity, for the inverse that :func:`genmath.mvn.log_prob` applies when a factor has
+at least as many columns as rows; with fewer columns per factor (16 per factor at
+D = 64) it lost to LAPACK with gradients, so ``log_prob`` keeps LAPACK there.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ import jax.numpy as jnp
 
 from genmath._src.typing import Array
 
-# Diagonal blocks of at most 8 rows: measured fastest on XLA:CPU at D = 64 (16 or 32
-# leave more of the work to the unrolled substitution loop, 4 to tiny matrix products).
-BLOCK = 8
+# Diagonal blocks of at most 16 rows: for the KL of 256 pairs at D = 64 on one XLA:CPU
+# core, 8 was 5 % faster forward but 20-30 % slower with gradients; 32 leaves too much to
+# the unrolled substitution loop, 4 too much to tiny matrix products.
+BLOCK = 16
 
 
 def _leaves(start: int, stop: int) -> list[tuple[int, int]]:

@@ -53,4 +53,5 @@ def test_accuracy_sweep_covers_both_dtypes(quick_run):
         eps = 1.2e-7 if row["dtype"] == "float32" else 2.3e-16
         # Within the first-order bound of a triangular solve, kappa(L) eps.
         assert row["log_prob_rel_err"] < row["kappa_L"] * eps
+        assert row["log_prob_many_points_rel_err"] < row["kappa_L"] * eps
         assert row["kl_rel_err"] < row["kappa_L"] * eps

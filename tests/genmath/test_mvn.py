@@ -87,17 +87,37 @@ def test_log_prob_matches_scipy(rng, x_shape, loc_shape, tril_batch):
     assert_close(value, expected)
 
 
-def _triangular_solves(jaxpr):
-    """Every triangular_solve equation, including those inside nested jaxprs."""
+def _equations(jaxpr, names):
+    """Every equation of the given primitives, including those inside nested jaxprs."""
     found = []
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "triangular_solve":
+        if eqn.primitive.name in names:
             found.append(eqn)
         for param in eqn.params.values():
             inner = getattr(param, "jaxpr", None)
             if inner is not None:
-                found.extend(_triangular_solves(getattr(inner, "jaxpr", inner)))
+                found.extend(_equations(getattr(inner, "jaxpr", inner), names))
     return found
+
+
+def _triangular_solves(jaxpr):
+    return _equations(jaxpr, ("triangular_solve",))
+
+
+def _column_operation(jaxpr, b_shape):
+    """The one equation applied to the points' columns ``b_shape``: LAPACK's solve (fewer
+    columns than rows) or the product with the factor's inverse (at least as many)."""
+    (eqn,) = [
+        e
+        for e in _equations(jaxpr, ("triangular_solve", "dot_general"))
+        if e.invars[1].aval.shape == b_shape
+    ]
+    if b_shape[-1] >= b_shape[-2]:
+        assert eqn.primitive.name == "dot_general"
+        assert not _triangular_solves(jaxpr)
+    else:
+        assert eqn.primitive.name == "triangular_solve"
+    return eqn
 
 
 @pytest.mark.parametrize(
@@ -105,21 +125,21 @@ def _triangular_solves(jaxpr):
     [
         ((4096, 5), (5,), (), (5, 5), (5, 4096)),
         ((16, 256, 5), (256, 5), (256,), (256, 5, 5), (256, 5, 16)),
+        ((4, 256, 5), (256, 5), (256,), (256, 5, 5), (256, 5, 4)),
     ],
 )
 def test_shared_factors_are_solved_once_with_points_as_columns(
     x_shape, loc_shape, tril_batch, a_shape, b_shape
 ):
-    """One distribution x 4096 points is one solve with a (D, 4096) right-hand side: the
-    factor is never repeated per point."""
+    """One distribution x 4096 points is one solve (or one product with the inverse) with
+    a (D, 4096) right-hand side: the factor is never repeated per point."""
     jaxpr = jax.make_jaxpr(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(
         jnp.zeros(x_shape, DTYPE),
         jnp.zeros(loc_shape, DTYPE),
         jnp.zeros((*tril_batch, 5, 5), DTYPE),
     )
-    (solve,) = _triangular_solves(jaxpr.jaxpr)
+    solve = _column_operation(jaxpr.jaxpr, b_shape)
     assert solve.invars[0].aval.shape == a_shape
-    assert solve.invars[1].aval.shape == b_shape
 
 
 @pytest.mark.parametrize(
@@ -141,9 +161,8 @@ def test_shared_factors_are_solved_in_one_group_per_device(
         jnp.zeros(loc_shape, DTYPE),
         jnp.zeros((*tril_batch, 5, 5), DTYPE),
     )
-    (solve,) = _triangular_solves(jaxpr.jaxpr)
+    solve = _column_operation(jaxpr.jaxpr, b_shape)
     assert solve.invars[0].aval.shape == a_shape
-    assert solve.invars[1].aval.shape == b_shape
 
 
 @pytest.mark.parametrize(
@@ -644,9 +663,10 @@ def _mp_references(x64, loc64, tril64, loc_q64, tril_q64):
 
 def test_ill_conditioned_factors_at_the_documented_limit(rng):
     """kappa(L) = 1e4 (a covariance of condition 1e8), the limit the module documents:
-    log_prob, kl and cross_entropy within kappa(L) eps of 40-digit mpmath (the first-order
-    bound of a triangular solve), and kl no worse than with LAPACK's triangular solve
-    (what it used before the blocked solve) on the same rounded inputs."""
+    log_prob (both of its routes), kl and cross_entropy within kappa(L) eps of 40-digit
+    mpmath (the first-order bound of a triangular solve), and kl no worse than with
+    LAPACK's triangular solve (what it used before the blocked solve) on the same rounded
+    inputs."""
     d = 16
     eps = float(jnp.finfo(DTYPE).eps)
     bound = 1e4 * eps
@@ -654,11 +674,18 @@ def test_ill_conditioned_factors_at_the_documented_limit(rng):
     tril_q, tril_q64 = _as(_conditioned_factor(rng, d, 1e4))
     assert 5e3 < np.linalg.cond(tril64) < 2e4
     loc, loc64 = _as(rng.normal(size=d))
-    x, x64 = _as(loc64 + rng.normal(size=(8, d)) @ tril64.T)
-    expected, expected_kl, expected_cross = _mp_references(x64, loc64, tril64, x64, tril_q64)
+    points, points64 = _as(loc64 + rng.normal(size=(32, d)) @ tril64.T)
+    expected_points, expected_kl, expected_cross = _mp_references(
+        points64, loc64, tril64, points64[:8], tril_q64
+    )
 
-    value = jax.jit(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(x, loc, tril)
-    assert _relative_error(value, expected) < bound
+    # 8 points (fewer than D: LAPACK's solve) and 32 (the product with the inverse).
+    for count in (8, 32):
+        value = jax.jit(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(
+            points[:count], loc, tril
+        )
+        assert _relative_error(value, expected_points[:count]) < bound
+    x = points[:8]
 
     # 8 x 8 = 64 pairs (the 8 points as means of q, 8 times), so that kl takes the
     # blocked solve; one pair takes LAPACK's.
