@@ -18,7 +18,16 @@ import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).parent
-SUITE_ORDER = ("kernels", "training", "iwae", "made", "eightbit", "scaling")
+SUITE_ORDER = (
+    "kernels",
+    "mvn_speed",
+    "training",
+    "iwae",
+    "burda",
+    "made",
+    "eightbit",
+    "scaling",
+)
 
 HEADER = """\
 # genmath benchmarks

@@ -44,7 +44,7 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
         "command",
     ]
     return (
-        f"## {TITLE}\n\n{INTRO}\nDevice: {result['device']} ({result['device_note']}); "
+        f"Device: {result['device']} ({result['device_note']}); "
         f"jax {result['jax']}, {result['date'][:10]}. {result['note']}.\n\n"
         + table(headers, rows, markdown=True)
         + "\n"

@@ -55,3 +55,12 @@ def test_accuracy_sweep_covers_both_dtypes(quick_run):
         assert row["log_prob_rel_err"] < row["kappa_L"] * eps
         assert row["log_prob_many_points_rel_err"] < row["kappa_L"] * eps
         assert row["kl_rel_err"] < row["kappa_L"] * eps
+
+
+def test_report_section_gives_the_bar_and_the_sweep(quick_run):
+    from benchmarks._src import mvn_speed_report
+
+    text = mvn_speed_report.section({**quick_run, "_file": "mvn-speed-test.json"}, None)
+    met = sum(r["solve_form_over_genmath"] >= 2.0 for r in quick_run["ratios"])
+    assert f"**{met} of {len(quick_run['ratios'])}** workload-mode pairs" in text
+    assert text.count("| float32 |") == len({r["condition_target"] for r in quick_run["accuracy"]})
