@@ -13,29 +13,28 @@ of a product. When several points share one distribution, they are solved togeth
 columns of one right-hand side instead of repeating the matrix for every point.
 
 Speed (``benchmarks/mvn_speed.py``; ``benchmarks/results/mvn-speed-cpu-1core.json``, one
-core of a 2-core Intel Xeon, float32, D = 64). :func:`log_prob` of a factor shared by at
-least as many points as it has rows inverts the factor once (the blocked solve of
-``genmath._src.triangular`` against the identity) and applies the inverse as one matrix
-product: for 4096 points of one distribution, 3.3x faster than LAPACK's triangular solve
-forward and 3.0x with gradients. With fewer points per factor (256 distributions x 16
-points) it keeps LAPACK's solve: neither the blocked solve nor the inverse was faster there
-with gradients. :func:`kl` and :func:`cross_entropy` of 64 or more pairs solve with the
-blocked solve: 256 pairs were 3.0x faster than with LAPACK forward and 2.8x with gradients.
-PyTorch's ``MultivariateNormal`` (one thread) took 1.6-3.8x genmath's time on every
-workload in that run.
+core of a 2-core Intel Xeon, float32, D = 64, against the textbook form with LAPACK's
+triangular solve). :func:`log_prob` of a factor shared by at least as many points as it
+has rows inverts the factor once (the blocked solve of ``genmath._src.triangular`` against
+the identity) and applies the inverse as one matrix product: 4096 points of one
+distribution, 4.0x faster forward and 3.5x with gradients. With fewer points per factor it
+solves with LAPACK from the right, the points staying rows (no transposes): 256
+distributions x 16 points, 1.6x forward and 1.4x with gradients. :func:`kl` and
+:func:`cross_entropy` of 64 or more pairs solve with the blocked solve: 256 pairs, 2.6x
+forward and 2.5x with gradients. PyTorch's ``MultivariateNormal`` (one thread) took 2.1-4x
+genmath's time on every workload in that run.
 
 Conditioning: a triangular solve loses up to about :math:`\\kappa(L)\\,\\varepsilon` of
 relative accuracy, and the inverse route a little more. Against 40-digit mpmath, for
 Cholesky factors of covariances with :math:`\\kappa(L)` from 1e2 to 1e8 (D = 32, points
 drawn from the distribution), the relative error of :func:`log_prob` with 4 points (the
-solve) grew from 1.4e-6 to 0.24 in float32 (1.7e-6 at :math:`\\kappa(L) = 10^4`) and from
-2e-15 to 3e-12 in float64; with 64 points (the inverse) it was 1.4e-5 at
-:math:`10^4`, within 1.5-4x of the solve's error up to :math:`10^6`, and 8-12x beyond
-(float32 has no correct digit left there either way); that of :func:`kl` stayed below
-1.4e-6 (float32) and 1.2e-15 (float64). Results are within
-:math:`\\kappa(L)\\,\\varepsilon` up to :math:`\\kappa(L) = 10^4` (tested); in float32,
-factors of :math:`\\kappa(L) > 10^5` (covariances beyond 1e10) leave fewer than four correct
-digits: use float64 there.
+solve) grew from 4.5e-7 to 2.3e-2 in float32 (4.2e-6 at :math:`\\kappa(L) = 10^4`) and from
+4e-15 to 5e-11 in float64; with 64 points (the inverse) it was 9.6e-6 at :math:`10^4`,
+within 4x of the textbook solve's error up to :math:`10^6` and 9-12x beyond (float32 has no
+correct digit left there either way); that of :func:`kl` stayed below 1.4e-6 (float32) and
+1.2e-15 (float64). Results are within :math:`\\kappa(L)\\,\\varepsilon` up to
+:math:`\\kappa(L) = 10^4` (tested); in float32, factors of :math:`\\kappa(L) > 10^5`
+(covariances beyond 1e10) leave fewer than four correct digits: use float64 there.
 
 Numerical conventions:
 
@@ -124,7 +123,7 @@ def _column_groups(num_columns: int) -> int:
     return math.gcd(num_columns, jax.device_count())
 
 
-def _as_columns(tril: Array, vectors: Array):
+def _as_columns(tril: Array, vectors: Array, *, rows: bool = False):
     """Arranges vectors as the columns of per-matrix right-hand sides.
 
     ``tril`` has shape ``(*T, D, D)`` and ``vectors`` ``(*V, D)``. Batch axes where the
@@ -137,10 +136,11 @@ def _as_columns(tril: Array, vectors: Array):
 
     Returns:
         ``(tril, rhs, restore)``: ``tril`` of shape ``(*P, D, D)``, ``rhs`` of shape
-        ``(*P, D, K / G)``, and ``restore(y, event)`` mapping a result of shape ``(*P, K / G)``
-        (``event=False``) or ``(*P, D, K / G)`` (``event=True``) back to the broadcast
-        batch order ``(*B)`` or ``(*B, D)``; ``P`` is the kept batch shape, followed by
-        ``G`` when the columns are grouped.
+        ``(*P, D, K / G)`` (``(*P, K / G, D)``, the vectors as rows, with ``rows=True``),
+        and ``restore(y, event)`` mapping a result of shape ``(*P, K / G)``
+        (``event=False``) or ``(*P, D, K / G)`` (``event=True``, columns only) back to the
+        broadcast batch order ``(*B)`` or ``(*B, D)``; ``P`` is the kept batch shape,
+        followed by ``G`` when the columns are grouped.
     """
     d = tril.shape[-1]
     batch = jnp.broadcast_shapes(tril.shape[:-2], vectors.shape[:-1])
@@ -165,7 +165,9 @@ def _as_columns(tril: Array, vectors: Array):
     # last two axes: the leading column axis only ever splits, never moves data across
     # groups.
     rhs = jnp.transpose(vectors, (*batch_axes, *column_axes, n))
-    rhs = jnp.swapaxes(rhs.reshape((*kept, *group, num_columns // groups, d)), -1, -2)
+    rhs = rhs.reshape((*kept, *group, num_columns // groups, d))
+    if not rows:
+        rhs = jnp.swapaxes(rhs, -1, -2)
 
     def restore(y: Array, event: bool) -> Array:
         if event:
@@ -183,29 +185,40 @@ def _lapack_solve(tril: Array, rhs: Array) -> Array:
     return solve_triangular(tril, rhs, lower=True)
 
 
-def _inverse_solve(tril: Array, rhs: Array) -> Array:
-    """:math:`L^{-1}R` as one explicit inverse (the blocked solve against the identity)
-    applied as a matrix product."""
+def _inverse(tril: Array) -> Array:
+    """:math:`L^{-1}`, by the blocked solve against the identity."""
     eye = jnp.broadcast_to(jnp.eye(tril.shape[-1], dtype=tril.dtype), tril.shape)
-    return jnp.matmul(solve_lower(tril, eye), rhs)
+    return solve_lower(tril, eye)
 
 
-def _columns_solve(tril: Array, rhs: Array) -> Array:
-    """:math:`L^{-1}R` for ``rhs`` of shape ``(..., D, K)``, by the faster route for K.
+def _rows_solve(tril: Array, rows: Array) -> Array:
+    """:math:`V L^{-\\top}` for vectors ``rows`` of shape ``(..., K, D)``: each row becomes
+    :math:`L^{-1}v`, by the faster route for K.
 
-    With at least as many columns as rows the inverse (:math:`D^3/3` multiply-adds, once
-    per factor) is shared by the columns and applied as a matrix product: on one XLA:CPU
-    core that was 1.7-4x faster than LAPACK's ``trsm`` forward and 1.4-3x with gradients,
-    at every shape measured from one factor x 64 columns to 256 x 4096 (D = 16 to 256).
-    With fewer columns the inverse costs more than the solve, and LAPACK is kept.
+    With at least as many vectors as rows of the factor the inverse (:math:`D^3/3`
+    multiply-adds, once per factor) is shared by the vectors and applied as one matrix
+    product: for 4096 points of one factor at D = 64 on one XLA:CPU core, 4.0x faster than
+    LAPACK's ``trsm`` forward and 3.5x with gradients (``benchmarks/mvn_speed.py``), and
+    faster at every shape tried from 64 points per factor up. With fewer it costs more than
+    the solve, and LAPACK solves from the right, the vectors staying rows: for 256 factors x
+    16 points, 1.5x faster forward and 1.4x with gradients than the same solve from the left
+    on the vectors transposed into columns.
     """
-    if rhs.shape[-1] >= rhs.shape[-2]:
-        return _inverse_solve(tril, rhs)
-    return _lapack_solve(tril, rhs)
+    if rows.shape[-2] >= rows.shape[-1]:
+        return jnp.matmul(rows, jnp.swapaxes(_inverse(tril), -1, -2))
+    return jax.lax.linalg.triangular_solve(
+        tril, rows, left_side=False, lower=True, transpose_a=True
+    )
 
 
-def _squared_solve_norm(tril: Array, vectors: Array, *, solve=_columns_solve) -> Array:
-    """:math:`\\|L^{-1} v\\|^2` for every vector, with batch broadcasting."""
+def _squared_solve_norm(tril: Array, vectors: Array, *, solve=None) -> Array:
+    """:math:`\\|L^{-1} v\\|^2` for every vector, with batch broadcasting.
+
+    ``solve(tril, columns)`` if given (the KL's blocked solve), else :func:`_rows_solve`.
+    """
+    if solve is None:
+        tril, rows, restore = _as_columns(tril, vectors, rows=True)
+        return restore(jnp.sum(jnp.square(_rows_solve(tril, rows)), axis=-1), event=False)
     tril, rhs, restore = _as_columns(tril, vectors)
     solved = solve(tril, rhs)
     return restore(jnp.sum(jnp.square(solved), axis=-2), event=False)
@@ -271,7 +284,7 @@ def _pair_terms(name: str, loc_p, scale_tril_p, loc_q, scale_tril_q):
     tril_q = jnp.broadcast_to(scale_tril_q, (*pair_batch, d, d))
     difference = jnp.broadcast_to(scale_tril_p - scale_tril_q, (*pair_batch, d, d))
     # The blocked solve (genmath._src.triangular) for batches of factors: at D = 64 on one
-    # XLA:CPU core, 256 pairs took 1/3.0 of LAPACK's time forward and 1/2.8 with gradients
+    # XLA:CPU core, 256 pairs took 1/2.6 of LAPACK's time forward and 1/2.5 with gradients
     # (benchmarks/mvn_speed.py); small batches pay its per-operation overhead (16 pairs
     # were 1.25x slower with gradients), so below 64 factors LAPACK is kept.
     solve = solve_lower if math.prod(pair_batch) >= _BLOCKED_MIN_FACTORS else _lapack_solve

@@ -104,56 +104,58 @@ def _triangular_solves(jaxpr):
     return _equations(jaxpr, ("triangular_solve",))
 
 
-def _column_operation(jaxpr, b_shape):
-    """The one equation applied to the points' columns ``b_shape``: LAPACK's solve (fewer
-    columns than rows) or the product with the factor's inverse (at least as many)."""
+def _operation_on_points(jaxpr, a_shape, rows_shape):
+    """The one equation applied to the points, as rows ``rows_shape`` ``(..., K, D)``: LAPACK's
+    solve from the right (fewer points than D) or the product with the transposed inverse of
+    the factor (at least as many); the factor (or its inverse) has ``a_shape``."""
     (eqn,) = [
         e
         for e in _equations(jaxpr, ("triangular_solve", "dot_general"))
-        if e.invars[1].aval.shape == b_shape
+        if rows_shape in [v.aval.shape for v in e.invars]
     ]
-    if b_shape[-1] >= b_shape[-2]:
+    assert a_shape in [v.aval.shape for v in eqn.invars]
+    if rows_shape[-2] >= rows_shape[-1]:
         assert eqn.primitive.name == "dot_general"
         assert not _triangular_solves(jaxpr)
     else:
         assert eqn.primitive.name == "triangular_solve"
+        assert eqn.params["left_side"] is False
     return eqn
 
 
 @pytest.mark.parametrize(
-    ("x_shape", "loc_shape", "tril_batch", "a_shape", "b_shape"),
+    ("x_shape", "loc_shape", "tril_batch", "a_shape", "rows_shape"),
     [
-        ((4096, 5), (5,), (), (5, 5), (5, 4096)),
-        ((16, 256, 5), (256, 5), (256,), (256, 5, 5), (256, 5, 16)),
-        ((4, 256, 5), (256, 5), (256,), (256, 5, 5), (256, 5, 4)),
+        ((4096, 5), (5,), (), (5, 5), (4096, 5)),
+        ((16, 256, 5), (256, 5), (256,), (256, 5, 5), (256, 16, 5)),
+        ((4, 256, 5), (256, 5), (256,), (256, 5, 5), (256, 4, 5)),
     ],
 )
-def test_shared_factors_are_solved_once_with_points_as_columns(
-    x_shape, loc_shape, tril_batch, a_shape, b_shape
+def test_shared_factors_are_solved_once_with_points_as_rows(
+    x_shape, loc_shape, tril_batch, a_shape, rows_shape
 ):
-    """One distribution x 4096 points is one solve (or one product with the inverse) with
-    a (D, 4096) right-hand side: the factor is never repeated per point."""
+    """One distribution x 4096 points is one solve (or one product with the inverse) of a
+    (4096, D) block of rows: the factor is never repeated per point."""
     jaxpr = jax.make_jaxpr(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(
         jnp.zeros(x_shape, DTYPE),
         jnp.zeros(loc_shape, DTYPE),
         jnp.zeros((*tril_batch, 5, 5), DTYPE),
     )
-    solve = _column_operation(jaxpr.jaxpr, b_shape)
-    assert solve.invars[0].aval.shape == a_shape
+    _operation_on_points(jaxpr.jaxpr, a_shape, rows_shape)
 
 
 @pytest.mark.parametrize(
-    ("x_shape", "loc_shape", "tril_batch", "a_shape", "b_shape"),
+    ("x_shape", "loc_shape", "tril_batch", "a_shape", "rows_shape"),
     [
-        ((4096, 5), (5,), (), (8, 5, 5), (8, 5, 512)),
-        ((16, 256, 5), (256, 5), (256,), (256, 8, 5, 5), (256, 8, 5, 2)),
-        ((12, 5), (5,), (), (4, 5, 5), (4, 5, 3)),  # gcd(12, 8) = 4 groups
+        ((4096, 5), (5,), (), (8, 5, 5), (8, 512, 5)),
+        ((16, 256, 5), (256, 5), (256,), (256, 8, 5, 5), (256, 8, 2, 5)),
+        ((12, 5), (5,), (), (4, 5, 5), (4, 3, 5)),  # gcd(12, 8) = 4 groups
     ],
 )
 def test_shared_factors_are_solved_in_one_group_per_device(
-    monkeypatch, x_shape, loc_shape, tril_batch, a_shape, b_shape
+    monkeypatch, x_shape, loc_shape, tril_batch, a_shape, rows_shape
 ):
-    """With 8 devices the columns split into (up to) 8 groups along a batch axis of the
+    """With 8 devices the points split into (up to) 8 groups along a batch axis of the
     solve, which XLA can shard; the factor is repeated per group, not per point."""
     monkeypatch.setattr(mvn, "_column_groups", lambda k: math.gcd(k, 8))
     jaxpr = jax.make_jaxpr(lambda x, m, t: mvn.log_prob(x, loc=m, scale_tril=t))(
@@ -161,8 +163,7 @@ def test_shared_factors_are_solved_in_one_group_per_device(
         jnp.zeros(loc_shape, DTYPE),
         jnp.zeros((*tril_batch, 5, 5), DTYPE),
     )
-    solve = _column_operation(jaxpr.jaxpr, b_shape)
-    assert solve.invars[0].aval.shape == a_shape
+    _operation_on_points(jaxpr.jaxpr, a_shape, rows_shape)
 
 
 @pytest.mark.parametrize(
