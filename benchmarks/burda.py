@@ -47,7 +47,7 @@ RUNS = (
     (
         "burda-fast, no output-bias init",
         "burda-fast-ablation-run",
-        "metrics.json",
+        "k5000-epoch-2621/metrics.json",
         "decoder output bias started at 0 (--no-output-bias-init)",
     ),
 )

@@ -17,9 +17,57 @@ goal ≤ 84.78.
 """
 
 
+def _long_section(result: dict) -> str:
+    """The full training runs (``python -m benchmarks.made``) and the bars' verdict."""
+    rows = [
+        [
+            run["name"],
+            f"{run['hidden']}, {run['num_masks']} mask(s)"
+            + (", order-agnostic" if run["order_agnostic"] and run["num_masks"] > 1 else ""),
+            f"{run['num_parameters'] / 1e6:.1f} M",
+            f"batch {run['batch_size']}, Adam {run['learning_rate']:g}, {run['schedule']}",
+            f"{run['epochs']}",
+            f"{run['train_wall_s'] / 3600:.2f} h"
+            + (f" ({run['median_epoch_s']:.0f} s/epoch)" if run["median_epoch_s"] else ""),
+            f"{run['test_nll_nats']:.2f}",
+            f"{run['test_bits_per_dim']:.4f}",
+            run["device"],
+            f"`{run['command']}`",
+        ]
+        for run in result["runs"]
+    ]
+    headers = [
+        "run",
+        "hidden units, masks",
+        "parameters",
+        "optimiser",
+        "epochs",
+        "training wall time",
+        "test NLL (nats, exact)",
+        "bits/dim",
+        "device",
+        "command",
+    ]
+    bars = result["bars"]
+    verdict = (
+        f"Best: {bars['best_measured_nats']:.2f} nats ({bars['best_run']}). "
+        f"Bar ≤ {bars['target_nats']}: **{'met' if bars['target_reached'] else 'not met'}**; "
+        f"goal ≤ {bars['goal_nats']}: **{'met' if bars['goal_reached'] else 'not met'}**."
+    )
+    return (
+        f"Full runs, summarised {result['summarised_on'][:10]} by `python -m benchmarks.made` "
+        "from each run's `metrics.json` and `history.json` (wall time: the sum of the gaps "
+        "between consecutive epochs' end times, in-run test evaluations included).\n\n"
+        + table(headers, rows, markdown=True)
+        + f"\n\n{verdict}\n\n![MADE: NLL against the epoch](results/{result['curve_png']})\n"
+    )
+
+
 def section(result: dict, results_dir: pathlib.Path) -> str:
     """Markdown for one MADE results file."""
     del results_dir
+    if result.get("kind") == "long":
+        return _long_section(result)
     rows = [
         [
             run["name"],

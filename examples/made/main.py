@@ -3,7 +3,8 @@
     python -m examples.made --data-dir ../shared/data/mnist --workdir runs/made
 
 ``--preset`` picks the base configuration (``small``, the default, minutes on a CPU;
-``germain``, the paper's 8000 hidden units and 32 masks); every flag given overrides it.
+``germain``, the paper's 8000 hidden units and 32 masks; ``ordered``, 8000 units and one
+raster ordering); every flag given overrides it.
 ``--conditional`` trains ``p(y) p(x | y)`` and reports its Bayes-rule classifier.
 """
 
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     add = parser.add_argument
     add("--preset", choices=tuple(configs.PRESETS), default="small", help="default: small")
     # Model.
-    add("--hidden", type=int, nargs="+", help="hidden widths (small: 500; germain: 8000)")
+    add("--hidden", type=int, nargs="+", help="hidden widths (small: 500; germain, ordered: 8000)")
     add("--num-masks", type=int, help="orderings/connectivities trained on (small: 8)")
     add(
         "--natural-order",

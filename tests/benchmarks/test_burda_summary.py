@@ -53,7 +53,7 @@ def results(tmp_path):
         restart_after=0,
         epoch_s=3.0,
         nll=90.0,
-        evaluation_file="metrics.json",
+        evaluation_file="k5000-epoch-2621/metrics.json",
         k5000=None,
     )
     return tmp_path

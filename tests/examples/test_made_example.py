@@ -47,6 +47,10 @@ def test_presets():
     assert germain.model.hidden == (8000,) and germain.model.num_masks == 32
     assert germain.ensemble_size == 32 and germain.train.batch_size == 100
     assert germain.preset == "germain" and germain.model.activation == "relu"
+    ordered = configs.get_config("ordered")
+    assert ordered.model.hidden == (8000,) and ordered.ensemble_size == 1
+    assert not ordered.model.order_agnostic and ordered.model.direct
+    assert (ordered.train.epochs, ordered.train.batch_size, ordered.eval_every) == (60, 100, 5)
     with pytest.raises(ConfigError, match="preset"):
         configs.get_config("larochelle")
 
