@@ -44,9 +44,18 @@ RUNS = (
         "python -m examples.made --data-dir ../shared/data/mnist --preset ordered "
         "--workdir benchmarks/results/made-ordered-run",
     ),
+    (
+        "made-conditional-run",
+        "python -m examples.made --data-dir ../shared/data/mnist --conditional "
+        "--workdir benchmarks/results/made-conditional-run",
+    ),
 )
 
-_CONFIG_FIELDS = ("hidden", "num_masks", "order_agnostic", "direct", "activation")
+_CONDITIONAL_NOTE = (
+    "log p(x | y) of the true label y, and the Bayes-rule classifier argmax_y p(y | x)"
+)
+
+_CONFIG_FIELDS = ("hidden", "num_masks", "order_agnostic", "direct", "activation", "conditional")
 
 
 def summarise_run(workdir: pathlib.Path, command: str) -> dict:
@@ -57,8 +66,16 @@ def summarise_run(workdir: pathlib.Path, command: str) -> dict:
     gaps = np.diff(end_times)
     steady = gaps[gaps < RESTART_GAP_S]
     model = metrics["config"]["model"]
+    conditional = {}
+    if model["conditional"]:
+        conditional = {
+            "conditional_note": _CONDITIONAL_NOTE,
+            "test_accuracy": metrics["test_accuracy"],
+            "reference_test_accuracy": metrics["reference_test_accuracy"],
+        }
+    kind = ", conditional" if model["conditional"] else ""
     return {
-        "name": f"{metrics['preset']}, {metrics['epochs']} epochs",
+        "name": f"{metrics['preset']}{kind}, {metrics['epochs']} epochs",
         "workdir": workdir.name,
         "command": command,
         "preset": metrics["preset"],
@@ -80,6 +97,7 @@ def summarise_run(workdir: pathlib.Path, command: str) -> dict:
         "evaluation_set": metrics["evaluation_set"],
         "device": metrics["device"],
         "load_average_1min_at_end": metrics.get("load_average_1min"),
+        **conditional,
         "curve": [
             {
                 "epoch": entry["epoch"],
@@ -92,8 +110,15 @@ def summarise_run(workdir: pathlib.Path, command: str) -> dict:
 
 
 def bars(runs: list[dict]) -> dict:
-    """The issue's two bars against the best committed run."""
-    best = min(runs, key=lambda run: run["test_nll_nats"])
+    """The issue's two bars against the best committed run of p(x) (a conditional model's
+    p(x | y) is given the label, so it does not count)."""
+    best = min(
+        (run for run in runs if not run["conditional"]),
+        key=lambda run: run["test_nll_nats"],
+        default=None,
+    )
+    if best is None:
+        return {"target_nats": TARGET_NATS, "goal_nats": GOAL_NATS, "best_run": None}
     value = best["test_nll_nats"]
     return {
         "target_nats": TARGET_NATS,
@@ -109,6 +134,9 @@ def plot(runs: list[dict], path: pathlib.Path) -> None:
     from models import reporting
 
     curves = {}
+    runs = [run for run in runs if not run["conditional"]]  # p(x | y) is not on this scale
+    if not runs:
+        return
     for run in runs:
         points = [p for p in run["curve"] if p["test_nll_mask0"] is not None]
         curves[f"{run['name']}: test, one mask"] = (

@@ -10,7 +10,7 @@ import pytest
 from benchmarks import made, report
 
 
-def _write_run(folder, epochs, *, epoch_s, restart_after, final_nll):
+def _write_run(folder, epochs, *, epoch_s, restart_after, final_nll, conditional=False):
     folder.mkdir(parents=True)
     history, clock = [], 1000.0
     for epoch in range(1, epochs + 1):
@@ -26,6 +26,7 @@ def _write_run(folder, epochs, *, epoch_s, restart_after, final_nll):
         "order_agnostic": False,
         "direct": True,
         "activation": "relu",
+        "conditional": conditional,
     }
     metrics = {
         "preset": "ordered",
@@ -43,6 +44,9 @@ def _write_run(folder, epochs, *, epoch_s, restart_after, final_nll):
         "evaluation_set": "first 10000 test images, fixed_binarization(seed=0)",
         "device": "cpu: 2 cores",
     }
+    if conditional:
+        metrics["test_accuracy"] = 0.9612
+        metrics["reference_test_accuracy"] = {"naive_bayes": 0.836, "logistic_regression": 0.9151}
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -66,3 +70,24 @@ def test_summary_and_report_state_the_bars(tmp_path, final_nll, verdict):
     assert f"| {final_nll:.2f} |" in readme
     assert f"Bar ≤ 86.76: **{verdict[0]}**; goal ≤ 84.78: **{verdict[1]}**" in readme
     assert "![MADE: NLL against the epoch](results/made-curve.png)" in readme
+
+
+def test_a_conditional_run_reports_its_classifier_and_is_not_judged(tmp_path):
+    _write_run(
+        tmp_path / "made-conditional-run",
+        10,
+        epoch_s=40.0,
+        restart_after=0,
+        final_nll=80.0,
+        conditional=True,
+    )
+    summary = made.main(["--results", str(tmp_path)])
+    assert summary["bars"]["best_run"] is None
+    readme = report.render(tmp_path)
+    assert "96.1 % (naive Bayes 83.6 %, logistic regression 91.5 %)" in readme
+    assert "| 80.00 (p(x | y)) |" in readme
+    assert "No unconditional run yet: the bars are not judged." in readme
+    _write_run(tmp_path / "made-ordered-run", 20, epoch_s=50.0, restart_after=10, final_nll=86.0)
+    summary = made.main(["--results", str(tmp_path)])
+    assert summary["bars"]["best_run"] == "ordered, 20 epochs"
+    assert summary["bars"]["best_measured_nats"] == 86.0 and summary["bars"]["target_reached"]
