@@ -6,7 +6,10 @@ evaluation) or ``python -m benchmarks.iwae --quick`` (a smoke run of seconds).
 
 For each objective (``--objectives``, e.g. ``iwae:50,elbo:1``) it builds the model,
 optimiser and loss that ``examples.vae.train.build`` makes of ``configs.burda()`` with
-that objective (200-200-50 tanh, batch 20, Burda's Adam schedule), times a warm-up epoch
+that objective (200-200-50 tanh, batch 20, Burda's Adam schedule), or of
+``configs.burda_2layer()`` with ``--preset burda-2layer`` (the two-stochastic-layer
+model; its runs are named ``iwae-k50-2layer`` and its file ``iwae-2layer-*.json``),
+times a warm-up epoch
 (compilation) and ``--epochs`` epochs of ``Trainer.run_epoch``, one checkpoint save and
 the test-ELBO evaluation the example runs every ``eval_every`` epochs. Then it times
 ``vae.evaluate_log_likelihood`` with ``--eval-samples`` (K = 5000, the papers' K) on
@@ -16,7 +19,7 @@ From these it projects the wall time of each full run (``python -m benchmarks.qu
 Burda's 3280 epochs of 60,000 images, a test ELBO every ``eval_every`` epochs, a
 checkpoint per epoch and the final K = 5000 NLL on the 10,000 test images (the per-step
 and per-image times scaled linearly from the measured subsets). Results go to
-``<out>/iwae-<backend>-<device>.json``.
+``<out>/iwae-<backend>-<device>.json`` (``iwae-2layer-...`` for ``--preset burda-2layer``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ SCHEMA_VERSION = 1
 FULL_TRAIN_EXAMPLES = 60_000
 FULL_TEST_EXAMPLES = 10_000
 SCHEDULE_EPOCHS = 3280  # Burda et al.'s 3^0 + ... + 3^7 epochs
+PRESETS = ("burda", "burda-2layer")
 QUICK = {
     "objectives": "iwae:50",
     "epochs": 1,
@@ -65,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add = parser.add_argument
     add("--quick", action="store_true", help="seconds-long smoke run (tiny subsets, K=100)")
     add("--objectives", default=None, help="KIND:K list (default iwae:50,elbo:1)")
+    add("--preset", choices=PRESETS, default="burda", help="the model (default: burda)")
     add("--epochs", type=int, default=None, help="timed epochs per objective (default 3)")
     add(
         "--train-examples",
@@ -110,14 +115,15 @@ def _timed(fn):
 
 
 def time_objective(kind: str, k: int, data, args, x_test, y_test, workdir) -> tuple[dict, object]:
-    """Epoch, checkpoint and test-ELBO timings of ``configs.burda()`` with this objective."""
+    """Epoch, checkpoint and test-ELBO timings of ``args.preset`` with this objective."""
     import jax
 
+    from benchmarks.quality import timing_name
     from examples.vae import configs
     from examples.vae.train import build
     from models import sharding, vae
 
-    base = configs.burda()
+    base = configs.get_config(args.preset)
     config = dataclasses.replace(
         base,
         objective=vae.Objective(kind=kind, num_samples=k),
@@ -128,7 +134,7 @@ def time_objective(kind: str, k: int, data, args, x_test, y_test, workdir) -> tu
     trainer = build(config, images, workdir=workdir)
     images, labels = sharding.place_dataset(images, labels, trainer.mesh)
     steps = count // config.train.batch_size
-    name = f"{kind}-k{k}"
+    name = timing_name(kind, k, args.preset)
 
     first, first_s = _timed(lambda: trainer.run_epoch(images, labels))
     print(f"  {name}: warm-up epoch {first_s:.2f} s, loss {first['loss']:.2f}", flush=True)
@@ -253,6 +259,7 @@ def main(argv=None) -> int:
         "schema": SCHEMA_VERSION,
         **info,
         "quick": args.quick,
+        "preset": args.preset,
         "data_source": source,
         "command": " ".join(
             ["python -m benchmarks.iwae", *(argv if argv is not None else sys.argv[1:])]
@@ -267,7 +274,8 @@ def main(argv=None) -> int:
         pathlib.Path(tempfile.mkdtemp(prefix="genmath-bench-")) if args.quick else RESULTS_DIR
     )
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"iwae-{info['slug']}.json"
+    prefix = "iwae-2layer" if args.preset == "burda-2layer" else "iwae"
+    path = out / f"{prefix}-{info['slug']}.json"
     path.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     print()
     print(iwae_report.summary_text(result))

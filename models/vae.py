@@ -14,6 +14,13 @@ Objectives (per example, in nats; higher is better):
 * :func:`iwae`: ``log (1/K) sum_k p(x, z_k) / q(z_k|x)`` (``genmath.latent.iwae_bound``),
   which tightens towards ``log p(x)`` as ``K`` grows.
 
+A second stochastic layer (``VAEConfig.top_latent_dim``, Burda et al.'s two-layer model)
+puts ``z2 ~ N(0, I)`` above ``z1``: ``p(x, z1, z2) = p(z2) p(z1|z2) p(x|z1)`` with
+``q(z1, z2|x) = q(z1|x) q(z2|z1)``, every conditional a diagonal Gaussian from an MLP. The
+bounds then weigh ``p(x, z1, z2) / q(z1, z2|x)``; the ELBO's KL term is
+``E_q[log q(z1|x) - log p(z1|z2)] + E_q[KL(q(z2|z1) || N(0, I))]``, Monte Carlo in ``z1``
+and ``z2`` and analytic in the last step.
+
 A likelihood that draws noise of its own (``needs_key``: the uniformly dequantised
 Gaussian of :mod:`models.likelihoods`) gets an independent key with every draw of ``z``;
 its ``log_prob`` is then a one-draw estimate ``log p(x + u | z)`` whose expectation over
@@ -63,6 +70,9 @@ class VAEConfig:
       output_bias_init: start the decoder's output bias at the training data's mean image
         (for the Bernoulli likelihood, Burda et al.'s logits of the pixel means clipped to
         [0.001, 0.999]); on by default. Needs ``pixel_means`` in :func:`make_vae`.
+      top_latent_dim: size of a second stochastic layer ``z2`` above ``z`` (0: none).
+      top_hidden: widths of the hidden layers of ``q(z2|z)``'s MLP; ``p(z|z2)``'s mirrors
+        them (Burda et al.'s two-layer model: 100, 100).
     """
 
     latent_dim: int = 20
@@ -75,10 +85,13 @@ class VAEConfig:
     conditional: bool = False
     num_classes: int = NUM_CLASSES
     output_bias_init: bool = True
+    top_latent_dim: int = 0
+    top_hidden: tuple[int, ...] = (100, 100)
 
     def __post_init__(self):
         # Lists (e.g. from argparse) become tuples, so configs stay hashable.
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "top_hidden", tuple(self.top_hidden))
         object.__setattr__(self, "conv_channels", tuple(self.conv_channels))
         options = self.likelihood_options
         if isinstance(options, dict):
@@ -88,6 +101,10 @@ class VAEConfig:
         check_positive_int("num_classes", self.num_classes)
         for width in self.hidden:
             check_positive_int("hidden", width)
+        if self.top_latent_dim:
+            check_positive_int("top_latent_dim", self.top_latent_dim)
+        for width in self.top_hidden:
+            check_positive_int("top_hidden", width)
         for channels in self.conv_channels:
             check_positive_int("conv_channels", channels)
         if len(self.conv_channels) not in (1, 2):
@@ -140,6 +157,21 @@ class Objective:
 # ------------------------------------------------------------------------------- model
 
 
+class TopLayer(nnx.Module):
+    """A second stochastic layer ``z2`` above ``z``: ``q(z2|z)`` and ``p(z|z2)``.
+
+    Args:
+      up: ``up(z, context) -> (..., 2 * latent_dim)``: ``q(z2|z)``'s loc and log-scale.
+      down: ``down(z2, context) -> (..., 2 * dim of z)``: ``p(z|z2)``'s loc and log-scale.
+      latent_dim: size of ``z2``, whose prior is ``N(0, I)``.
+    """
+
+    def __init__(self, up: nnx.Module, down: nnx.Module, *, latent_dim: int):
+        self.up = up
+        self.down = down
+        self.latent_dim = latent_dim
+
+
 class VAE(nnx.Module):
     """``p(z) p(x|z)`` with ``q(z|x)``, from an encoder, a decoder and a likelihood.
 
@@ -150,6 +182,8 @@ class VAE(nnx.Module):
       latent_dim: size of ``z``.
       num_classes: the labels' count for a conditional model (the one-hot label is both
         networks' context), ``None`` for an unconditional one.
+      top: a :class:`TopLayer` for a second stochastic layer (its prior replaces
+        ``N(0, I)`` as ``z``'s), ``None`` for one stochastic layer.
 
     Images enter as ``(..., 28, 28)`` or ``(..., 784)``; labels as integers of the batch
     shape (ignored by an unconditional model).
@@ -163,12 +197,14 @@ class VAE(nnx.Module):
         *,
         latent_dim: int,
         num_classes: int | None = None,
+        top: TopLayer | None = None,
     ):
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
         self.latent_dim = latent_dim
         self.num_classes = num_classes
+        self.top = top
 
     @property
     def conditional(self) -> bool:
@@ -199,6 +235,17 @@ class VAE(nnx.Module):
         """The likelihood's parameters for latents ``z``: ``(..., 784 * outputs)``."""
         return self.decoder(z, self.context(labels, z.dtype))
 
+    def encode_top(self, z: jax.Array, labels=None) -> tuple[jax.Array, jax.Array]:
+        """Two layers only: ``q(z2|z)``'s ``(loc, log_scale)``, each ``(..., top dim)``."""
+        loc, log_scale = jnp.split(self.top.up(z, self.context(labels, z.dtype)), 2, axis=-1)
+        return loc, log_scale
+
+    def prior_given_top(self, z2: jax.Array, labels=None) -> tuple[jax.Array, jax.Array]:
+        """Two layers only: ``p(z|z2)``'s ``(loc, log_scale)``, each ``(..., latent_dim)``."""
+        out = self.top.down(z2, self.context(labels, z2.dtype))
+        loc, log_scale = jnp.split(out, 2, axis=-1)
+        return loc, log_scale
+
     def mean(self, params: jax.Array) -> jax.Array:
         """``E[x|z]`` as images ``(..., 28, 28)``, in the data's units (``likelihood.white``)."""
         return unflatten_images(self.likelihood.mean(params))
@@ -208,9 +255,19 @@ class VAE(nnx.Module):
 
         A conditional model needs ``labels`` of shape ``(num,)`` (the digits to draw).
         """
-        zeros = jnp.zeros((num, self.latent_dim), jnp.float32)
-        z = normal.sample(key, loc=zeros, log_scale=zeros)
-        return self.mean(self.decode(z, labels))
+        return self.mean(self.decode(self.sample_prior(key, num, labels), labels))
+
+    def sample_prior(self, key: jax.Array, num: int, labels=None) -> jax.Array:
+        """``num`` draws of ``z`` from its prior, ``(num, latent_dim)``: ``N(0, I)``, or
+        with a second layer ``z2 ~ N(0, I)`` and then ``z ~ p(z|z2)``."""
+        if self.top is None:
+            zeros = jnp.zeros((num, self.latent_dim), jnp.float32)
+            return normal.sample(key, loc=zeros, log_scale=zeros)
+        top_key, key = jax.random.split(key)
+        zeros = jnp.zeros((num, self.top.latent_dim), jnp.float32)
+        z2 = normal.sample(top_key, loc=zeros, log_scale=zeros)
+        loc, log_scale = self.prior_given_top(z2, labels)
+        return normal.sample(key, loc=loc, log_scale=log_scale)
 
     def reconstruct(self, x, labels=None) -> jax.Array:
         """Decoder means at the encoder means: ``(..., 28, 28)``."""
@@ -244,12 +301,21 @@ def make_vae(config: VAEConfig, *, rngs: nnx.Rngs, pixel_means: np.ndarray | Non
         )
     if config.output_bias_init and pixel_means is not None:
         _init_output_bias(decoder, likelihood, pixel_means)
+    top = None
+    if config.top_latent_dim:
+        top_latent, widths = config.top_latent_dim, config.top_hidden
+        top = TopLayer(
+            networks.MLP((latent + context, *widths, 2 * top_latent), act, rngs=rngs),
+            networks.MLP((top_latent + context, *reversed(widths), 2 * latent), act, rngs=rngs),
+            latent_dim=top_latent,
+        )
     return VAE(
         encoder,
         decoder,
         likelihood,
         latent_dim=latent,
         num_classes=config.num_classes if config.conditional else None,
+        top=top,
     )
 
 
@@ -293,11 +359,20 @@ class ElboTerms(NamedTuple):
     kl: jax.Array  # KL(q(z|x) || N(0, I)), analytic
 
 
+class _TopDraws(NamedTuple):
+    loc: jax.Array  # q(z2|z): (K, batch, top latent)
+    log_scale: jax.Array
+    z: jax.Array  # z2: (K, batch, top latent)
+    prior_loc: jax.Array  # p(z|z2): (K, batch, latent)
+    prior_log_scale: jax.Array
+
+
 class _Draws(NamedTuple):
     loc: jax.Array  # (batch, latent)
     log_scale: jax.Array
     z: jax.Array  # (K, batch, latent)
     log_likelihood: jax.Array  # (K, batch)
+    top: _TopDraws | None  # the second stochastic layer's, if any
 
 
 def _draw(model: VAE, batch: Batch, key: jax.Array, num_samples: int) -> _Draws:
@@ -308,29 +383,56 @@ def _draw(model: VAE, batch: Batch, key: jax.Array, num_samples: int) -> _Draws:
         # The likelihood's own noise (a dequantisation u per z_k) from an independent key:
         # the bounds are then over pairs (z_k, u_k) from q(z|x) U(u), still valid.
         key, noise_key = jax.random.split(key)
+    top = None
+    if model.top is not None:
+        key, top_key = jax.random.split(key)
     z = normal.sample(key, loc=loc, log_scale=log_scale, sample_shape=num_samples)
+    if model.top is not None:
+        top_loc, top_log_scale = model.encode_top(z, batch.labels)
+        z2 = normal.sample(top_key, loc=top_loc, log_scale=top_log_scale)
+        top = _TopDraws(top_loc, top_log_scale, z2, *model.prior_given_top(z2, batch.labels))
     params = model.decode(z, batch.labels)
     if likelihood.needs_key:
         log_likelihood = likelihood.log_prob(x, params, key=noise_key)
     else:
         log_likelihood = likelihood.log_prob(x, params)
-    return _Draws(loc, log_scale, z, log_likelihood)
+    return _Draws(loc, log_scale, z, log_likelihood, top)
+
+
+def _log_prior_given_top(draws: _Draws) -> jax.Array:
+    top = draws.top
+    return normal.log_prob(draws.z, loc=top.prior_loc, log_scale=top.prior_log_scale, axis=-1)
 
 
 def _elbo_terms(draws: _Draws) -> ElboTerms:
     reconstruction = jnp.mean(draws.log_likelihood, axis=0)
-    kl = normal.kl_standard(loc=draws.loc, log_scale=draws.log_scale, axis=-1)
+    if draws.top is None:
+        kl = normal.kl_standard(loc=draws.loc, log_scale=draws.log_scale, axis=-1)
+    else:
+        # KL(q(z, z2|x) || p(z, z2)): Monte Carlo in z, analytic in z2 given z.
+        log_posterior = normal.log_prob(draws.z, loc=draws.loc, log_scale=draws.log_scale, axis=-1)
+        top_kl = normal.kl_standard(loc=draws.top.loc, log_scale=draws.top.log_scale, axis=-1)
+        kl = jnp.mean(log_posterior - _log_prior_given_top(draws) + top_kl, axis=0)
     return ElboTerms(latent.elbo(reconstruction, kl), reconstruction, kl)
 
 
 def _log_weights(draws: _Draws) -> jax.Array:
-    log_prior = normal.log_prob(draws.z, loc=0.0, log_scale=0.0, axis=-1)
     log_posterior = normal.log_prob(draws.z, loc=draws.loc, log_scale=draws.log_scale, axis=-1)
+    if draws.top is None:
+        log_prior = normal.log_prob(draws.z, loc=0.0, log_scale=0.0, axis=-1)
+    else:
+        top = draws.top
+        log_prior = _log_prior_given_top(draws) + normal.log_prob(
+            top.z, loc=0.0, log_scale=0.0, axis=-1
+        )
+        log_posterior = log_posterior + normal.log_prob(
+            top.z, loc=top.loc, log_scale=top.log_scale, axis=-1
+        )
     return draws.log_likelihood + log_prior - log_posterior
 
 
 def elbo(model: VAE, batch: Batch, key: jax.Array, *, num_samples: int = 1) -> ElboTerms:
-    """The ELBO per example: analytic KL, ``num_samples`` reconstruction samples."""
+    """The ELBO per example: analytic KL (two layers: see the module), ``num_samples`` samples."""
     return _elbo_terms(_draw(model, batch, key, num_samples))
 
 
@@ -368,6 +470,11 @@ def make_loss_fn(objective: Objective, *, steps_per_epoch: int = 1):
             metrics["neg_iwae"] = -jnp.mean(latent.iwae_bound(_log_weights(draws), axis=0))
             return metrics["neg_iwae"], metrics
         kl_term = metrics["kl"]
+        if objective.free_bits and draws.top is not None:
+            raise ValueError(
+                "make_loss_fn: `free_bits` counts the KL to N(0, I) per latent dimension, "
+                "which a model with a second stochastic layer does not have."
+            )
         if objective.free_bits:
             per_dim = normal.kl_standard(loc=draws.loc, log_scale=draws.log_scale, axis=())
             kl_term = jnp.sum(jnp.maximum(jnp.mean(per_dim, axis=0), objective.free_bits))

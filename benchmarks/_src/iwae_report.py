@@ -18,6 +18,9 @@ importance-sampled test NLL (`vae.evaluate_log_likelihood`, a first call that co
 and a second one). From these it projects each full run: 3280 epochs of 60,000 images,
 a checkpoint per epoch, a test ELBO every 10 epochs and the final K = 5000 NLL on the
 10,000 test images, per-step and per-image times scaled linearly from the measured subsets.
+With `--preset burda-2layer` it times Burda et al.'s two-stochastic-layer model instead
+(`configs.burda_2layer()`: 200-200-100 and 100-100-50, the same schedule; file
+`iwae-2layer-*.json`).
 
 The runs themselves, one command each (`python -m benchmarks.quality --list` prints
 them with their expected wall times; a rerun with the same `--workdir` resumes):
@@ -26,7 +29,7 @@ them with their expected wall times; a rerun with the same `--workdir` resumes):
 |---|---|---|
 | VAE, 1 stochastic layer, k = 1 | 86.76 | `burda-elbo --workdir runs/burda-elbo` |
 | IWAE, 1 stochastic layer, k = 50 | 84.78 | `burda-iwae-k50 --workdir runs/burda-iwae-k50` |
-| IWAE, 2 stochastic layers, k = 50 | 82.90 | not implemented: one stochastic layer only |
+| IWAE, 2 stochastic layers, k = 50 | 82.90 | `burda-iwae-k50-2layer --workdir runs/b2` |
 """
 
 HEADERS = [
@@ -53,7 +56,8 @@ def _rows(result: dict) -> list[list[str]]:
         projection = run["projection"]
         rows.append(
             [
-                f"{run['objective']['kind']} (K={run['objective']['num_samples']})",
+                f"{run['objective']['kind']} (K={run['objective']['num_samples']})"
+                + (", 2 stochastic layers" if run["name"].endswith("-2layer") else ""),
                 f"{len(run['epoch_s'])} epochs × {run['train_examples']:,} images",
                 fmt_time(run["median_epoch_s"]),
                 fmt_time(run["compile_s"]),
@@ -105,7 +109,8 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
     del results_dir
     return "\n".join(
         [
-            f"### {result['backend']}: {result['device']}",
+            f"### {result['backend']}: {result['device']}"
+            + (", two stochastic layers" if result.get("preset") == "burda-2layer" else ""),
             "",
             f"Results file `results/{result['_file']}`: {_run_line(result)}",
             "",

@@ -33,6 +33,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--components", type=int, help="logistic-mixture: components per pixel (default 5)")
     add("--min-scale", type=float, help="gaussian, dequantized-gaussian: floor of the scale")
     add("--conditional", action="store_true", default=None, help="feed the label to both nets")
+    add("--top-latent-dim", type=int, help="size of a second stochastic layer above z (0: none)")
+    add("--top-hidden", type=int, nargs="+", help="hidden widths of the second layer's MLPs")
     add(
         "--no-output-bias-init",
         action="store_true",
@@ -86,6 +88,8 @@ def build_config(args: argparse.Namespace) -> configs.Config:
         "activation",
         "likelihood",
         "conditional",
+        "top_latent_dim",
+        "top_hidden",
     )
     if args.no_output_bias_init:
         model_fields["output_bias_init"] = False

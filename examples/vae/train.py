@@ -35,7 +35,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from examples.vae.configs import Config
-from genmath import dequantize, latent, normal
+from genmath import dequantize, latent
 from models import mnist, reporting, sharding, vae
 from models.probe import fit_linear_probe, probe_accuracy
 from models.training import Trainer, make_optimizer
@@ -270,16 +270,14 @@ def _picture_arrays(model: vae.VAE, key, x, y) -> dict[str, jax.Array]:
     white = model.likelihood.white
     if white != 1.0:
         # Grey levels: the likelihood's own draws at the same latents show its pixel noise.
-        zeros = jnp.zeros((100, model.latent_dim), jnp.float32)
-        z = normal.sample(key, loc=zeros, log_scale=zeros)
-        params = model.decode(z, labels)
+        params = model.decode(model.sample_prior(key, 100, labels), labels)
         pixels = model.likelihood.sample(jax.random.fold_in(key, 1), params)
         arrays["pixel_samples"] = pixels.reshape(-1, 28, 28)
     # Rows of eight test images, each row followed by its reconstructions.
     originals = x[:64].reshape(8, 8, 28, 28)
     recon = model.reconstruct(x[:64], y[:64]).reshape(8, 8, 28, 28)
     arrays["reconstructions"] = jnp.stack([originals, recon], axis=1).reshape(-1, 28, 28)
-    if model.latent_dim == 2 and not model.conditional:
+    if model.latent_dim == 2 and not model.conditional and model.top is None:
         arrays["manifold"] = model.mean(model.decode(vae.latent_grid(20)))
     # Pictures take values in [0, 1].
     return {name: images * (1.0 / white) for name, images in arrays.items()}

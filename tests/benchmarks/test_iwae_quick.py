@@ -5,6 +5,7 @@ The quick run happens once per module in a subprocess writing to a temporary dir
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -70,7 +71,8 @@ def test_quality_lists_runs_with_expected_times(quick_run, capsys):
     text = capsys.readouterr().out
     assert "burda-iwae-k50: " in text and "84.78" in text
     assert f"expected on {result['device']}" in text  # from the quick run's projection
-    assert "burda-iwae-k50-2layer" in text and "not implemented" in text
+    assert "burda-iwae-k50-2layer: " in text and "82.90" in text
+    assert "configs.burda_2layer() with objective=Objective(kind='iwae', num_samples=50)" in text
     assert "burda-elbo" in text and "86.76" in text
 
 
@@ -84,9 +86,13 @@ def test_quality_dry_run_builds_the_config(capsys):
     assert quality.config_for("burda-elbo").train.epochs == iwae.SCHEDULE_EPOCHS
 
 
-def test_unimplemented_quality_run_says_so():
-    with pytest.raises(SystemExit, match="not implemented"):
-        quality.main(["burda-iwae-k50-2layer"])
+def test_two_layer_quality_run_builds_burdas_hierarchy():
+    config = quality.config_for("burda-iwae-k50-2layer")
+    assert config.model.latent_dim == 100 and config.model.hidden == (200, 200)
+    assert config.model.top_latent_dim == 50 and config.model.top_hidden == (100, 100)
+    assert config.objective.kind == "iwae" and config.objective.num_samples == 50
+    assert config.train.epochs == iwae.SCHEDULE_EPOCHS and config.train.batch_size == 20
+    assert quality.RUNS["burda-iwae-k50-2layer"].timing_name == "iwae-k50-2layer"
 
 
 @pytest.mark.parametrize("spec", ["iwae", "vae:3", "iwae:0", "elbo:x"])
@@ -95,11 +101,22 @@ def test_bad_objectives_are_rejected(spec):
         iwae.parse_objectives(spec)
 
 
-def test_quality_run_trains_evaluates_and_judges(tmp_path, capsys):
-    argv = ["burda-iwae-k50", "--workdir", str(tmp_path), "--epochs", "1", "--no-progress"]
+@pytest.mark.parametrize(
+    ("run", "bar"), [("burda-iwae-k50", 84.78), ("burda-iwae-k50-2layer", 82.90)]
+)
+def test_quality_run_trains_evaluates_and_judges(tmp_path, capsys, run, bar):
+    argv = [run, "--workdir", str(tmp_path), "--epochs", "1", "--no-progress"]
     argv += ["--train-examples", "200", "--test-examples", "64", "--eval-samples", "10"]
     assert quality.main(argv) == 0
     out = capsys.readouterr().out
-    assert "against Burda's 84.78 after 1 epochs: not met" in out
-    metrics = (tmp_path / "metrics.json").read_text()
-    assert '"kind": "iwae"' in metrics and '"num_samples": 50' in metrics
+    assert f"against Burda's {bar:.2f} after 1 epochs: not met" in out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["objective"] == {
+        "kind": "iwae",
+        "num_samples": 50,
+        "kl_warmup_epochs": 0.0,
+        "free_bits": 0.0,
+    }
+    assert math.isfinite(metrics["test_nll_nats"]) and (tmp_path / "samples.png").exists()
+    two_layers = run.endswith("2layer")
+    assert metrics["config"]["model"]["top_latent_dim"] == (50 if two_layers else 0)
