@@ -23,13 +23,14 @@ With `--preset burda-2layer` it times Burda et al.'s two-stochastic-layer model 
 `iwae-2layer-*.json`).
 
 The runs themselves, one command each (`python -m benchmarks.quality --list` prints
-them with their expected wall times; a rerun with the same `--workdir` resumes):
+them with their expected wall times; the workdir defaults to `runs/<run>`, and a rerun with
+the same `--workdir` resumes):
 
 | model (Burda et al. 2015, Table 1) | their test NLL | `python -m benchmarks.quality ...` |
 |---|---|---|
-| VAE, 1 stochastic layer, k = 1 | 86.76 | `burda-elbo --workdir runs/burda-elbo` |
-| IWAE, 1 stochastic layer, k = 50 | 84.78 | `burda-iwae-k50 --workdir runs/burda-iwae-k50` |
-| IWAE, 2 stochastic layers, k = 50 | 82.90 | `burda-iwae-k50-2layer --workdir runs/b2` |
+| VAE, 1 stochastic layer, k = 1 | 86.76 | `burda-elbo` |
+| IWAE, 1 stochastic layer, k = 50 | 84.78 | `burda-iwae-k50` |
+| IWAE, 2 stochastic layers, k = 50 | 82.90 | `burda-iwae-k50-2layer` |
 """
 
 HEADERS = [

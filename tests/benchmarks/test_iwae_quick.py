@@ -62,7 +62,7 @@ def test_report_renders_the_run(quick_run):
     assert "## IWAE timing and the long quality runs" in readme
     assert result["device"] in readme
     assert "| iwae (K=50) |" in readme
-    assert "burda-iwae-k50 --workdir" in readme
+    assert "| IWAE, 2 stochastic layers, k = 50 | 82.90 | `burda-iwae-k50-2layer` |" in readme
 
 
 def test_quality_lists_runs_with_expected_times(quick_run, capsys):
