@@ -49,6 +49,11 @@ RUNS = (
         "python -m examples.made --data-dir ../shared/data/mnist --conditional "
         "--workdir benchmarks/results/made-conditional-run",
     ),
+    (
+        "made-conditional-ordered-run",
+        "python -m examples.made --data-dir ../shared/data/mnist --preset ordered "
+        "--conditional --workdir benchmarks/results/made-conditional-ordered-run",
+    ),
 )
 
 _CONDITIONAL_NOTE = (
