@@ -194,12 +194,15 @@ def summary(metrics: dict) -> str:
             f"{references['naive_bayes']:.3f}, logistic regression "
             f"{references['logistic_regression']:.3f})"
         )
+    # A conditional model's single-mask figures are -log p(x | y) of the true label.
+    single = "-log p(x | y)" if "test_accuracy" in metrics else "-log p(x)"
     per_epoch = metrics["train_seconds_per_epoch"]
     timing = f"{per_epoch:.1f} s/epoch, " if per_epoch is not None else ""
     return (
         f"exact test NLL {metrics['test_nll_nats']:.2f} nats = "
         f"{metrics['test_bits_per_dim']:.4f} bits/dim (ensemble of {metrics['eval_masks']} "
-        f"masks; single masks {metrics['test_nll_mean_single_mask_nats']:.2f} on average)"
+        f"masks; single masks' {single} {metrics['test_nll_mean_single_mask_nats']:.2f} on "
+        "average)"
         f"{accuracy}; {metrics['epochs_run_now']} epochs trained now ({timing}"
         f"{metrics['device']})"
     )
