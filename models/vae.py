@@ -235,13 +235,19 @@ class VAE(nnx.Module):
         """The likelihood's parameters for latents ``z``: ``(..., 784 * outputs)``."""
         return self.decoder(z, self.context(labels, z.dtype))
 
+    def _check_top(self, fn: str) -> None:
+        if self.top is None:
+            raise ValueError(f"VAE.{fn}: this model has one stochastic layer (no `top`).")
+
     def encode_top(self, z: jax.Array, labels=None) -> tuple[jax.Array, jax.Array]:
         """Two layers only: ``q(z2|z)``'s ``(loc, log_scale)``, each ``(..., top dim)``."""
+        self._check_top("encode_top")
         loc, log_scale = jnp.split(self.top.up(z, self.context(labels, z.dtype)), 2, axis=-1)
         return loc, log_scale
 
     def prior_given_top(self, z2: jax.Array, labels=None) -> tuple[jax.Array, jax.Array]:
         """Two layers only: ``p(z|z2)``'s ``(loc, log_scale)``, each ``(..., latent_dim)``."""
+        self._check_top("prior_given_top")
         out = self.top.down(z2, self.context(labels, z2.dtype))
         loc, log_scale = jnp.split(out, 2, axis=-1)
         return loc, log_scale

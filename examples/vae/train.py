@@ -185,7 +185,8 @@ def train_and_evaluate(
         "test_kl_nats": terms["kl"],
         **(_bits_per_dim_8bit(neg_elbo, nll, likelihood) if binarization == "8bit" else {}),
         "active_units": vae.active_units(test_features),
-        "active_units_note": "latent dimensions with Cov_x(E_q[z|x]) > 1e-2 on the test set",
+        "active_units_note": "latent dimensions with Cov_x(E_q[z|x]) > 1e-2 on the test set"
+        + ("" if model.top is None else " (z, the first of the two stochastic layers)"),
         "probe_test_accuracy": probe_accuracy(probe, test_features, y_test),
         "probe_train_accuracy": probe_accuracy(probe, train_features, y_train),
         "binarization": binarization,

@@ -159,3 +159,13 @@ def test_bad_top_layer_config_names_the_field(overrides, name):
     with pytest.raises(ConfigError) as error:
         vae.VAEConfig(**overrides)
     assert error.value.field == name
+
+
+def test_one_layer_model_has_no_top_to_ask():
+    model = vae.make_vae(
+        vae.VAEConfig(latent_dim=4, hidden=(8,)), rngs=nnx.Rngs(params=jax.random.key(0))
+    )
+    with pytest.raises(ValueError, match="one stochastic layer"):
+        model.encode_top(jnp.zeros((2, 4)))
+    with pytest.raises(ValueError, match="one stochastic layer"):
+        model.prior_given_top(jnp.zeros((2, 3)))
