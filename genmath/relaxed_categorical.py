@@ -225,8 +225,8 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
     on_simplex = jnp.abs(total - 1.0) <= float(jnp.finfo(y.dtype).eps) ** 0.5
     count = jnp.sum(active, axis=axis)
     num_active = count.astype(y.dtype)
-    # Double where: log y only where usable, so that no 1/0 enters the gradient.
-    log_y = jnp.log(jnp.where(usable, y, 1.0))
+    # log y only where usable (0 elsewhere), and no 1/0 in the gradient at y = 0.
+    log_y = relaxed.masked_log(y, usable)
     # Per class: l - (lambda + 1) log y (the density's product and the Jacobian of the
     # log-ratios), 0 for a dropped class at y = 0, -inf for a dropped class with mass.
     own = jnp.where(
