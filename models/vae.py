@@ -362,7 +362,7 @@ class ElboTerms(NamedTuple):
 
     elbo: jax.Array
     reconstruction: jax.Array  # E_q[log p(x|z)], Monte Carlo
-    kl: jax.Array  # KL(q(z|x) || N(0, I)), analytic
+    kl: jax.Array  # KL(q(z|x) || N(0, I)), analytic (two layers: see the module)
 
 
 class _TopDraws(NamedTuple):
