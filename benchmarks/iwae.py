@@ -8,9 +8,9 @@ For each objective (``--objectives``, e.g. ``iwae:50,elbo:1``) it builds the mod
 optimiser and loss that ``examples.vae.train.build`` makes of ``configs.burda()`` with
 that objective (200-200-50 tanh, batch 20, Burda's Adam schedule), or of
 ``configs.burda_2layer()`` with ``--preset burda-2layer`` (the two-stochastic-layer
-model; its runs are named ``iwae-k50-2layer`` and its file ``iwae-2layer-*.json``),
-times a warm-up epoch
-(compilation) and ``--epochs`` epochs of ``Trainer.run_epoch``, one checkpoint save and
+model; its runs are named ``iwae-k50-2layer`` and its file ``iwae-2layer-*.json``), times
+a warm-up epoch (compilation) and ``--epochs`` epochs of ``Trainer.run_epoch``, one
+checkpoint save and
 the test-ELBO evaluation the example runs every ``eval_every`` epochs. Then it times
 ``vae.evaluate_log_likelihood`` with ``--eval-samples`` (K = 5000, the papers' K) on
 ``--eval-examples`` test images: a first call (compilation included) and a second one.
@@ -34,12 +34,13 @@ import sys
 import tempfile
 import time
 
+from benchmarks import quality
+
 RESULTS_DIR = pathlib.Path(__file__).parent / "results"
 SCHEMA_VERSION = 1
 FULL_TRAIN_EXAMPLES = 60_000
 FULL_TEST_EXAMPLES = 10_000
 SCHEDULE_EPOCHS = 3280  # Burda et al.'s 3^0 + ... + 3^7 epochs
-PRESETS = ("burda", "burda-2layer")
 QUICK = {
     "objectives": "iwae:50",
     "epochs": 1,
@@ -69,7 +70,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     add = parser.add_argument
     add("--quick", action="store_true", help="seconds-long smoke run (tiny subsets, K=100)")
     add("--objectives", default=None, help="KIND:K list (default iwae:50,elbo:1)")
-    add("--preset", choices=PRESETS, default="burda", help="the model (default: burda)")
+    add(
+        "--preset",
+        choices=tuple(quality.PRESET_SUFFIXES),
+        default="burda",
+        help="the model (default: burda)",
+    )
     add("--epochs", type=int, default=None, help="timed epochs per objective (default 3)")
     add(
         "--train-examples",
@@ -118,7 +124,6 @@ def time_objective(kind: str, k: int, data, args, x_test, y_test, workdir) -> tu
     """Epoch, checkpoint and test-ELBO timings of ``args.preset`` with this objective."""
     import jax
 
-    from benchmarks.quality import timing_name
     from examples.vae import configs
     from examples.vae.train import build
     from models import sharding, vae
@@ -134,7 +139,7 @@ def time_objective(kind: str, k: int, data, args, x_test, y_test, workdir) -> tu
     trainer = build(config, images, workdir=workdir)
     images, labels = sharding.place_dataset(images, labels, trainer.mesh)
     steps = count // config.train.batch_size
-    name = timing_name(kind, k, args.preset)
+    name = quality.timing_name(kind, k, args.preset)
 
     first, first_s = _timed(lambda: trainer.run_epoch(images, labels))
     print(f"  {name}: warm-up epoch {first_s:.2f} s, loss {first['loss']:.2f}", flush=True)
@@ -274,8 +279,7 @@ def main(argv=None) -> int:
         pathlib.Path(tempfile.mkdtemp(prefix="genmath-bench-")) if args.quick else RESULTS_DIR
     )
     out.mkdir(parents=True, exist_ok=True)
-    prefix = "iwae-2layer" if args.preset == "burda-2layer" else "iwae"
-    path = out / f"{prefix}-{info['slug']}.json"
+    path = out / f"iwae{quality.PRESET_SUFFIXES[args.preset]}-{info['slug']}.json"
     path.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     print()
     print(iwae_report.summary_text(result))

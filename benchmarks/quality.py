@@ -48,9 +48,13 @@ class Run:
         return timing_name(kind, k, self.preset)
 
 
+# The presets a timing or quality run can use, and the suffix of their names and files.
+PRESET_SUFFIXES = {"burda": "", "burda-2layer": "-2layer"}
+
+
 def timing_name(kind: str, k: int, preset: str = "burda") -> str:
     """``iwae-k50`` (one stochastic layer), ``iwae-k50-2layer`` (``burda-2layer``)."""
-    return f"{kind}-k{k}" + ("-2layer" if preset == "burda-2layer" else "")
+    return f"{kind}-k{k}{PRESET_SUFFIXES[preset]}"
 
 
 RUNS = {
