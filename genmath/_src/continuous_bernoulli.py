@@ -1,28 +1,35 @@
 """Elementwise moments and quantiles of the continuous Bernoulli distribution.
 
 With natural parameter :math:`\\eta` the density on :math:`[0, 1]` is
-:math:`p(x) = e^{\\eta x - A(\\eta)}`, :math:`A(\\eta) = \\log\\frac{e^\\eta - 1}{\\eta}`, so
-the mean is :math:`A'`, the variance :math:`A''` and the entropy :math:`A - \\eta A'`. With
-:math:`t = \\eta / 2`, :math:`s = t^2`, :math:`u = \\sinh t / t - 1` and
-:math:`t\\cosh t - \\sinh t = t s W(s)`:
+:math:`p(x) = e^{\\eta x - A(\\eta)}`, :math:`A(\\eta) = \\log\\frac{e^\\eta - 1}{\\eta}`.
+Writing :math:`(e^\\eta - 1)/\\eta = e^{\\eta/2} \\sinh(\\eta/2) / (\\eta/2)`, everything
+follows from one even function,
 
-* :math:`A = t + \\log(1 + u)`,
-* mean :math:`= \\tfrac12 + \\tfrac t2 \\, W / (1 + u)` (:math:`\\tfrac12(1 + \\coth t - 1/t)`),
-* variance :math:`= \\tfrac14 \\, U (2 + u) / (1 + u)^2` with :math:`U = u / s`,
-* entropy :math:`= \\log(1 + u) - s W / (1 + u)` (:math:`1 + \\log\\frac{\\sinh t}{t} -
-  t\\coth t`).
+.. math::
 
-:math:`U` and :math:`W` are power series in :math:`s` with positive coefficients
-(:math:`1/(2k+1)!` and :math:`2k/(2k+1)!`), free of cancellation, used for
-:math:`|\\eta| < 3`; beyond, closed forms in :math:`e^{-|\\eta|}` that cannot overflow.
-Every function is accurate to a few ulps (the entropy to a few ulps of itself, though it
-is a difference: near 0 it is :math:`-\\eta^2/24`), and the derivatives are given in
-closed form (custom JVPs), so that they are as accurate as the values.
+    \\ell(\\eta) = \\log\\frac{\\sinh(\\eta/2)}{\\eta/2}:
+    \\quad A = \\tfrac\\eta2 + \\ell, \\quad \\text{mean } A' = \\tfrac12 + \\ell',
+    \\quad \\text{variance } A'' = \\ell'', \\quad \\text{entropy } A - \\eta A'
+    = \\ell - \\eta\\ell',
+
+and :math:`\\log p(x) = (x - \\tfrac12)\\eta - \\ell(\\eta)`, the KL divergence the Bregman
+divergence :math:`\\ell(\\eta_q) - \\ell(\\eta_p) - (\\eta_q - \\eta_p)\\ell'(\\eta_p)`.
+For :math:`|\\eta| < 3` each is a power series in :math:`s = \\eta^2/4` from
+:math:`\\ell = \\sum_{n \\ge 1} c_n s^n`, :math:`c_n = 4^n B_{2n} / (2n\\,(2n)!)` (Bernoulli
+numbers; radius of convergence :math:`|\\eta| < 2\\pi`, so the terms shrink by about
+:math:`(3/2\\pi)^2 \\approx 0.23` each at the limit and the alternating signs cancel at most
+a factor 2); beyond, closed forms in :math:`E = e^{-|\\eta|}` that cannot overflow, with
+:math:`1 - E` exact there. A polynomial instead of a ``log1p`` and divisions keeps each
+function to one ``exp`` and at most one ``log`` per element; every value is accurate to a
+few ulps (the entropy, a difference, to a few ulps of itself), and the derivatives are
+given in closed form (custom JVPs), so that they are as accurate as the values.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -30,62 +37,99 @@ import jax.numpy as jnp
 from genmath._src import special
 from genmath._src.typing import Array
 
-# Series for |eta| < 3, that is s = (eta / 2)^2 < 2.25; closed forms beyond.
+# Series for |eta| < 3, that is s = (eta / 2)^2 < 2.25; closed forms beyond (there the
+# closed forms cancel at most a factor 4, below it more).
 _SERIES_LIMIT = 3.0
 _S_MAX = (_SERIES_LIMIT / 2.0) ** 2
 
 
-def _degree(dtype) -> int:
-    """Number of terms of U and W for relative truncation error below eps / 16 at s_max."""
+def _bernoulli_numbers(count: int) -> list[Fraction]:
+    """B_0 .. B_{count - 1} exactly (the Akiyama-Tanigawa algorithm, B_1 = +1/2)."""
+    row: list[Fraction] = []
+    numbers = []
+    for m in range(count):
+        row.append(Fraction(1, m + 1))
+        for j in range(m, 0, -1):
+            row[j - 1] = j * (row[j - 1] - row[j])
+        numbers.append(row[0])
+    return numbers
+
+
+def _coefficients(terms: int) -> list[Fraction]:
+    """c_1 .. c_terms of log(sinh t / t) = sum c_n t^(2n)."""
+    numbers = _bernoulli_numbers(2 * terms + 1)
+    return [
+        Fraction(4**n) * numbers[2 * n] / (2 * n * math.factorial(2 * n))
+        for n in range(1, terms + 1)
+    ]
+
+
+_COEFFICIENTS = _coefficients(40)
+
+
+# The series of l and of its derivatives: sum_n weight(n) c_n s^(n - 1).
+_WEIGHTS = {
+    "log_partition": lambda n: 1,  # l / s
+    "mean": lambda n: n,  # 2 l' / eta
+    "variance": lambda n: Fraction(n * (2 * n - 1), 2),  # l''
+    "entropy": lambda n: 1 - 2 * n,  # (l - eta l') / s
+}
+
+
+@functools.cache
+def _terms(name: str, dtype) -> tuple[float, ...]:
+    """The coefficients of series ``name``, enough for a truncation error below eps / 8 of
+    its value at s_max (where it is smallest relative to its terms)."""
     eps = float(jnp.finfo(dtype).eps)
-    k = 1
-    # The first omitted term of W (the larger), relative to W(0) = 1/3.
-    while 3.0 * 2 * (k + 1) * _S_MAX**k / math.factorial(2 * k + 3) > eps / 16:
-        k += 1
-    return k + 1
+    weighted = [_WEIGHTS[name](n) * c for n, c in enumerate(_COEFFICIENTS, start=1)]
+    value = abs(sum(float(w) * _S_MAX**k for k, w in enumerate(weighted)))
+    for k, w in enumerate(weighted):
+        if abs(float(w)) * _S_MAX**k < eps / 8 * value:
+            return tuple(float(v) for v in weighted[:k])
+    raise AssertionError("the coefficient table is too short")
 
 
-def _series(s: Array) -> tuple[Array, Array, Array]:
-    """``(u, U, W)`` at ``s``: ``u = s U``, ``U = sum s^k / (2k+3)!``, ``W = sum (2k+2)
-    s^k / (2k+3)!`` (Horner, all terms positive)."""
-    u_series = jnp.zeros_like(s)
-    w_series = jnp.zeros_like(s)
-    for k in range(_degree(s.dtype) - 1, -1, -1):
-        u_series = u_series * s + 1.0 / math.factorial(2 * k + 3)
-        w_series = w_series * s + (2.0 * k + 2.0) / math.factorial(2 * k + 3)
-    return s * u_series, u_series, w_series
+def _series(s: Array, name: str) -> Array:
+    """Series ``name`` at ``s`` by Horner's rule."""
+    terms = _terms(name, jnp.dtype(s.dtype))
+    out = jnp.full_like(s, terms[-1])
+    for term in reversed(terms[:-1]):
+        out = out * s + term
+    return out
 
 
-def _split(logits: Array):
-    """``(small, s, a)``: the series mask, ``s`` where it applies (0 elsewhere) and
-    ``|eta|`` where the closed forms apply (the series limit elsewhere)."""
-    magnitude = jnp.abs(logits)
-    small = magnitude < _SERIES_LIMIT
-    # Double where: each branch only ever sees inputs it handles (no inf * 0, no 1/0).
-    s = jnp.square(jnp.where(small, logits, 0.0) * 0.5)
-    a = jnp.where(small, _SERIES_LIMIT, magnitude)
-    return small, s, a
+class _Split:
+    """The series mask, ``s`` where the series applies (0 elsewhere), and the closed-form
+    pieces ``a = |eta|``, ``E = e^-a`` and ``m = 1 - E`` (at ``a = 3`` under the series)."""
 
-
-def _mean_value(logits: Array) -> Array:
-    small, s, a = _split(logits)
-    u, _, w = _series(s)
-    series = 0.5 + 0.25 * jnp.where(small, logits, 0.0) * w / (1.0 + u)
-    # 1/(1 - e^-a) - 1/a for eta > 0 and 1/a - 1/(e^a - 1) for eta < 0: each a difference
-    # of terms at most 1.5x the result for a >= 3, and 1, 0 at a = inf.
-    upper = 1.0 / (-jnp.expm1(-a)) - 1.0 / a
-    lower = 1.0 / a - 1.0 / jnp.expm1(a)
-    return jnp.where(small, series, jnp.where(logits > 0, upper, lower))
+    def __init__(self, logits: Array):
+        magnitude = jnp.abs(logits)
+        self.small = magnitude < _SERIES_LIMIT
+        # Double where: each branch only ever sees inputs it handles (no inf * 0, no 1/0).
+        self.s = jnp.square(jnp.where(self.small, logits, 0.0) * 0.5)
+        self.a = jnp.where(self.small, _SERIES_LIMIT, magnitude)
+        self.e = jnp.exp(-self.a)
+        # 1 - E without expm1: E <= e^-3, so the subtraction loses nothing.
+        self.m = 1.0 - self.e
 
 
 def variance(logits: Array) -> Array:
-    """Variance :math:`A''(\\eta)`: 1/12 at 0, 0 at :math:`\\pm\\infty` (even)."""
-    small, s, a = _split(logits)
-    u, u_over_s, _ = _series(s)
-    series = 0.25 * u_over_s * (2.0 + u) / jnp.square(1.0 + u)
-    # 1/a^2 - 1/(4 sinh^2(a/2)), the second term as e^-a / (1 - e^-a)^2 (no overflow).
-    closed = 1.0 / jnp.square(a) - jnp.exp(-a) / jnp.square(jnp.expm1(-a))
-    return jnp.where(small, series, closed)
+    """Variance :math:`A''(\\eta) = \\ell''(\\eta)`: 1/12 at 0, 0 at :math:`\\pm\\infty`."""
+    split = _Split(logits)
+    series = _series(split.s, "variance")
+    # 1/a^2 - 1/(4 sinh^2(a/2)), the second term as E / (1 - E)^2 (no overflow).
+    closed = 1.0 / jnp.square(split.a) - split.e / jnp.square(split.m)
+    return jnp.where(split.small, series, closed)
+
+
+def _mean_value(logits: Array) -> Array:
+    split = _Split(logits)
+    series = 0.5 + 0.5 * jnp.where(split.small, logits, 0.0) * _series(split.s, "mean")
+    # 1/(1 - E) - 1/a for eta > 0 and 1/a - E/(1 - E) for eta < 0: each a difference of
+    # terms at most 1.5x the result for a >= 3, and 1, 0 at a = inf.
+    upper = 1.0 / split.m - 1.0 / split.a
+    lower = 1.0 / split.a - split.e / split.m
+    return jnp.where(split.small, series, jnp.where(logits > 0, upper, lower))
 
 
 @jax.custom_jvp
@@ -102,18 +146,18 @@ def _mean_jvp(primals, tangents):
 
 
 def _log_partition_value(logits: Array) -> Array:
-    small, s, a = _split(logits)
-    u, _, _ = _series(s)
-    series = 0.5 * jnp.where(small, logits, 0.0) + jnp.log1p(u)
-    # log((e^eta - 1) / eta) = max(eta, 0) + log(1 - e^-a) - log a.
-    closed = jnp.maximum(logits, 0.0) + jnp.log1p(-jnp.exp(-a)) - jnp.log(a)
-    return jnp.where(small, series, closed)
+    split = _Split(logits)
+    series = 0.5 * jnp.where(split.small, logits, 0.0) + split.s * _series(split.s, "log_partition")
+    # log((e^eta - 1) / eta) = max(eta, 0) + log((1 - E) / a): no eta/2 + l(eta), whose
+    # halves cancel for eta << 0.
+    closed = jnp.maximum(logits, 0.0) + jnp.log(split.m / split.a)
+    return jnp.where(split.small, series, closed)
 
 
 @jax.custom_jvp
 def log_partition(logits: Array) -> Array:
-    """:math:`A(\\eta) = \\log\\frac{e^\\eta - 1}{\\eta} = -\\log C(\\eta) - \\log\\sigma(-\\eta)`
-    (finite logits only)."""
+    """:math:`A(\\eta) = \\log\\frac{e^\\eta - 1}{\\eta} = \\eta/2 + \\ell(\\eta)` (finite
+    logits only)."""
     return _log_partition_value(logits)
 
 
@@ -123,19 +167,47 @@ def _log_partition_jvp(primals, tangents):
     return _log_partition_value(logits), mean(logits) * tangent
 
 
+def _log_prob_value(x: Array, logits: Array) -> Array:
+    split = _Split(logits)
+    series = (x - 0.5) * jnp.where(split.small, logits, 0.0) - split.s * _series(
+        split.s, "log_partition"
+    )
+    # eta x - max(eta, 0) - log((1 - E) / a), the first two as (x - 1) eta for eta > 0 so
+    # that x = 1 gives exactly 0 there (no large terms cancelling).
+    linear = jnp.where(logits > 0, x - 1.0, x) * logits
+    closed = linear - jnp.log(split.m / split.a)
+    return jnp.where(split.small, series, closed)
+
+
+@jax.custom_jvp
+def log_prob(x: Array, logits: Array) -> Array:
+    """:math:`\\log p(x) = \\eta x - A(\\eta) = (x - \\tfrac12)\\eta - \\ell(\\eta)`
+    (finite logits, ``x`` and ``logits`` of one shape): :math:`\\sigma`'s softplus in
+    :math:`x\\log\\sigma(\\eta) + (1 - x)\\log\\sigma(-\\eta) + \\log C(\\eta)` cancels
+    against that of :math:`\\log C`, leaving one ``exp`` and one ``log``."""
+    return _log_prob_value(x, logits)
+
+
+@log_prob.defjvp
+def _log_prob_jvp(primals, tangents):
+    (x, logits), (tangent_x, tangent_logits) = primals, tangents
+    value = _log_prob_value(x, logits)
+    return value, (x - mean(logits)) * tangent_logits + logits * tangent_x
+
+
 def _entropy_value(logits: Array) -> Array:
-    small, s, a = _split(logits)
-    u, _, w = _series(s)
-    series = jnp.log1p(u) - s * w / (1.0 + u)
-    # 1 + log(sinh t / t) - t coth t = 1 - log a + log(1 - e^-a) - a / (e^a - 1).
-    closed = 1.0 - jnp.log(a) + jnp.log1p(-jnp.exp(-a)) - a / jnp.expm1(a)
-    return jnp.where(small, series, closed)
+    split = _Split(logits)
+    # l - eta l' = sum (1 - 2n) c_n s^n: one series, not a difference of two.
+    series = split.s * _series(split.s, "entropy")
+    # 1 + log(sinh t / t) - t coth t = 1 + log((1 - E) / a) - a E / (1 - E).
+    closed = 1.0 + jnp.log(split.m / split.a) - split.a * split.e / split.m
+    return jnp.where(split.small, series, closed)
 
 
 @jax.custom_jvp
 def entropy(logits: Array) -> Array:
-    """Differential entropy :math:`A - \\eta A'` (0 at 0, about :math:`1 - \\log|\\eta|` for
-    large :math:`|\\eta|`; finite logits only)."""
+    """Differential entropy :math:`A - \\eta A' = \\ell - \\eta\\ell'` (0 at 0, about
+    :math:`1 - \\log|\\eta|` for large :math:`|\\eta|`; finite logits only)."""
     return _entropy_value(logits)
 
 
