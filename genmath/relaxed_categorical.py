@@ -213,26 +213,24 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
     name = "relaxed_categorical.log_prob"
     y, logits, temperature, axis = _densities_inputs(name, {"y": y}, logits, temperature, axis)
     y, logits = jnp.broadcast_arrays(y, logits)
-    active = logits > -jnp.inf
-    positive = y > 0
-    usable = active & positive
-    # Every NaN case of a class in one mask: on the boundary (y = 0 with a finite logit),
-    # negative, NaN, or a logit that defines no distribution (NaN or +inf).
-    undefined = (active & ~positive) | (y < 0) | jnp.isnan(y) | jnp.isnan(logits)
-    undefined = undefined | (logits == jnp.inf)
-    # One reduction checks the simplex and carries those cases: a NaN fails the comparison.
-    total = jnp.sum(jnp.where(undefined, jnp.nan, y), axis=axis)
-    on_simplex = jnp.abs(total - 1.0) <= float(jnp.finfo(y.dtype).eps) ** 0.5
-    count = jnp.sum(active, axis=axis)
-    num_active = count.astype(y.dtype)
-    # log y only where usable (0 elsewhere), and no 1/0 in the gradient at y = 0.
-    log_y = relaxed.masked_log(y, usable)
+    dropped = logits == -jnp.inf
+    # A dropped class at y = 0 is the one case plain arithmetic gets wrong (-inf + inf):
+    # its log y is taken as 0 (and its logit as 0 in its own term), and no 1/0 reaches the
+    # gradient. Every other case comes out of the arithmetic itself, with no mask: y < 0 or
+    # NaN, or a NaN logit, give NaN; y = 0 with a finite logit gives +inf in both the own
+    # terms and the logsumexp, so inf - inf = NaN (the boundary, undefined); a logit of
+    # +inf likewise; a dropped class with mass gives an own term of -inf, hence -inf.
+    at_zero = dropped & (y == 0)
+    log_y = relaxed.masked_log(y, ~at_zero)
     # Per class: l - (lambda + 1) log y (the density's product and the Jacobian of the
-    # log-ratios), 0 for a dropped class at y = 0, -inf for a dropped class with mass.
-    own = jnp.where(
-        usable, logits - (temperature + 1.0) * log_y, jnp.where(positive, -jnp.inf, 0.0)
-    )
-    shared = jnp.where(usable, logits - temperature * log_y, -jnp.inf)
+    # log-ratios), and the logsumexp's l - lambda log y (-inf for every dropped class).
+    own = jnp.where(at_zero, 0.0, logits) - (temperature + 1.0) * log_y
+    shared = logits - temperature * log_y
+    # One reduction checks the simplex; NaN fails the comparison.
+    total = jnp.sum(y, axis=axis)
+    on_simplex = jnp.abs(total - 1.0) <= float(jnp.finfo(y.dtype).eps) ** 0.5
+    count = y.shape[axis] - jnp.sum(dropped, axis=axis)
+    num_active = count.astype(y.dtype)
     value = (
         _log_gamma(count, y.shape[axis], y.dtype)
         + (num_active - 1.0) * jnp.log(jnp.squeeze(temperature, axis))

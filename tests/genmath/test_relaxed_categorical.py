@@ -280,6 +280,37 @@ def test_dropped_classes_and_undefined_logits():
     )
 
 
+_NAN, _INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("y", "logits", "expected"),
+    [
+        # No dropped class: the undefined cases come out of the arithmetic as NaN.
+        ([0.0, 0.4, 0.6], [0.1, 0.2, 0.3], _NAN),  # a kept class at y = 0 (boundary)
+        ([-0.1, 0.5, 0.6], [0.1, 0.2, 0.3], _NAN),  # negative y on the simplex
+        ([_NAN, 0.5, 0.5], [0.1, 0.2, 0.3], _NAN),
+        ([0.2, 0.3, 0.5], [_NAN, 0.2, 0.3], _NAN),
+        ([0.2, 0.3, 0.5], [_INF, 0.2, 0.3], _NAN),
+        ([0.2, 0.3, 0.4], [0.1, 0.2, 0.3], _NAN),  # off the simplex
+        # Dropped classes (logit -inf).
+        ([0.0, 0.0, 1.0], [-_INF, -_INF, 0.3], 0.0),  # one class left: its vertex
+        ([0.0, 0.0, 1.0], [-_INF, -_INF, -_INF], _NAN),  # no class left
+        ([0.1, 0.0, 0.9], [-_INF, 0.2, 0.3], _NAN),  # mass on a dropped class, kept at 0
+        ([0.1, 0.2, 0.7], [-_INF, 0.2, 0.3], -_INF),  # mass on a dropped class
+        ([-0.1, 0.0, 1.1], [0.1, -_INF, 0.3], _NAN),
+    ],
+)
+def test_log_prob_special_values_under_jit(y, logits, expected):
+    fn = jax.jit(lambda y, logits: rc.log_prob(y, logits=logits, temperature=0.7))
+    value = fn(jnp.array(y), jnp.array(logits))
+    np.testing.assert_array_equal(value, expected)
+    # The gradient with respect to the logits is finite wherever the value is.
+    if np.isfinite(expected):
+        grad = jax.grad(lambda lg: fn(jnp.array(y), lg))(jnp.array(logits))
+        assert np.all(np.isfinite(grad))
+
+
 def test_axis_and_shapes():
     key = jax.random.key(6)
     logits, temperature = jnp.zeros((3, 1, 5)), jnp.full((4,), 0.5)
