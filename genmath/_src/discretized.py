@@ -11,6 +11,7 @@ the edge bins, which extend to :math:`-\\infty` (:math:`x = 0`) and :math:`+\\in
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -42,6 +43,24 @@ def log1mexp(d: Array) -> Array:
 _SQRT_HALF = math.sqrt(0.5)
 
 
+def _log_ndtr_value(t: Array, *, left_only: bool) -> Array:
+    lower = -20.0 if t.dtype == jnp.float64 else -10.0
+    # Double where: each branch sees only arguments it handles (no erfc underflow to
+    # log 0, no series at t = 0).
+    mid = jnp.clip(t, lower, 0.0) if left_only else jnp.maximum(t, lower)
+    e = 0.5 * jax.lax.erfc(jnp.abs(mid) * _SQRT_HALF)
+    low = jnp.minimum(t, lower)
+    r = 1.0 / (low * low)
+    series = (1.0 + r * (-1.0 + r * (3.0 - 15.0 * r))) / -low
+    tail = t < lower
+    # One log for both t <= 0 branches: log e, or log(series) - t^2/2 - log(2 pi)/2.
+    logged = jnp.log(jnp.where(tail, series, e))
+    below = jnp.where(tail, logged - 0.5 * low * low - _HALF_LOG_TWO_PI, logged)
+    if left_only:
+        return below
+    return jnp.where(mid > 0.0, jnp.log1p(-e), below)
+
+
 @jax.custom_jvp
 def _log_ndtr(t: Array) -> Array:
     """log Phi(t): ``jax.scipy.special.log_ndtr``'s scheme with one ``erfc``.
@@ -51,27 +70,25 @@ def _log_ndtr(t: Array) -> Array:
     log1p(-e) for t > 0 and log(e) for t <= 0, and below -10 (-20 in float64), where e
     would underflow, the same three-term asymptotic series as ``log_ndtr``.
     """
-    lower = -20.0 if t.dtype == jnp.float64 else -10.0
-    # Double where: each branch sees only arguments it handles (no erfc underflow to
-    # log 0, no series at t = 0).
-    mid = jnp.maximum(t, lower)
-    e = 0.5 * jax.lax.erfc(jnp.abs(mid) * _SQRT_HALF)
-    low = jnp.minimum(t, lower)
-    r = 1.0 / (low * low)
-    series = (1.0 + r * (-1.0 + r * (3.0 - 15.0 * r))) / -low
-    tail = t < lower
-    # One log for both t <= 0 branches: log e, or log(series) - t^2/2 - log(2 pi)/2.
-    logged = jnp.log(jnp.where(tail, series, e))
-    below = jnp.where(tail, logged - 0.5 * low * low - _HALF_LOG_TWO_PI, logged)
-    return jnp.where(mid > 0.0, jnp.log1p(-e), below)
+    return _log_ndtr_value(t, left_only=False)
 
 
-@_log_ndtr.defjvp
-def _log_ndtr_jvp(primals, tangents):
+@jax.custom_jvp
+def _log_ndtr_left(t: Array) -> Array:
+    """log Phi(t) for t <= 0 only (a positive t is taken as 0): :func:`_log_ndtr` without
+    its ``log1p`` branch, for the lower edge of a bin reflected into the left half."""
+    return _log_ndtr_value(t, left_only=True)
+
+
+def _log_ndtr_jvp(fn, primals, tangents):
     # d/dt log Phi = phi / Phi, from the value (as log_ndtr's own derivative).
     (t,), (dt,) = primals, tangents
-    value = _log_ndtr(t)
+    value = fn(t)
     return value, jnp.exp(-0.5 * t * t - _HALF_LOG_TWO_PI - value) * dt
+
+
+_log_ndtr.defjvp(functools.partial(_log_ndtr_jvp, _log_ndtr))
+_log_ndtr_left.defjvp(functools.partial(_log_ndtr_jvp, _log_ndtr_left))
 
 
 def _valid_and_edges(x: Array):
@@ -130,20 +147,22 @@ def normal_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
     # log-CDFs, not four (they dominate the cost).
     hi = jnp.where(interior, hi, jnp.where(has_lower, -lower, upper))
     log_hi = _log_ndtr(hi)
-    log_lo = _log_ndtr(lo)
+    # Interior bins only use lo, which is then below the (reflected) centre c <= 0.
+    log_lo = _log_ndtr_left(lo)
     # A narrow bin (relative to the scale and to the tail's slope): the two log-CDFs agree
     # to most of their digits and their difference cancels (or underflows to 0, giving
     # log 0); use the density at the bin centre times the width instead, with the Taylor
     # correction of the integral: int_{c-h}^{c+h} phi = 2h phi(c) [1 + He2(c) h^2/6 +
-    # He4(c) h^4/120 + O(h^6)].
+    # He4(c) h^4/120 + O(h^6)], whose log is expanded to the same order (no log1p):
+    # (c^2 - 1) h^2/6 - (c^4 + 4c^2 - 2) h^4/180 + O(h^6).
     narrow = h * jnp.maximum(1.0, jnp.abs(c)) < _midpoint_radius(x.dtype)
     gap = jnp.where(narrow | ~interior, 1.0, log_hi - log_lo)
     direct = log_hi + log1mexp(gap)
     c_n = jnp.where(narrow, c, 0.0)
     h2 = jnp.square(jnp.where(narrow, h, 0.0))
     c2 = jnp.square(c_n)
-    series = (c2 - 1.0) * h2 / 6.0 + (c2 * c2 - 6.0 * c2 + 3.0) * h2 * h2 / 120.0
-    midpoint = (_LOG_WIDTH - log_scale) - 0.5 * c2 - _HALF_LOG_TWO_PI + jnp.log1p(series)
+    series = (c2 - 1.0) * h2 / 6.0 - (c2 * c2 + 4.0 * c2 - 2.0) * h2 * h2 / 180.0
+    midpoint = (_LOG_WIDTH - log_scale) - 0.5 * c2 - _HALF_LOG_TWO_PI + series
     out = jnp.where(interior, jnp.where(narrow, midpoint, direct), log_hi)
     return jnp.where(valid, out, jnp.nan)
 
