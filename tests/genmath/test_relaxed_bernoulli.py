@@ -306,3 +306,20 @@ def test_errors_name_the_argument():
     assert np.isnan(traced(-1.0))
     traced_sample = jax.jit(lambda t: rb.sample(key, logits=logits, temperature=t))
     assert np.all(np.isnan(traced_sample(0.0)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, -1.0])
+def test_plain_forward_and_differentiated_form_agree_everywhere(dtype, temperature):
+    # log_prob runs a plain form forward and differentiates a guarded one: both must give
+    # the same value on every kind of input, specials included.
+    from genmath.relaxed_bernoulli import _differentiable_terms, _log_prob_terms
+
+    inf, nan = np.inf, np.nan
+    y = np.array([0.0, 1e-30, 0.3, 0.5, 1.0 - 1e-7, 1.0, -0.5, 1.5, nan], dtype)
+    logits = np.array([-inf, -1e4, -3.0, 0.0, 2.0, 1e4, inf, nan], dtype)
+    y, logits = (jnp.asarray(a) for a in np.meshgrid(y, logits))
+    t = jnp.asarray(temperature, dtype)
+    plain = jax.jit(_log_prob_terms)(y, logits, t)
+    guarded = jax.jit(_differentiable_terms)(y, logits, t)
+    np.testing.assert_array_equal(plain, guarded)
