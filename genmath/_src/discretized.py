@@ -18,7 +18,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from genmath._src import validation, value_checks
+from genmath._src import special, validation, value_checks
 from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
 NUM_BINS = 256
@@ -116,8 +116,8 @@ def logistic_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
     # of CDFs, so the bin mass cannot cancel or underflow (log_sigmoid of either tail is
     # exact) and the PixelCNN++ midpoint fallback is never needed; b - a = width/scale is
     # computed directly, without rounding from the subtraction.
-    out = jnp.where(has_upper, jax.nn.log_sigmoid(upper), 0.0)
-    out = out + jnp.where(has_lower, jax.nn.log_sigmoid(-lower), 0.0)
+    out = jnp.where(has_upper, special.log_sigmoid(upper), 0.0)
+    out = out + jnp.where(has_lower, special.log_sigmoid(-lower), 0.0)
     out = out + jnp.where(has_lower & has_upper, log1mexp(_WIDTH * inv_scale), 0.0)
     return jnp.where(valid, out, jnp.nan)
 
