@@ -81,12 +81,13 @@ def _bound_and_weights(log_weights: Array, axes: tuple[int, ...]) -> tuple[Array
     # normalised weights; its coefficients are 0 (its bound is -inf with a zero gradient,
     # as in iwae_bound).
     top = jnp.max(log_weights, axis=axes, keepdims=True)
-    empty = top == -jnp.inf
     shift = jnp.where(jnp.isfinite(top), top, 0.0)
-    unnormalised = jnp.exp(jnp.where(empty, 0.0, log_weights) - shift)
+    # exp(-inf - 0) = 0: an example with no weight gets total 0, bound log 0 = -inf, and
+    # normalised weights 0 / 1 (no mask over the samples themselves).
+    unnormalised = jnp.exp(log_weights - shift)
     total = jnp.sum(unnormalised, axis=axes, keepdims=True)
-    bound = jnp.where(empty, -jnp.inf, jnp.log(total) + shift) - math.log(num_samples)
-    normalised = jnp.where(empty, 0.0, unnormalised / total)
+    bound = jnp.log(total) + shift - math.log(num_samples)
+    normalised = unnormalised / jnp.where(total > 0, total, 1.0)
     return jnp.squeeze(bound, axes), normalised
 
 
