@@ -563,8 +563,9 @@ def continuous_mean(*, logits: ArrayLike) -> Array:
 
     It is *not* :math:`\\lambda = \\sigma(\\eta)`: a decoder with continuous Bernoulli
     outputs should show this mean (or samples), not :math:`\\sigma(\\eta)`. It is computed
-    without the cancellation of the first form (a power series with positive terms for
-    :math:`|\\eta| < 3`, a form in :math:`e^{-|\\eta|}` beyond), accurate to a few ulps
+    without the cancellation of the first form (a power series in :math:`\\eta^2` whose
+    terms shrink fourfold each for :math:`|\\eta| < 3`, a form in :math:`e^{-|\\eta|}`
+    beyond; see ``genmath._src.continuous_bernoulli``), accurate to a few ulps
     everywhere; 1 and 0 at :math:`\\eta = \\pm\\infty`. Its derivative is the variance,
     :math:`1/\\eta^2 - 1/(4\\sinh^2(\\eta/2))`, computed just as accurately.
 
@@ -605,8 +606,8 @@ def continuous_entropy(
     negative elsewhere (a density above 1 somewhere), :math:`-\\eta^2/24` near 0, about
     :math:`1 - \\log|\\eta|` for large :math:`|\\eta|`, and :math:`-\\infty` (with a zero
     gradient) at :math:`\\eta = \\pm\\infty`, a point mass. Each element is accurate to a
-    few ulps of itself (power series with positive terms for :math:`|\\eta| < 3`, no
-    cancellation), its derivative :math:`-\\eta \\operatorname{Var}[x]` too.
+    few ulps of itself (one power series in :math:`\\eta^2` for :math:`|\\eta| < 3`, not a
+    difference of two), its derivative :math:`-\\eta \\operatorname{Var}[x]` too.
 
     Args:
         logits: natural parameter :math:`\\eta`, floating.

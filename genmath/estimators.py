@@ -87,7 +87,8 @@ def _bound_and_weights(log_weights: Array, axes: tuple[int, ...]) -> tuple[Array
     unnormalised = jnp.exp(log_weights - shift)
     total = jnp.sum(unnormalised, axis=axes, keepdims=True)
     bound = jnp.log(total) + shift - math.log(num_samples)
-    normalised = unnormalised / jnp.where(total > 0, total, 1.0)
+    # One reciprocal per example and a product per sample (cheaper than a division each).
+    normalised = unnormalised * (1.0 / jnp.where(total > 0, total, 1.0))
     return jnp.squeeze(bound, axes), normalised
 
 
@@ -118,9 +119,12 @@ def _surrogate_jvp(axes, kind, primals, tangents):
     for coefficient, values, dv in zip(
         _coefficients(weights, kind), primals, tangents, strict=True
     ):
-        # An entry of -inf (a zero weight, c_k = 0) or another non-finite one contributes 0.
+        # An entry of -inf (a zero weight, c_k = 0) or another non-finite one contributes 0:
+        # its coefficient is set to 0 (in reverse mode, where the cotangent is the
+        # coefficient times the output's, that is the same as masking the tangent, and it
+        # leaves one array to keep for the backward pass instead of two).
         finite = jnp.isfinite(jax.lax.stop_gradient(values))
-        tangent = tangent + jnp.sum(coefficient * jnp.where(finite, dv, 0.0), axis=axes)
+        tangent = tangent + jnp.sum(jnp.where(finite, coefficient, 0.0) * dv, axis=axes)
     return bound, tangent
 
 
