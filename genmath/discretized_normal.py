@@ -10,14 +10,17 @@ edge bins take the tails, :math:`x = 0` down to :math:`-\\infty` and :math:`x = 
 :math:`\\{0, \\dots, 255\\}` (negative, above 255 or not an integer) gives NaN. Samples
 are ``int32`` values on the same grid.
 
-The CDFs are taken in log space (``jax.scipy.special.log_ndtr``, accurate far into both
-tails); an interior bin is first reflected into the left half of the distribution, where
-:math:`\\log[\\Phi(b) - \\Phi(a)] = \\log\\Phi(b) + \\log(1 - e^{\\log\\Phi(a) -
-\\log\\Phi(b)})` is accurate. Where the bin is narrow against the scale, the two log-CDFs
-agree to most of their digits and that difference cancels or underflows; there the log
-density at the bin centre plus the log bin width is used, with its Taylor correction up to
-:math:`h^4`. Values and gradients are finite at ``x = 0`` and ``255``, for log-scales in
-:math:`[-30, 30]` and locations far outside :math:`[0, 1]`.
+An interior bin is first reflected into the left half of the distribution, where
+:math:`\\Phi` is relatively accurate from ``erfc``, and its mass is the difference of the two
+CDFs there (which cancels at most about fivefold, the narrow bins being handled apart); below
+:math:`-10` (:math:`-20` in float64), where :math:`\\Phi` underflows, both CDFs are written
+as :math:`\\phi(t)\\,S(t)` with the asymptotic series :math:`S`, and the log is taken of
+:math:`S(b) - e^{-2h|c|} S(a)` plus :math:`\\log\\phi(b)`: one ``log`` per element either way.
+Where the bin is narrow against the scale, the two CDFs agree to most of their digits and
+their difference cancels or underflows; there the log density at the bin centre plus the log
+bin width is used, with its Taylor correction up to :math:`h^4`. Values and gradients are
+finite at ``x = 0`` and ``255``, for log-scales in :math:`[-30, 30]` and locations far
+outside :math:`[0, 1]`.
 
 References:
     J. Ho, A. Jain, P. Abbeel, *Denoising diffusion probabilistic models*, NeurIPS 2020,

@@ -11,7 +11,6 @@ the edge bins, which extend to :math:`-\\infty` (:math:`x = 0`) and :math:`+\\in
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
@@ -41,54 +40,6 @@ def log1mexp(d: Array) -> Array:
 
 
 _SQRT_HALF = math.sqrt(0.5)
-
-
-def _log_ndtr_value(t: Array, *, left_only: bool) -> Array:
-    lower = -20.0 if t.dtype == jnp.float64 else -10.0
-    # Double where: each branch sees only arguments it handles (no erfc underflow to
-    # log 0, no series at t = 0).
-    mid = jnp.clip(t, lower, 0.0) if left_only else jnp.maximum(t, lower)
-    e = 0.5 * jax.lax.erfc(jnp.abs(mid) * _SQRT_HALF)
-    low = jnp.minimum(t, lower)
-    r = 1.0 / (low * low)
-    series = (1.0 + r * (-1.0 + r * (3.0 - 15.0 * r))) / -low
-    tail = t < lower
-    # One log for both t <= 0 branches: log e, or log(series) - t^2/2 - log(2 pi)/2.
-    logged = jnp.log(jnp.where(tail, series, e))
-    below = jnp.where(tail, logged - 0.5 * low * low - _HALF_LOG_TWO_PI, logged)
-    if left_only:
-        return below
-    return jnp.where(mid > 0.0, jnp.log1p(-e), below)
-
-
-@jax.custom_jvp
-def _log_ndtr(t: Array) -> Array:
-    """log Phi(t): ``jax.scipy.special.log_ndtr``'s scheme with one ``erfc``.
-
-    ``log_ndtr`` evaluates ``ndtr`` twice, each with an ``erf`` and an ``erfc``; here
-    e = Phi(-|t|) = erfc(|t| / sqrt 2) / 2 (relatively accurate: no cancellation) gives
-    log1p(-e) for t > 0 and log(e) for t <= 0, and below -10 (-20 in float64), where e
-    would underflow, the same three-term asymptotic series as ``log_ndtr``.
-    """
-    return _log_ndtr_value(t, left_only=False)
-
-
-@jax.custom_jvp
-def _log_ndtr_left(t: Array) -> Array:
-    """log Phi(t) for t <= 0 only (a positive t is taken as 0): :func:`_log_ndtr` without
-    its ``log1p`` branch, for the lower edge of a bin reflected into the left half."""
-    return _log_ndtr_value(t, left_only=True)
-
-
-def _log_ndtr_jvp(fn, primals, tangents):
-    # d/dt log Phi = phi / Phi, from the value (as log_ndtr's own derivative).
-    (t,), (dt,) = primals, tangents
-    value = fn(t)
-    return value, jnp.exp(-0.5 * t * t - _HALF_LOG_TWO_PI - value) * dt
-
-
-_log_ndtr.defjvp(functools.partial(_log_ndtr_jvp, _log_ndtr))
-_log_ndtr_left.defjvp(functools.partial(_log_ndtr_jvp, _log_ndtr_left))
 
 
 def _valid_and_edges(x: Array):
@@ -129,6 +80,15 @@ def _midpoint_radius(dtype) -> float:
     return 2.0 * float(jnp.finfo(dtype).eps) ** (1.0 / 6.0)
 
 
+def _normal_tail(t: Array, cut: float) -> Array:
+    """:math:`\\Phi(t)\\sqrt{2\\pi}e^{t^2/2}` for :math:`t` below ``cut`` (the asymptotic
+    series :math:`(1 - t^{-2} + 3t^{-4} - 15t^{-6})/|t|`, as ``log_ndtr`` uses); evaluated
+    at ``cut`` for larger ``t`` (double where: no 1/0 at t = 0)."""
+    low = jnp.minimum(t, cut)
+    r = 1.0 / (low * low)
+    return (1.0 + r * (-1.0 + r * (3.0 - 15.0 * r))) / -low
+
+
 def normal_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
     """Elementwise log-probability of bin ``x`` under a Gaussian on the [0, 1] scale."""
     valid, has_lower, has_upper = _valid_and_edges(x)
@@ -137,33 +97,42 @@ def normal_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
     c = 0.5 * (lower + upper)
     h = _HALF_WIDTH * inv_scale
     interior = has_lower & has_upper
-    # Interior bins: reflect the bin into the left half (Phi(b) - Phi(a) = Phi(-a) - Phi(-b))
-    # where both log-CDFs are accurate, then log Phi(hi) + log(1 - Phi(lo)/Phi(hi)).
+    # Interior bins: reflect the bin into the left half (Phi(b) - Phi(a) = Phi(-a) - Phi(-b)),
+    # where Phi is relatively accurate from erfc; edge bins are one CDF, Phi(b) at x = 0 and
+    # Phi(-a) at x = 255, taken as `hi` with no `lo`.
     right = c > 0.0
     lo = jnp.where(right, -upper, lower)
-    hi = jnp.where(right, -lower, upper)
-    # Edge bins are one CDF in log space, log Phi(b) at x = 0 and log Phi(-a) at x = 255
-    # (accurate far into either tail): evaluated as `hi`, so that every bin costs two
-    # log-CDFs, not four (they dominate the cost).
-    hi = jnp.where(interior, hi, jnp.where(has_lower, -lower, upper))
-    log_hi = _log_ndtr(hi)
-    # Interior bins only use lo, which is then below the (reflected) centre c <= 0.
-    log_lo = _log_ndtr_left(lo)
-    # A narrow bin (relative to the scale and to the tail's slope): the two log-CDFs agree
-    # to most of their digits and their difference cancels (or underflows to 0, giving
-    # log 0); use the density at the bin centre times the width instead, with the Taylor
-    # correction of the integral: int_{c-h}^{c+h} phi = 2h phi(c) [1 + He2(c) h^2/6 +
-    # He4(c) h^4/120 + O(h^6)], whose log is expanded to the same order (no log1p):
-    # (c^2 - 1) h^2/6 - (c^4 + 4c^2 - 2) h^4/180 + O(h^6).
-    narrow = h * jnp.maximum(1.0, jnp.abs(c)) < _midpoint_radius(x.dtype)
-    gap = jnp.where(narrow | ~interior, 1.0, log_hi - log_lo)
-    direct = log_hi + log1mexp(gap)
-    c_n = jnp.where(narrow, c, 0.0)
+    hi = jnp.where(interior, jnp.where(right, -lower, upper), jnp.where(has_lower, -lower, upper))
+    # A narrow bin (relative to the scale and to the tail's slope): the two CDFs agree to
+    # most of their digits and their difference cancels; use the density at the bin centre
+    # times the width instead, with the Taylor correction of the integral:
+    # int_{c-h}^{c+h} phi = 2h phi(c) [1 + He2(c) h^2/6 + He4(c) h^4/120 + O(h^6)], whose log
+    # is expanded to the same order, (c^2 - 1) h^2/6 - (c^4 + 4c^2 - 2) h^4/180 + O(h^6).
+    narrow = interior & (h * jnp.maximum(1.0, jnp.abs(c)) < _midpoint_radius(x.dtype))
+    # Double where: c^4 overflows at tiny scales, and the series is only used where narrow.
+    c2 = jnp.square(jnp.where(narrow, c, 0.0))
     h2 = jnp.square(jnp.where(narrow, h, 0.0))
-    c2 = jnp.square(c_n)
     series = (c2 - 1.0) * h2 / 6.0 - (c2 * c2 + 4.0 * c2 - 2.0) * h2 * h2 / 180.0
     midpoint = (_LOG_WIDTH - log_scale) - 0.5 * c2 - _HALF_LOG_TWO_PI + series
-    out = jnp.where(interior, jnp.where(narrow, midpoint, direct), log_hi)
+    # Every other bin is log(A) + B with a single log. Above the tail cut, A = Phi(hi) -
+    # Phi(lo) (0 for an edge bin) and B = 0: Phi(hi) is 1 - Phi(-hi) for hi > 0, and the
+    # difference cancels at most ~5x where the bin is not narrow (the CDFs then differ by
+    # e^(-2h|c|) <= ~0.8 in ratio). Below it, where Phi underflows, both CDFs are
+    # phi(t) S(t) with the asymptotic series S, so Phi(hi) - Phi(lo) = phi(hi) [S(hi) -
+    # e^(-2h|c|) S(lo)] (phi(lo) / phi(hi) = e^(-2h|c|), -|c| the reflected centre).
+    cut = -20.0 if x.dtype == jnp.float64 else -10.0
+    tail = hi < cut
+    # |hi| as a select (not jnp.abs, whose derivative at 0 is 0): e_hi = Phi(-|hi|).
+    e_hi = 0.5 * jax.lax.erfc(jnp.where(hi > 0.0, hi, -hi) * _SQRT_HALF)
+    cdf_hi = jnp.where(hi > 0.0, 1.0 - e_hi, e_hi)
+    e_lo = 0.5 * jax.lax.erfc(-lo * _SQRT_HALF)  # Phi(lo), lo < 0 where it is used
+    ratio = jnp.exp(-2.0 * h * jnp.abs(c))  # the reflected centre is -|c|
+    body = cdf_hi - jnp.where(interior, e_lo, 0.0)
+    tail_body = _normal_tail(hi, cut) - jnp.where(interior, ratio * _normal_tail(lo, cut), 0.0)
+    # Double where: a narrow bin's body may cancel to 0 (log 0 in the gradient).
+    body = jnp.where(narrow, 1.0, jnp.where(tail, tail_body, body))
+    offset = jnp.where(tail, -0.5 * hi * hi - _HALF_LOG_TWO_PI, 0.0)
+    out = jnp.where(narrow, midpoint, jnp.log(body) + offset)
     return jnp.where(valid, out, jnp.nan)
 
 
