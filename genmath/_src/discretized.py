@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -89,8 +90,36 @@ def _normal_tail(t: Array, cut: float) -> Array:
     return (1.0 + r * (-1.0 + r * (3.0 - 15.0 * r))) / -low
 
 
-def normal_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
-    """Elementwise log-probability of bin ``x`` under a Gaussian on the [0, 1] scale."""
+def _normal_tail_slope(t: Array, cut: float) -> Array:
+    """The derivative of :func:`_normal_tail`'s series, :math:`r - 3r^2 + 15r^3 - 105r^4`
+    with :math:`r = t^{-2}` (at ``cut`` for larger ``t``)."""
+    low = jnp.minimum(t, cut)
+    r = 1.0 / (low * low)
+    return r * (1.0 + r * (-3.0 + r * (15.0 - 105.0 * r)))
+
+
+class _NormalBin(NamedTuple):
+    """What :func:`normal_bin_log_prob`'s derivative rule takes from its forward pass."""
+
+    valid: Array
+    interior: Array
+    narrow: Array
+    right: Array
+    has_lower: Array
+    tail: Array
+    cut: float
+    hi: Array
+    lo: Array
+    c: Array
+    h: Array
+    inv_scale: Array
+    ratio: Array
+    body: Array
+    series_lo: Array
+
+
+def _normal_bin_parts(x: Array, loc: Array, log_scale: Array):
+    """The value of :func:`normal_bin_log_prob` and the pieces its derivative rule needs."""
     valid, has_lower, has_upper = _valid_and_edges(x)
     inv_scale = jnp.exp(-log_scale)
     lower, upper = _edges(x, loc, inv_scale)
@@ -128,12 +157,83 @@ def normal_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
     e_lo = 0.5 * jax.lax.erfc(-lo * _SQRT_HALF)  # Phi(lo), lo < 0 where it is used
     ratio = jnp.exp(-2.0 * h * jnp.abs(c))  # the reflected centre is -|c|
     body = cdf_hi - jnp.where(interior, e_lo, 0.0)
-    tail_body = _normal_tail(hi, cut) - jnp.where(interior, ratio * _normal_tail(lo, cut), 0.0)
+    series_hi, series_lo = _normal_tail(hi, cut), _normal_tail(lo, cut)
+    tail_body = series_hi - jnp.where(interior, ratio * series_lo, 0.0)
     # Double where: a narrow bin's body may cancel to 0 (log 0 in the gradient).
     body = jnp.where(narrow, 1.0, jnp.where(tail, tail_body, body))
     offset = jnp.where(tail, -0.5 * hi * hi - _HALF_LOG_TWO_PI, 0.0)
     out = jnp.where(narrow, midpoint, jnp.log(body) + offset)
-    return jnp.where(valid, out, jnp.nan)
+    value = jnp.where(valid, out, jnp.nan)
+    return value, _NormalBin(
+        valid, interior, narrow, right, has_lower, tail, cut, hi, lo, c, h, inv_scale, ratio,
+        body, series_lo,
+    )  # fmt: skip
+
+
+@jax.custom_jvp
+def normal_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
+    """Elementwise log-probability of bin ``x`` under a Gaussian on the [0, 1] scale."""
+    return _normal_bin_parts(x, loc, log_scale)[0]
+
+
+@normal_bin_log_prob.defjvp
+def _normal_bin_log_prob_jvp(primals, tangents):
+    # In closed form, from the forward pass's own pieces: differentiating through erfc,
+    # the tail series and the selects took 1.3x the jnp formula's gradient, this ~0.6x.
+    x, loc, log_scale = primals
+    x_dot, loc_dot, log_scale_dot = tangents
+    value, pieces = _normal_bin_parts(x, loc, log_scale)
+    (
+        valid,
+        interior,
+        narrow,
+        right,
+        has_lower,
+        tail,
+        cut,
+        hi,
+        lo,
+        c,
+        h,
+        inv_scale,
+        ratio,
+        body,
+        series_lo,
+    ) = pieces
+    lo_weight = jnp.where(interior, ratio, 0.0)
+    # Above the cut, log P = log(Phi(hi) - Phi(lo)): d/dhi = phi(hi) / P and d/dlo =
+    # -phi(lo) / P, with phi(lo) = phi(hi) e^(-2h|c|).
+    density = jnp.exp(-0.5 * hi * hi - _HALF_LOG_TWO_PI)
+    d_hi = density / body
+    d_lo = -lo_weight * d_hi
+    # Below it, log P = log(S(hi) - R S(lo)) - hi^2/2 + const with R = e^((hi^2 - lo^2)/2),
+    # differentiated as written: with the truncated series S, S'/S is more accurate than
+    # the identity S' = 1 + t S would make 1/S (4e-9 against 8e-11 relative at t = -20).
+    slope_hi, slope_lo = _normal_tail_slope(hi, cut), _normal_tail_slope(lo, cut)
+    tail_d_hi = (slope_hi - lo_weight * hi * series_lo) / body - hi
+    tail_d_lo = lo_weight * (lo * series_lo - slope_lo) / body
+    d_hi = jnp.where(tail, tail_d_hi, d_hi)
+    d_lo = jnp.where(tail, tail_d_lo, d_lo)
+    # hi and lo are (edge - loc) / s up to a common sign: +1 when the bin was reflected or
+    # is the top edge (hi = -lower), so d/dloc = sign / s and d/dlog s = -hi, -lo.
+    sign = jnp.where(interior, jnp.where(right, 1.0, -1.0), jnp.where(has_lower, 1.0, -1.0))
+    d_loc = sign * inv_scale * (d_hi + d_lo)
+    d_log_scale = -(hi * d_hi + lo * d_lo)
+    # The midpoint: -c^2/2 + (c^2 - 1) h^2/6 - (c^4 + 4c^2 - 2) h^4/180 - log s, with
+    # dc/dloc = -1/s, dc/dlog s = -c and dh/dlog s = -h.
+    c_n = jnp.where(narrow, c, 0.0)
+    h_n = jnp.where(narrow, h, 0.0)
+    c2, h2 = c_n * c_n, h_n * h_n
+    d_c = -c_n + c_n * h2 / 3.0 - (4.0 * c2 + 8.0) * c_n * h2 * h2 / 180.0
+    d_h = (c2 - 1.0) * h_n / 3.0 - (c2 * c2 + 4.0 * c2 - 2.0) * h2 * h_n / 45.0
+    d_loc = jnp.where(narrow, -inv_scale * d_c, d_loc)
+    d_log_scale = jnp.where(narrow, -1.0 - c_n * d_c - h_n * d_h, d_log_scale)
+    # Off the grid the value is NaN whatever the parameters: no derivative.
+    d_loc = jnp.where(valid, d_loc, 0.0)
+    d_log_scale = jnp.where(valid, d_log_scale, 0.0)
+    # Both edges move with x / 255 as they move against loc.
+    tangent = d_loc * (loc_dot - x_dot / _MAX_VALUE) + d_log_scale * log_scale_dot
+    return value, tangent
 
 
 BinLogProb = Callable[[Array, Array, Array], Array]
