@@ -37,6 +37,7 @@ largest coordinate forward and the relaxed sample's gradient backward.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -213,13 +214,34 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
     name = "relaxed_categorical.log_prob"
     y, logits, temperature, axis = _densities_inputs(name, {"y": y}, logits, temperature, axis)
     y, logits = jnp.broadcast_arrays(y, logits)
+    return _log_prob(y, logits, temperature, axis)
+
+
+def _plain_log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
+    """:func:`log_prob` without a mask, right wherever no logit is -inf: then every
+    undefined case comes out of the arithmetic as NaN (y < 0 or NaN, a NaN logit; y = 0 or a
+    logit of +inf give +inf in both the own terms and the logsumexp, hence inf - inf)."""
+    classes = y.shape[axis]
+    log_y = jnp.log(y)
+    total = jnp.sum(y, axis=axis)
+    on_simplex = jnp.abs(total - 1.0) <= float(jnp.finfo(y.dtype).eps) ** 0.5
+    value = (
+        math.lgamma(classes)
+        + (classes - 1.0) * jnp.log(jnp.squeeze(temperature, axis))
+        + jnp.sum(logits - (temperature + 1.0) * log_y, axis=axis)
+        - classes * jax.nn.logsumexp(logits - temperature * log_y, axis=axis)
+    )
+    value = jnp.where(on_simplex, value, jnp.nan)
+    return relaxed.nan_unless_positive(jnp.squeeze(temperature, axis), value)
+
+
+def _masked_log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
+    """:func:`log_prob` with dropped classes (logit -inf), safe to differentiate."""
     dropped = logits == -jnp.inf
     # A dropped class at y = 0 is the one case plain arithmetic gets wrong (-inf + inf):
     # its log y is taken as 0 (and its logit as 0 in its own term), and no 1/0 reaches the
-    # gradient. Every other case comes out of the arithmetic itself, with no mask: y < 0 or
-    # NaN, or a NaN logit, give NaN; y = 0 with a finite logit gives +inf in both the own
-    # terms and the logsumexp, so inf - inf = NaN (the boundary, undefined); a logit of
-    # +inf likewise; a dropped class with mass gives an own term of -inf, hence -inf.
+    # gradient. Every other case comes out of the arithmetic as in _plain_log_prob; a
+    # dropped class with mass gives an own term of -inf, hence -inf.
     at_zero = dropped & (y == 0)
     log_y = relaxed.masked_log(y, ~at_zero)
     # Per class: l - (lambda + 1) log y (the density's product and the Jacobian of the
@@ -242,6 +264,30 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
     )
     value = jnp.where(on_simplex & (count > 0), value, jnp.nan)
     return relaxed.nan_unless_positive(jnp.squeeze(temperature, axis), value)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
+    """The forward pass: the plain form, and the masked one only if some result is not
+    finite (a dropped class gives -inf or NaN in the plain form; the masked form then
+    decides), chosen once for the whole batch with ``lax.cond``. The masks cost 30 % of
+    the time on one XLA:CPU core, and a batch with no -inf logit never needs them."""
+    plain = _plain_log_prob(y, logits, temperature, axis)
+    return jax.lax.cond(
+        jnp.all(jnp.isfinite(plain)),
+        lambda: plain,
+        lambda: _masked_log_prob(y, logits, temperature, axis),
+    )
+
+
+@_log_prob.defjvp
+def _log_prob_jvp(axis, primals, tangents):
+    # Derivatives always from the masked form (no 1/0 of a dropped class's log y).
+    return jax.jvp(
+        lambda y, logits, temperature: _masked_log_prob(y, logits, temperature, axis),
+        primals,
+        tangents,
+    )
 
 
 def _log_sample(name: str, key: Key, logits, temperature, sample_shape) -> Array:

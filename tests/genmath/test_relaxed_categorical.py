@@ -404,3 +404,25 @@ def test_dropped_class_gradients_are_finite():
 
     grad_logits = jax.jit(jax.grad(sampled_log_prob))(logits)
     assert np.all(np.isfinite(grad_logits[kept])), grad_logits
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_plain_and_masked_forms_agree_without_dropped_classes(dtype, rng):
+    # log_prob runs an unmasked form forward whenever all its results are finite; with no
+    # logit of -inf it must agree with the masked form everywhere, specials included.
+    from genmath.relaxed_categorical import _masked_log_prob, _plain_log_prob
+
+    logits = rng.normal(0.0, 2.0, (64, 4)).astype(dtype)
+    y = rng.dirichlet(np.ones(4), 64).astype(dtype)
+    y[0] = [0.0, 0.3, 0.3, 0.4]  # boundary
+    y[1] = [-0.1, 0.4, 0.3, 0.4]  # negative
+    y[2] = [np.nan, 0.4, 0.3, 0.3]
+    y[3] = [0.2, 0.2, 0.2, 0.2]  # off the simplex
+    logits[4, 0], logits[5, 1] = np.nan, np.inf
+    temperature = np.full((64, 1), 0.7, dtype)
+    temperature[6] = -1.0
+    plain = _plain_log_prob(jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1)
+    masked = _masked_log_prob(jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1)
+    np.testing.assert_array_equal(np.isnan(plain), np.isnan(masked))
+    assert np.isnan(plain[:7]).all() and np.isfinite(plain[7:]).all()
+    np.testing.assert_allclose(plain, masked, rtol=4 * np.finfo(dtype).eps, atol=0)
