@@ -72,7 +72,7 @@ _WEIGHTS = {
     "log_partition": lambda n: 1,  # l / s
     "mean": lambda n: n,  # 2 l' / eta
     "variance": lambda n: Fraction(n * (2 * n - 1), 2),  # l''
-    "entropy": lambda n: 1 - 2 * n,  # (l - eta l') / s
+    "negentropy": lambda n: 2 * n - 1,  # (eta l' - l) / s
 }
 
 
@@ -197,8 +197,9 @@ def _log_prob_jvp(primals, tangents):
 
 def _entropy_value(logits: Array) -> Array:
     split = _Split(logits)
-    # l - eta l' = sum (1 - 2n) c_n s^n: one series, not a difference of two.
-    series = split.s * _series(split.s, "entropy")
+    # l - eta l' = -sum (2n - 1) c_n s^n: one series, not a difference of two; written as
+    # 0 - s P(s) so that eta = 0 gives +0, not -0 (also under jit, where XLA drops a + 0).
+    series = 0.0 - split.s * _series(split.s, "negentropy")
     # 1 + log(sinh t / t) - t coth t = 1 + log((1 - E) / a) - a E / (1 - E).
     closed = 1.0 + jnp.log(split.m / split.a) - split.a * split.e / split.m
     return jnp.where(split.small, series, closed)
