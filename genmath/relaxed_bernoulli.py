@@ -157,19 +157,9 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: A
     return jnp.sum(terms, axis=validation.check_axis(name, axis, terms.ndim))
 
 
-@jax.custom_jvp
-def _log_prob_terms(y: Array, logits: Array, temperature: Array) -> Array:
-    """Elementwise log-density of :func:`log_prob`, limits and special values included.
-
-    Never differentiated itself (the rule below gives the derivatives in closed form), so
-    plain arithmetic does: log 0 at the ends gives -inf or NaN there, and those elements
-    are overwritten with the limits; an infinite logit gives an infinite ``u`` and, through
-    the even logistic density, -inf (density 0 off the atom), which is right in (0, 1).
-    """
-    log_y, log_not_y = jnp.log(y), jnp.log1p(-y)
-    shifted = temperature * (log_y - log_not_y) - logits
-    density = relaxed.logistic_log_density(shifted)
-    terms = jnp.log(temperature) + density - log_y - log_not_y
+def _with_ends(y: Array, logits: Array, temperature: Array, inside: Array) -> Array:
+    """``inside`` (the log-density on (0, 1)) completed with the limits at the ends, -inf
+    outside [0, 1] and NaN for NaN data or a non-positive temperature."""
     # The limits at the ends: log(lambda) -/+ l + (lambda - 1) log(y or 1 - y) as it -> 0.
     power = jnp.where(temperature < 1, jnp.inf, jnp.where(temperature > 1, -jnp.inf, 0.0))
     end = jnp.log(temperature) + jnp.where(y == 0, -logits, logits) + power
@@ -177,8 +167,24 @@ def _log_prob_terms(y: Array, logits: Array, temperature: Array) -> Array:
     atom = jnp.where(logits > 0, 1.0, 0.0)
     end = jnp.where(jnp.isinf(logits), jnp.where(y == atom, jnp.inf, -jnp.inf), end)
     interior = (y > 0) & (y < 1)
-    terms = jnp.where(interior, terms, jnp.where((y == 0) | (y == 1), end, -jnp.inf))
+    terms = jnp.where(interior, inside, jnp.where((y == 0) | (y == 1), end, -jnp.inf))
     return jnp.where(jnp.isnan(y), jnp.nan, relaxed.nan_unless_positive(temperature, terms))
+
+
+@jax.custom_jvp
+def _log_prob_terms(y: Array, logits: Array, temperature: Array) -> Array:
+    """Elementwise log-density of :func:`log_prob`, limits and special values included.
+
+    Never differentiated itself (the rule below differentiates
+    :func:`_differentiable_terms`), so plain arithmetic does: log 0 at the ends gives -inf
+    or NaN there, and those elements are overwritten with the limits; an infinite logit
+    gives an infinite ``u`` and, through the even logistic density, -inf (density 0 off
+    the atom), which is right in (0, 1).
+    """
+    log_y, log_not_y = jnp.log(y), jnp.log1p(-y)
+    shifted = temperature * (log_y - log_not_y) - logits
+    inside = jnp.log(temperature) + relaxed.logistic_log_density(shifted) - log_y - log_not_y
+    return _with_ends(y, logits, temperature, inside)
 
 
 def _differentiable_terms(y: Array, logits: Array, temperature: Array) -> Array:
@@ -187,13 +193,8 @@ def _differentiable_terms(y: Array, logits: Array, temperature: Array) -> Array:
     # Double where: log 0 at the ends would put inf - inf into the value and the gradient.
     safe_y = jnp.where(interior, y, 0.5)
     log_y, log_not_y = jnp.log(safe_y), jnp.log1p(-safe_y)
-    terms = _logit_terms(log_y - log_not_y, logits, temperature) - log_y - log_not_y
-    power = jnp.where(temperature < 1, jnp.inf, jnp.where(temperature > 1, -jnp.inf, 0.0))
-    end = jnp.log(temperature) + jnp.where(y == 0, -logits, logits) + power
-    atom = jnp.where(logits > 0, 1.0, 0.0)
-    end = jnp.where(jnp.isinf(logits), jnp.where(y == atom, jnp.inf, -jnp.inf), end)
-    terms = jnp.where(interior, terms, jnp.where((y == 0) | (y == 1), end, -jnp.inf))
-    return jnp.where(jnp.isnan(y), jnp.nan, relaxed.nan_unless_positive(temperature, terms))
+    inside = _logit_terms(log_y - log_not_y, logits, temperature) - log_y - log_not_y
+    return _with_ends(y, logits, temperature, inside)
 
 
 @_log_prob_terms.defjvp
