@@ -217,22 +217,33 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
     return _log_prob(y, logits, temperature, axis)
 
 
+def _assemble(y, own, shared, num_active, log_gamma, temperature, axis: int) -> Array:
+    """log Gamma(K') + (K' - 1) log(lambda) + sum_k own_k - K' logsumexp_k shared_k, NaN off
+    the simplex (one reduction checks it; NaN fails the comparison) or for a non-positive
+    temperature."""
+    on_simplex = jnp.abs(jnp.sum(y, axis=axis) - 1.0) <= float(jnp.finfo(y.dtype).eps) ** 0.5
+    value = (
+        log_gamma
+        + (num_active - 1.0) * jnp.log(jnp.squeeze(temperature, axis))
+        + jnp.sum(own, axis=axis)
+        # logsumexp in log space: the terms are of size l / lambda, 1e7 at l = 1e4. Every
+        # row it leaves at -inf (no usable class) is NaN, so jax.nn's version (its gradient
+        # there is NaN) will do, at half the time of the grad-safe one.
+        - num_active * jax.nn.logsumexp(shared, axis=axis)
+    )
+    value = jnp.where(on_simplex, value, jnp.nan)
+    return relaxed.nan_unless_positive(jnp.squeeze(temperature, axis), value)
+
+
 def _plain_log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
     """:func:`log_prob` without a mask, right wherever no logit is -inf: then every
     undefined case comes out of the arithmetic as NaN (y < 0 or NaN, a NaN logit; y = 0 or a
     logit of +inf give +inf in both the own terms and the logsumexp, hence inf - inf)."""
     classes = y.shape[axis]
     log_y = jnp.log(y)
-    total = jnp.sum(y, axis=axis)
-    on_simplex = jnp.abs(total - 1.0) <= float(jnp.finfo(y.dtype).eps) ** 0.5
-    value = (
-        math.lgamma(classes)
-        + (classes - 1.0) * jnp.log(jnp.squeeze(temperature, axis))
-        + jnp.sum(logits - (temperature + 1.0) * log_y, axis=axis)
-        - classes * jax.nn.logsumexp(logits - temperature * log_y, axis=axis)
-    )
-    value = jnp.where(on_simplex, value, jnp.nan)
-    return relaxed.nan_unless_positive(jnp.squeeze(temperature, axis), value)
+    own = logits - (temperature + 1.0) * log_y
+    shared = logits - temperature * log_y
+    return _assemble(y, own, shared, float(classes), math.lgamma(classes), temperature, axis)
 
 
 def _masked_log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
@@ -248,22 +259,9 @@ def _masked_log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> 
     # log-ratios), and the logsumexp's l - lambda log y (-inf for every dropped class).
     own = jnp.where(at_zero, 0.0, logits) - (temperature + 1.0) * log_y
     shared = logits - temperature * log_y
-    # One reduction checks the simplex; NaN fails the comparison.
-    total = jnp.sum(y, axis=axis)
-    on_simplex = jnp.abs(total - 1.0) <= float(jnp.finfo(y.dtype).eps) ** 0.5
     count = y.shape[axis] - jnp.sum(dropped, axis=axis)
-    num_active = count.astype(y.dtype)
-    value = (
-        _log_gamma(count, y.shape[axis], y.dtype)
-        + (num_active - 1.0) * jnp.log(jnp.squeeze(temperature, axis))
-        + jnp.sum(own, axis=axis)
-        # logsumexp in log space: the terms are of size l / lambda, 1e7 at l = 1e4. Every
-        # row it leaves at -inf (no usable class) is NaN below, so jax.nn's version (its
-        # gradient there is NaN) will do, at half the time of the grad-safe one.
-        - num_active * jax.nn.logsumexp(shared, axis=axis)
-    )
-    value = jnp.where(on_simplex & (count > 0), value, jnp.nan)
-    return relaxed.nan_unless_positive(jnp.squeeze(temperature, axis), value)
+    log_gamma = _log_gamma(count, y.shape[axis], y.dtype)  # inf (then NaN) when count = 0
+    return _assemble(y, own, shared, count.astype(y.dtype), log_gamma, temperature, axis)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
