@@ -17,12 +17,13 @@ core of a 2-core Intel Xeon, float32, D = 64, against the textbook form with LAP
 triangular solve). :func:`log_prob` of a factor shared by at least as many points as it
 has rows inverts the factor once (the blocked solve of ``genmath._src.triangular`` against
 the identity) and applies the inverse as one matrix product: 4096 points of one
-distribution, 4.0x faster forward and 3.5x with gradients. With fewer points per factor it
-solves with LAPACK from the right, the points staying rows (no transposes): 256
-distributions x 16 points, 1.6x forward and 1.4x with gradients. :func:`kl` and
-:func:`cross_entropy` of 64 or more pairs solve with the blocked solve: 256 pairs, 2.6x
-forward and 2.5x with gradients. PyTorch's ``MultivariateNormal`` (one thread) took 2.1-4x
-genmath's time on every workload in that run.
+distribution, 3.0x faster forward and 2.7x with gradients. With fewer points per factor it
+solves with LAPACK from the right, the points staying rows and the factor read in place
+(its row-major memory is :math:`L^\top` column-major): 256 distributions x 16 points,
+1.9x forward and 1.3x with gradients. :func:`kl` and :func:`cross_entropy` solve with the
+blocked solve: 256 pairs, 2.0x forward and 2.2x with gradients. PyTorch's
+``MultivariateNormal`` (one thread) took 2.3-3.5x genmath's time on every workload in that
+run.
 
 Conditioning: a triangular solve loses up to about :math:`\\kappa(L)\\,\\varepsilon` of
 relative accuracy, and the inverse route a little more. Against 40-digit mpmath, for
@@ -31,8 +32,8 @@ drawn from the distribution), the relative error of :func:`log_prob` with 4 poin
 solve) grew from 4.5e-7 to 2.3e-2 in float32 (4.2e-6 at :math:`\\kappa(L) = 10^4`) and from
 4e-15 to 5e-11 in float64; with 64 points (the inverse) it was 9.6e-6 at :math:`10^4`,
 within 4x of the textbook solve's error up to :math:`10^6` and 9-12x beyond (float32 has no
-correct digit left there either way); that of :func:`kl` stayed below 1.4e-6 (float32) and
-1.2e-15 (float64). Results are within :math:`\\kappa(L)\\,\\varepsilon` up to
+correct digit left there either way); that of :func:`kl` stayed below 2.2e-6 (float32) and
+3.5e-15 (float64). Results are within :math:`\\kappa(L)\\,\\varepsilon` up to
 :math:`\\kappa(L) = 10^4` (tested); in float32, factors of :math:`\\kappa(L) > 10^5`
 (covariances beyond 1e10) leave fewer than four correct digits: use float64 there.
 
@@ -56,15 +57,12 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 
 from genmath._src import special, validation, value_checks
 from genmath._src.triangular import solve_lower
 from genmath._src.typing import Array, ArrayLike, Key, SampleShape, Shape
 
 _LOG_TWO_PI = math.log(2.0 * math.pi)
-# Batches of at least this many factors are solved blocked in kl / cross_entropy.
-_BLOCKED_MIN_FACTORS = 64
 
 __all__ = [
     "cross_entropy",
@@ -181,10 +179,6 @@ def _as_columns(tril: Array, vectors: Array, *, rows: bool = False):
     return tril, rhs, restore
 
 
-def _lapack_solve(tril: Array, rhs: Array) -> Array:
-    return solve_triangular(tril, rhs, lower=True)
-
-
 def _inverse(tril: Array) -> Array:
     """:math:`L^{-1}`, by the blocked solve against the identity."""
     eye = jnp.broadcast_to(jnp.eye(tril.shape[-1], dtype=tril.dtype), tril.shape)
@@ -197,17 +191,20 @@ def _rows_solve(tril: Array, rows: Array) -> Array:
 
     With at least as many vectors as rows of the factor the inverse (:math:`D^3/3`
     multiply-adds, once per factor) is shared by the vectors and applied as one matrix
-    product: for 4096 points of one factor at D = 64 on one XLA:CPU core, 4.0x faster than
-    LAPACK's ``trsm`` forward and 3.5x with gradients (``benchmarks/mvn_speed.py``), and
-    faster at every shape tried from 64 points per factor up. With fewer it costs more than
-    the solve, and LAPACK solves from the right, the vectors staying rows: for 256 factors x
-    16 points, 1.5x faster forward and 1.4x with gradients than the same solve from the left
-    on the vectors transposed into columns.
+    product: for 4096 points of one factor at D = 64 on one XLA:CPU core, 3.0x faster than
+    the textbook LAPACK solve forward and 2.7x with gradients (``benchmarks/mvn_speed.py``),
+    and faster at every shape tried from 64 points per factor up. With fewer it costs more
+    than the solve, and LAPACK solves from the right, the vectors staying rows: for 256
+    factors x 16 points, 1.9x faster forward and 1.3x with gradients than the textbook
+    solve from the left on the vectors transposed into columns.
     """
     if rows.shape[-2] >= rows.shape[-1]:
         return jnp.matmul(rows, jnp.swapaxes(_inverse(tril), -1, -2))
+    # LAPACK reads column-major matrices, and L's row-major memory is L^T column-major:
+    # solving with the transpose as an upper factor makes the operand a bitcast instead
+    # of a copy of every factor (1.4x faster forward at 256 factors x 16 points).
     return jax.lax.linalg.triangular_solve(
-        tril, rows, left_side=False, lower=True, transpose_a=True
+        jnp.swapaxes(tril, -1, -2), rows, left_side=False, lower=False
     )
 
 
@@ -283,15 +280,13 @@ def _pair_terms(name: str, loc_p, scale_tril_p, loc_q, scale_tril_q):
     pair_batch = jnp.broadcast_shapes(scale_tril_p.shape[:-2], scale_tril_q.shape[:-2])
     tril_q = jnp.broadcast_to(scale_tril_q, (*pair_batch, d, d))
     difference = jnp.broadcast_to(scale_tril_p - scale_tril_q, (*pair_batch, d, d))
-    # The blocked solve (genmath._src.triangular) for batches of factors: at D = 64 on one
-    # XLA:CPU core, 256 pairs took 1/2.6 of LAPACK's time forward and 1/2.5 with gradients
-    # (benchmarks/mvn_speed.py); small batches pay its per-operation overhead (16 pairs
-    # were 1.25x slower with gradients), so below 64 factors LAPACK is kept.
-    solve = solve_lower if math.prod(pair_batch) >= _BLOCKED_MIN_FACTORS else _lapack_solve
-    m_minus_identity = solve(tril_q, difference)
+    # The blocked solve (genmath._src.triangular): at D = 64 on one XLA:CPU core of a
+    # 2-core Intel Xeon it took 0.6-0.8x the time of LAPACK's trsm (even with the factor
+    # passed without a copy) from 1 to 256 pairs, forward and with gradients.
+    m_minus_identity = solve_lower(tril_q, difference)
     off_diagonal = jnp.sum(jnp.square(jnp.tril(m_minus_identity, -1)), axis=(-2, -1))
 
-    mean = _squared_solve_norm(scale_tril_q, loc_p - loc_q, solve=solve)
+    mean = _squared_solve_norm(scale_tril_q, loc_p - loc_q, solve=solve_lower)
     return r, off_diagonal, mean, jnp.sum(log_diagonal_q, axis=-1)
 
 
@@ -353,9 +348,6 @@ def log_prob(x: ArrayLike, *, loc: ArrayLike, scale_tril: ArrayLike) -> Array:
         },
     )
     value_checks.check_scale_tril(name, "scale_tril", scale_tril, inverted=True)
-    # The solve reads only the lower triangle anyway; masking it explicitly made batched
-    # solves ~20 % faster on CPU (measured at 256 x 64 x 64), and costs nothing otherwise.
-    scale_tril = jnp.tril(scale_tril)
     squared_norm = _squared_solve_norm(scale_tril, x - loc)
     log_det = jnp.sum(_log_abs_diagonal(scale_tril), axis=-1)
     return -0.5 * d * _LOG_TWO_PI - log_det - 0.5 * squared_norm

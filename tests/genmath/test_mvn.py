@@ -345,6 +345,19 @@ def test_only_the_lower_triangle_is_read(rng):
         np.testing.assert_array_equal(np.asarray(fn(garbage)), np.asarray(fn(tril)))
 
 
+@pytest.mark.parametrize("points", [2, 5], ids=["solve", "inverse"])
+def test_the_upper_triangle_gets_no_gradient(rng, points):
+    """Both log_prob routes (fewer points than D per factor, and at least D) differentiate
+    only the lower triangle, whatever the upper one holds."""
+    loc, _ = _as(rng.normal(0.0, 1.0, (2, 3)))
+    x, _ = _as(rng.normal(0.0, 1.0, (points, 2, 3)))
+    tril, _ = _random_tril(rng, (2,), 3)
+    garbage = tril + jnp.triu(jnp.asarray(rng.normal(0.0, 10.0, (2, 3, 3)), DTYPE), k=1)
+    grad = jax.jit(jax.grad(lambda t: jnp.sum(mvn.log_prob(x, loc=loc, scale_tril=t))))
+    np.testing.assert_array_equal(np.triu(np.asarray(grad(garbage)), k=1), 0.0)
+    np.testing.assert_array_equal(np.asarray(grad(garbage)), np.asarray(grad(tril)))
+
+
 def test_negative_diagonal_gives_the_same_distribution(rng):
     """L and L with some columns negated have the same covariance; log|det| uses |diag|."""
     x, x64 = _as(rng.normal(0.0, 1.5, (6, 4)))
@@ -712,32 +725,43 @@ def test_ill_conditioned_factors_at_the_documented_limit(rng):
         assert _relative_error(cross, np.tile(expected_cross, reps)) < bound
 
 
-def test_batches_of_factors_take_the_blocked_solve_with_the_same_values(monkeypatch, rng):
-    """kl / cross_entropy of >= 64 pairs use the blocked solve: same values and gradients
-    as LAPACK's triangular solve (forced below the threshold) and the closed form."""
+def test_blocked_solve_gives_the_values_and_gradients_of_lapacks_solve(rng):
+    """kl / cross_entropy solve with the blocked solve: the same values and gradients as
+    the textbook formula on LAPACK's triangular solve, and the closed form."""
     loc_p, loc_p64 = _as(rng.normal(size=(64, 5)))
     tril_p, tril_p64 = _random_tril(rng, (64,), 5)
     loc_q, loc_q64 = _as(rng.normal(size=(5,)))
     tril_q, tril_q64 = _random_tril(rng, (64,), 5)
     args = (loc_p, tril_p, loc_q, tril_q)
 
-    def values():
-        def kl(a, b, c, d):
-            return mvn.kl(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d)
+    def lapack_kl(a, b, c, d):
+        m = solve_triangular(d, jnp.tril(b), lower=True)
+        z = solve_triangular(d, (a - c)[..., None], lower=True)[..., 0]
+        log_det = jnp.log(jnp.diagonal(d, axis1=-2, axis2=-1)) - jnp.log(
+            jnp.diagonal(b, axis1=-2, axis2=-1)
+        )
+        squares = jnp.sum(jnp.square(m), axis=(-2, -1)) + jnp.sum(jnp.square(z), axis=-1)
+        return 0.5 * (squares - a.shape[-1]) + jnp.sum(log_det, axis=-1)
 
-        def cross(a, b, c, d):
-            return mvn.cross_entropy(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d)
+    def kl(a, b, c, d):
+        return mvn.kl(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d)
 
-        grads = jax.grad(lambda *a: jnp.sum(kl(*a)), argnums=(0, 1, 2, 3))(*args)
-        return jax.jit(kl)(*args), jax.jit(cross)(*args), grads
+    def cross(a, b, c, d):
+        return mvn.cross_entropy(loc_p=a, scale_tril_p=b, loc_q=c, scale_tril_q=d)
 
-    blocked = values()
-    assert_close(blocked[0], _reference_kl(loc_p64, tril_p64, loc_q64, tril_q64))
-    monkeypatch.setattr(mvn, "_BLOCKED_MIN_FACTORS", 10**9)
-    lapack = values()
-    for a, b in zip(jax.tree.leaves(blocked), jax.tree.leaves(lapack), strict=True):
+    value = jax.jit(kl)(*args)
+    assert_close(value, _reference_kl(loc_p64, tril_p64, loc_q64, tril_q64))
+    np.testing.assert_allclose(value, jax.jit(lapack_kl)(*args), rtol=tol(DTYPE), atol=tol(DTYPE))
+    np.testing.assert_allclose(
+        jax.jit(cross)(*args),
+        value + mvn.entropy(scale_tril=tril_p),
+        rtol=tol(DTYPE),
+        atol=tol(DTYPE),
+    )
+    grads = jax.jit(jax.grad(lambda *a: jnp.sum(kl(*a)), argnums=(0, 1, 2, 3)))(*args)
+    expected = jax.jit(jax.grad(lambda *a: jnp.sum(lapack_kl(*a)), argnums=(0, 1, 2, 3)))(*args)
+    for a, b in zip(grads, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=tol(DTYPE), atol=tol(DTYPE))
-    monkeypatch.undo()
     eps = 1e-3 if DTYPE == jnp.float32 else 1e-6
     cross = mvn.cross_entropy
     check_grads(
