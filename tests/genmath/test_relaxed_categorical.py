@@ -327,6 +327,14 @@ def test_axis_and_shapes():
         jnp.moveaxis(y, -1, 1), logits=jnp.moveaxis(logits, -1, 0), temperature=temperature, axis=1
     )
     np.testing.assert_allclose(moved, value, rtol=1e-6)
+    # A temperature with batch axes on both sides of the class axis: the Concrete density.
+    per_sample = jnp.asarray(np.random.default_rng(0).uniform(0.3, 2.0, (2, 3, 4)), y.dtype)
+    moved = jax.jit(rc.log_prob, static_argnames="axis")(
+        jnp.moveaxis(y, -1, 1), logits=jnp.moveaxis(logits, -1, 0), temperature=per_sample, axis=1
+    )
+    chex.assert_shape(moved, (2, 3, 4))
+    expected = np.log(concrete_density(f64(y), f64(logits), f64(per_sample)[..., None]))
+    np.testing.assert_allclose(moved, expected, rtol=0, atol=300 * np.finfo(np.float32).eps * 5)
     # A scalar temperature with classes on axis 0.
     chex.assert_shape(
         rc.log_sample_log_prob(
