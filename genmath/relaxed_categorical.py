@@ -42,6 +42,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from genmath._src import relaxed, special, validation
 from genmath._src.typing import Array, ArrayLike, Key, SampleShape
@@ -227,20 +228,29 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
     return _log_prob(y, logits, temperature, axis)
 
 
-def _assemble(y, own, shared, num_active, log_gamma, temperature, axis: int) -> Array:
-    """log Gamma(K') + (K' - 1) log(lambda) + sum_k own_k - K' logsumexp_k shared_k, NaN off
-    the simplex (one reduction checks it; NaN fails the comparison) or for a non-positive
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _row_sums(arrays: tuple[Array, ...], axis: int) -> tuple[Array, ...]:
+    """The sums of several arrays of one shape along ``axis``, in one pass.
+
+    A variadic reduce: XLA:CPU fuses the elementwise work that produces the arrays into it,
+    where separate sums each read a materialised array (``log_prob`` forward 0.9x the jnp
+    formula with it, 1.1x without). Differentiable through the rule below.
+    """
+    zeros = tuple(jnp.zeros((), a.dtype) for a in arrays)
+    add = lambda left, right: tuple(u + v for u, v in zip(left, right, strict=True))
+    return tuple(jax.lax.reduce(tuple(arrays), zeros, add, (arrays[0].ndim + axis,)))
+
+
+@_row_sums.defjvp
+def _row_sums_jvp(axis, primals, tangents):
+    ((arrays,), (arrays_dot,)) = primals, tangents
+    return _row_sums(arrays, axis), tuple(jnp.sum(a, axis=axis) for a in arrays_dot)
+
+
+def _defined(value: Array, y_sum: Array, temperature: Array, axis: int) -> Array:
+    """``value``, NaN off the simplex (NaN fails the comparison) or for a non-positive
     temperature."""
-    on_simplex = jnp.abs(jnp.sum(y, axis=axis) - 1.0) <= float(jnp.finfo(y.dtype).eps) ** 0.5
-    value = (
-        log_gamma
-        + (num_active - 1.0) * jnp.log(_per_row(temperature, axis))
-        + jnp.sum(own, axis=axis)
-        # logsumexp in log space: the terms are of size l / lambda, 1e7 at l = 1e4. Every
-        # row it leaves at -inf (no usable class) is NaN, so jax.nn's version (its gradient
-        # there is NaN) will do, at half the time of the grad-safe one.
-        - num_active * jax.nn.logsumexp(shared, axis=axis)
-    )
+    on_simplex = jnp.abs(y_sum - 1.0) <= float(jnp.finfo(y_sum.dtype).eps) ** 0.5
     value = jnp.where(on_simplex, value, jnp.nan)
     return relaxed.nan_unless_positive(_per_row(temperature, axis), value)
 
@@ -251,27 +261,53 @@ def _plain_log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> A
     logit of +inf give +inf in both the own terms and the logsumexp, hence inf - inf)."""
     classes = y.shape[axis]
     log_y = jnp.log(y)
-    own = logits - (temperature + 1.0) * log_y
-    shared = logits - temperature * log_y
-    return _assemble(y, own, shared, float(classes), math.lgamma(classes), temperature, axis)
+    # log Gamma(K) + (K - 1) log(lambda) + sum_k own_k - K logsumexp_k shared_k, with the
+    # own terms l - (lambda + 1) log y (the density's product and the Jacobian of the
+    # log-ratios) and the logsumexp's l - lambda log y.
+    own_sum, y_sum = _row_sums((logits - (temperature + 1.0) * log_y, y), axis)
+    value = (
+        math.lgamma(classes)
+        + (classes - 1.0) * jnp.log(_per_row(temperature, axis))
+        + own_sum
+        # In log space: the terms are of size l / lambda, 1e7 at l = 1e4.
+        - classes * jax.nn.logsumexp(logits - temperature * log_y, axis=axis)
+    )
+    return _defined(value, y_sum, temperature, axis)
 
 
-def _masked_log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
-    """:func:`log_prob` with dropped classes (logit -inf), safe to differentiate."""
+def _masked_log_prob(y: Array, logits: Array, temperature: Array, axis: int):
+    """:func:`log_prob` with dropped classes (logit -inf), and what its derivatives need.
+
+    Returns ``(value, log_y, weights, num_active)``: ``log_y`` is 0 for a dropped class at
+    y = 0; ``weights`` are :math:`K' \\operatorname{softmax}_k(\\ell_k - \\lambda \\log y_k)`,
+    ``-0.0`` (sign bit set) exactly at the dropped classes; ``num_active`` is :math:`K'`.
+    """
     dropped = logits == -jnp.inf
     # A dropped class at y = 0 is the one case plain arithmetic gets wrong (-inf + inf):
-    # its log y is taken as 0 (and its logit as 0 in its own term), and no 1/0 reaches the
-    # gradient. Every other case comes out of the arithmetic as in _plain_log_prob; a
-    # dropped class with mass gives an own term of -inf, hence -inf.
+    # its log y is taken as 0 (and its logit as 0 in its own term). Every other case comes
+    # out of the arithmetic as in _plain_log_prob; a dropped class with mass gives an own
+    # term of -inf, hence -inf.
     at_zero = dropped & (y == 0)
-    log_y = relaxed.masked_log(y, ~at_zero)
-    # Per class: l - (lambda + 1) log y (the density's product and the Jacobian of the
-    # log-ratios), and the logsumexp's l - lambda log y (-inf for every dropped class).
+    log_y = jnp.where(at_zero, 0.0, jnp.log(y))
     own = jnp.where(at_zero, 0.0, logits) - (temperature + 1.0) * log_y
-    shared = logits - temperature * log_y
-    count = y.shape[axis] - jnp.sum(dropped, axis=axis)
-    log_gamma = _log_gamma(count, y.shape[axis], y.dtype)  # inf (then NaN) when count = 0
-    return _assemble(y, own, shared, count.astype(y.dtype), log_gamma, temperature, axis)
+    shared = logits - temperature * log_y  # -inf exactly at the dropped classes
+    own_sum, y_sum, num_active = _row_sums((own, y, (~dropped).astype(y.dtype)), axis)
+    # logsumexp by hand, to keep its exponentials for the derivatives. A dropped class
+    # gets -0.0: the sums are unchanged, and its sign marks it for the derivative rule
+    # without reading the logits again.
+    top = jnp.max(shared, axis=axis, keepdims=True)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    exps = jnp.where(shared == -jnp.inf, -0.0, jnp.exp(shared - top))
+    total = jnp.sum(exps, axis=axis)
+    log_sum_exp = jnp.squeeze(top, axis) + jnp.log(total)
+    value = (
+        _log_gamma(num_active.astype(jnp.int32), y.shape[axis], y.dtype)  # inf when K' = 0
+        + (num_active - 1.0) * jnp.log(_per_row(temperature, axis))
+        + own_sum
+        - num_active * log_sum_exp
+    )
+    weights = jnp.expand_dims(num_active / total, axis) * exps
+    return _defined(value, y_sum, temperature, axis), log_y, weights, num_active
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
@@ -284,18 +320,39 @@ def _log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
     return jax.lax.cond(
         jnp.all(jnp.isfinite(plain)),
         lambda: plain,
-        lambda: _masked_log_prob(y, logits, temperature, axis),
+        lambda: _masked_log_prob(y, logits, temperature, axis)[0],
     )
 
 
-@_log_prob.defjvp
 def _log_prob_jvp(axis, primals, tangents):
-    # Derivatives always from the masked form (no 1/0 of a dropped class's log y).
-    return jax.jvp(
-        lambda y, logits, temperature: _masked_log_prob(y, logits, temperature, axis),
-        primals,
-        tangents,
-    )
+    """Derivatives of the masked form in closed form, only for the arguments that have a
+    tangent (symbolic zeros): with :math:`w_k = K'\\operatorname{softmax}_k`,
+    :math:`\\partial/\\partial\\ell_k = 1 - w_k`,
+    :math:`\\partial/\\partial y_k = (\\lambda w_k - \\lambda - 1)/y_k` and
+    :math:`\\partial/\\partial\\lambda = (K' - 1)/\\lambda - \\sum_k (1 - w_k)\\log y_k`,
+    0 for a dropped class. Autodiff of the masked form cost 1.3x the jnp formula's gradient
+    on one XLA:CPU core, mostly for the tangents of the arguments held fixed."""
+    y, logits, temperature = primals
+    y_dot, logits_dot, temperature_dot = tangents
+    value, log_y, weights, num_active = _masked_log_prob(y, logits, temperature, axis)
+    dropped = jnp.signbit(weights)
+    tangent = jnp.zeros_like(value)
+    if not isinstance(logits_dot, SymbolicZero):
+        own_dot = jnp.where(dropped, 0.0, logits_dot)
+        tangent = tangent + jnp.sum(own_dot - weights * logits_dot, axis=axis)
+    if not isinstance(y_dot, SymbolicZero):
+        # Double where: no 1/0 from a dropped class at y = 0.
+        log_y_dot = jnp.where(dropped, 0.0, y_dot / jnp.where(dropped, 1.0, y))
+        coefficient = temperature * weights - (temperature + 1.0)
+        tangent = tangent + jnp.sum(coefficient * log_y_dot, axis=axis)
+    if not isinstance(temperature_dot, SymbolicZero):
+        rate = (num_active - 1.0) / _per_row(temperature, axis)
+        coefficient = rate - jnp.sum(log_y - weights * log_y, axis=axis)
+        tangent = tangent + coefficient * _per_row(temperature_dot, axis)
+    return value, jnp.broadcast_to(tangent, value.shape)
+
+
+_log_prob.defjvp(_log_prob_jvp, symbolic_zeros=True)
 
 
 def _log_sample(name: str, key: Key, logits, temperature, sample_shape) -> Array:

@@ -3,6 +3,7 @@ the binary case, a quadrature of the density over the simplex, and Monte Carlo."
 
 from __future__ import annotations
 
+import functools
 import math
 
 import chex
@@ -430,7 +431,68 @@ def test_plain_and_masked_forms_agree_without_dropped_classes(dtype, rng):
     temperature = np.full((64, 1), 0.7, dtype)
     temperature[6] = -1.0
     plain = _plain_log_prob(jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1)
-    masked = _masked_log_prob(jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1)
+    masked = _masked_log_prob(jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1)[0]
     np.testing.assert_array_equal(np.isnan(plain), np.isnan(masked))
     assert np.isnan(plain[:7]).all() and np.isfinite(plain[7:]).all()
     np.testing.assert_allclose(plain, masked, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_derivative_rule_matches_autodiff_of_the_formula(dtype, rng):
+    """log_prob's closed-form derivatives (each argument alone, and all three together)
+    against autodiff of the textbook formula with a double-where for dropped classes."""
+
+    def formula(y, logits, temperature):
+        dropped = logits == -jnp.inf
+        safe_y = jnp.where(dropped, 1.0, y)
+        log_y = jnp.log(safe_y)
+        own = jnp.where(dropped, 0.0, jnp.where(dropped, 0.0, logits) - (temperature + 1.0) * log_y)
+        shared = jnp.where(dropped, -jnp.inf, logits - temperature * log_y)
+        count = jnp.sum(~dropped, axis=-1)
+        return (
+            jax.scipy.special.gammaln(count.astype(y.dtype))
+            + (count - 1.0) * jnp.log(temperature[..., 0])
+            + jnp.sum(own, axis=-1)
+            - count * jax.nn.logsumexp(shared, axis=-1)
+        )
+
+    logits = rng.normal(0.0, 2.0, (16, 5)).astype(dtype)
+    logits[:4, 1] = -np.inf  # dropped classes, at y = 0 as the density needs
+    y = rng.dirichlet(np.ones(5), 16)
+    y[:4, 1] = 0.0
+    y = (y / y.sum(-1, keepdims=True)).astype(dtype)
+    temperature = rng.uniform(0.3, 2.0, (16, 1)).astype(dtype)
+    primals = (jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature))
+    directions = [jnp.asarray(rng.normal(size=a.shape).astype(dtype)) for a in primals]
+    directions[1] = jnp.where(jnp.isfinite(primals[1]), directions[1], 0.0)
+
+    def log_prob(y, logits, temperature):
+        return rc.log_prob(y, logits=logits, temperature=temperature[..., 0])
+
+    tol = 64 * np.finfo(dtype).eps
+    for live in ((0,), (1,), (2,), (0, 1, 2)):
+        # Only the live arguments are differentiated: the others get symbolic zero tangents.
+        def restricted(fn, *args, live=live):
+            full = list(primals)
+            for i, arg in zip(live, args, strict=True):
+                full[i] = arg
+            return fn(*full)
+
+        live_primals = tuple(primals[i] for i in live)
+        live_tangents = tuple(directions[i] for i in live)
+        value, tangent = jax.jit(
+            lambda p, t: jax.jvp(functools.partial(restricted, log_prob), p, t)
+        )(live_primals, live_tangents)
+        expected_value, expected = jax.jvp(
+            functools.partial(restricted, formula), live_primals, live_tangents
+        )
+        np.testing.assert_allclose(value, expected_value, rtol=tol, atol=tol)
+        scale = np.max(np.abs(np.asarray(expected)))
+        np.testing.assert_allclose(tangent, expected, rtol=0, atol=tol * scale)
+    # Reverse mode: the same numbers, and a zero gradient at the dropped logits.
+    grads = jax.jit(jax.grad(lambda *a: jnp.sum(log_prob(*a)), argnums=(0, 1, 2)))(*primals)
+    expected = jax.grad(lambda *a: jnp.sum(formula(*a)), argnums=(0, 1, 2))(*primals)
+    for grad, reference in zip(grads, expected, strict=True):
+        scale = np.max(np.abs(np.asarray(reference)))
+        np.testing.assert_allclose(grad, reference, rtol=0, atol=tol * scale)
+    np.testing.assert_array_equal(grads[1][:4, 1], 0.0)
