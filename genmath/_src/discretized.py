@@ -11,12 +11,14 @@ the edge bins, which extend to :math:`-\\infty` (:math:`x = 0`) and :math:`+\\in
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from genmath._src import special, validation, value_checks
 from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
@@ -272,11 +274,56 @@ def mixture_log_prob(
     x, logits, loc, log_scale, shape = _mixture_args(name, x, logits, loc, log_scale)
     value_checks.check_pixels(name, "x", x)
     axes = validation.check_axis(name, axis, len(shape) - 1)
-    x, loc, log_scale = (jnp.broadcast_to(a, shape) for a in (x[..., None], loc, log_scale))
+    x, logits, loc, log_scale = (
+        a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
+        for a in (x[..., None], logits, loc, log_scale)
+    )
+    return jnp.sum(_mixed(bin_log_prob, x, logits, loc, log_scale), axis=axes)
+
+
+def _components_last(bin_log_prob: BinLogProb, x, logits, loc, log_scale) -> Array:
+    """log sum_k w_k P_k(x) per pixel, the components on the last axis (all arguments of
+    one rank; x with a component axis of size 1)."""
+    shape = jnp.broadcast_shapes(x.shape, logits.shape, loc.shape, log_scale.shape)
+    x, loc, log_scale = (jnp.broadcast_to(a, shape) for a in (x, loc, log_scale))
     log_weights = jax.nn.log_softmax(logits, axis=-1)
     # Mix in log space: a component's bin mass may be far below the float range.
-    per_pixel = jax.nn.logsumexp(log_weights + bin_log_prob(x, loc, log_scale), axis=-1)
-    return jnp.sum(per_pixel, axis=axes)
+    return jax.nn.logsumexp(log_weights + bin_log_prob(x, loc, log_scale), axis=-1)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _mixed(bin_log_prob: BinLogProb, x, logits, loc, log_scale) -> Array:
+    """:func:`_components_last` computed with the components moved to the first axis.
+
+    XLA:CPU vectorises a fused elementwise loop along the minor axis: with a handful of
+    components there (10 in PixelCNN++) the discretised logistic mixture took 4x longer
+    forward than with the pixels there. Its derivatives take the components-last form
+    (the rule below): moving the gradients back cost 4-13 %.
+    """
+    x, logits, loc, log_scale = (jnp.moveaxis(a, -1, 0) for a in (x, logits, loc, log_scale))
+    shape = jnp.broadcast_shapes(x.shape, logits.shape, loc.shape, log_scale.shape)
+    x, loc, log_scale = (jnp.broadcast_to(a, shape) for a in (x, loc, log_scale))
+    log_weights = jax.nn.log_softmax(logits, axis=0)
+    return jax.nn.logsumexp(log_weights + bin_log_prob(x, loc, log_scale), axis=0)
+
+
+def _mixed_jvp(bin_log_prob, primals, tangents):
+    # Differentiate only the arguments with a tangent (the pixels never have one).
+    live = [i for i, t in enumerate(tangents) if not isinstance(t, SymbolicZero)]
+
+    def components_last(*live_args):
+        args = list(primals)
+        for i, arg in zip(live, live_args, strict=True):
+            args[i] = arg
+        return _components_last(bin_log_prob, *args)
+
+    if not live:
+        value = components_last()
+        return value, jnp.zeros_like(value)
+    return jax.jvp(components_last, [primals[i] for i in live], [tangents[i] for i in live])
+
+
+_mixed.defjvp(_mixed_jvp, symbolic_zeros=True)
 
 
 def to_grid(y: Array) -> Array:
