@@ -19,7 +19,7 @@ has rows inverts the factor once (the blocked solve of ``genmath._src.triangular
 the identity) and applies the inverse as one matrix product: 4096 points of one
 distribution, 3.0x faster forward and 2.7x with gradients. With fewer points per factor it
 solves with LAPACK from the right, the points staying rows and the factor read in place
-(its row-major memory is :math:`L^\top` column-major): 256 distributions x 16 points,
+(its row-major memory is :math:`L^\\top` column-major): 256 distributions x 16 points,
 1.9x forward and 1.3x with gradients. :func:`kl` and :func:`cross_entropy` solve with the
 blocked solve: 256 pairs, 2.0x forward and 2.2x with gradients. PyTorch's
 ``MultivariateNormal`` (one thread) took 2.3-3.5x genmath's time on every workload in that
