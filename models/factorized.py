@@ -31,7 +31,7 @@ closed form
 which :func:`closed_form_logits` computes. The objective is concave in the logits.
 
 Which objective is trained, honestly: the examples and tests train on dynamically
-binarised minibatches (fresh binary draws each step), so :math:`\bar x_i` above is only
+binarised minibatches (fresh binary draws each step), so :math:`\\bar x_i` above is only
 reached in expectation and the gradients are noisy twice over (minibatch and
 binarisation). Their optimum is still exactly the closed form; what removes the noise is
 the learning-rate schedule (Adam, cosine decay to 0, :func:`make_optimizer`), not an
