@@ -305,8 +305,13 @@ def test_mixture_components_first_equals_components_last(kind, dtype, rng):
     )
     shape = loc.shape
     last = jnp.sum(
-        discretized._components_last(
-            bin_log_prob, x[..., None], logits.reshape(1, 1, 4), loc, log_scale.reshape(1, 1, 1)
+        discretized._mix(
+            bin_log_prob,
+            x[..., None],
+            logits.reshape(1, 1, 4),
+            loc,
+            log_scale.reshape(1, 1, 1),
+            axis=-1,
         ),
         axis=-1,
     )
