@@ -17,12 +17,12 @@ core of a 2-core Intel Xeon, float32, D = 64, against the textbook form with LAP
 triangular solve). :func:`log_prob` of a factor shared by at least as many points as it
 has rows inverts the factor once (the blocked solve of ``genmath._src.triangular`` against
 the identity) and applies the inverse as one matrix product: 4096 points of one
-distribution, 3.0x faster forward and 2.7x with gradients. With fewer points per factor it
+distribution, 2.9x faster forward and 2.8x with gradients. With fewer points per factor it
 solves with LAPACK from the right, the points staying rows and the factor read in place
 (its row-major memory is :math:`L^\\top` column-major): 256 distributions x 16 points,
-1.9x forward and 1.3x with gradients. :func:`kl` and :func:`cross_entropy` solve with the
+1.9x forward and 1.4x with gradients. :func:`kl` and :func:`cross_entropy` solve with the
 blocked solve: 256 pairs, 2.0x forward and 2.2x with gradients. PyTorch's
-``MultivariateNormal`` (one thread) took 2.3-3.5x genmath's time on every workload in that
+``MultivariateNormal`` (one thread) took 2.4-3.7x genmath's time on every workload in that
 run.
 
 Conditioning: a triangular solve loses up to about :math:`\\kappa(L)\\,\\varepsilon` of
@@ -193,8 +193,8 @@ def _rows_solve(tril: Array, rows: Array) -> Array:
 
     With at least as many vectors as rows of the factor the inverse (:math:`D^3/3`
     multiply-adds, once per factor) is shared by the vectors and applied as one matrix
-    product: for 4096 points of one factor at D = 64 on one XLA:CPU core, 3.0x faster than
-    the textbook LAPACK solve forward and 2.7x with gradients (``benchmarks/mvn_speed.py``),
+    product: for 4096 points of one factor at D = 64 on one XLA:CPU core, 2.9x faster than
+    the textbook LAPACK solve forward and 2.8x with gradients (``benchmarks/mvn_speed.py``),
     and faster at every shape tried from 64 points per factor up. With fewer it costs more
     than the solve, and LAPACK solves from the right (:func:`_lapack_rows_solve`).
     """
@@ -208,7 +208,8 @@ def _lapack_rows_solve(tril: Array, rows: Array) -> Array:
     """:math:`V L^{-\\top}` by LAPACK's ``trsm`` from the right, the vectors staying rows.
 
     For 256 factors x 16 points at D = 64, 1.9x faster forward than the textbook solve
-    from the left on the vectors transposed into columns, and 1.5x with gradients.
+    from the left on the vectors transposed into columns, and 1.4x with gradients (1.3x
+    with JAX's own derivative of the solve).
     """
     # LAPACK reads column-major matrices, and L's row-major memory is L^T column-major:
     # solving with the transpose as an upper factor makes the operand a bitcast instead
