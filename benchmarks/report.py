@@ -21,6 +21,7 @@ HERE = pathlib.Path(__file__).parent
 SUITE_ORDER = (
     "kernels",
     "mvn_speed",
+    "minor_axis",
     "training",
     "iwae",
     "burda",
@@ -45,6 +46,8 @@ Run the suites with
     python -m benchmarks.iwae               # IWAE epochs and K = 5000 NLL, timed; projections
     python -m benchmarks.scaling            # throughput against the device count
     python -m benchmarks.eightbit           # 8-bit MNIST: factorized categorical, bits/dim
+    python -m benchmarks.mvn_speed          # full-covariance kernels against the solve form
+    python -m benchmarks.minor_axis         # XLA:CPU loops against the minor axis length
     python -m benchmarks.report             # regenerates this file and the plots
     bash benchmarks/gpu.sh                  # all of it on a GPU in under 10 minutes
                                             # (--quick: a CPU dry run of the script)
