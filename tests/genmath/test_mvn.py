@@ -512,12 +512,14 @@ def test_jit_and_vmap_agree_with_batched_call(rng):
     )
 
 
-def test_tiny_scales_stay_finite(rng):
-    """Factors scaled by 1e-30 (representable in float32): finite values and gradients."""
+@pytest.mark.parametrize("points", [2, 4], ids=["solve", "inverse"])
+def test_tiny_scales_stay_finite(rng, points):
+    """Factors scaled by 1e-30 (representable in float32): finite values and gradients, on
+    both log_prob routes (fewer points than D, and at least D)."""
     scale = 1e-30
     base, base64 = _random_tril(rng, (), 3)
     tril = base * scale
-    unit_x, unit_x64 = _as(rng.normal(0.0, 1.0, (4, 3)))
+    unit_x, unit_x64 = _as(rng.normal(0.0, 1.0, (points, 3)))
     x = unit_x * scale
 
     def total(x, tril):
@@ -525,7 +527,7 @@ def test_tiny_scales_stay_finite(rng):
 
     value, grads = jax.jit(jax.value_and_grad(total, argnums=(0, 1)))(x, tril)
     # log N(s v; 0, s^2 L L^T) = log N(v; 0, L L^T) - D log s.
-    expected = np.sum(_reference_log_prob(unit_x64, 0.0, base64)) - 4 * 3 * math.log(scale)
+    expected = np.sum(_reference_log_prob(unit_x64, 0.0, base64)) - points * 3 * math.log(scale)
     assert_close(value, expected)
     for grad in grads:
         assert np.all(np.isfinite(np.asarray(grad)))
