@@ -20,6 +20,7 @@ import sys
 HERE = pathlib.Path(__file__).parent
 SUITE_ORDER = (
     "kernels",
+    "spread",
     "mvn_speed",
     "minor_axis",
     "training",
@@ -48,6 +49,7 @@ Run the suites with
     python -m benchmarks.eightbit           # 8-bit MNIST: factorized categorical, bits/dim
     python -m benchmarks.mvn_speed          # full-covariance kernels against the solve form
     python -m benchmarks.minor_axis         # XLA:CPU loops against the minor axis length
+    python -m benchmarks.spread             # genmath / jnp ratios across fresh processes
     python -m benchmarks.report             # regenerates this file and the plots
     bash benchmarks/gpu.sh                  # all of it on a GPU in under 10 minutes
                                             # (--quick: a CPU dry run of the script)

@@ -21,7 +21,7 @@ is part of the timed function (see `benchmarks/_src/peers.py`).
 * **compile**: `jax.jit(f).lower(...).compile()` wall time (trace + lower + XLA).
   torch is eager: its first call is shown instead.
 * **median**: steady-state median over the interleaved repetitions (every repetition
-  runs each implementation once, in a rotating order, each call blocked until
+  runs each implementation once, in a shuffled order, each call blocked until
   ready; a repetition's sample averages enough calls to last ≥ 2 ms).
   `value_and_grad` differentiates the sum of the per-row outputs with respect to the
   parameters (not the data). The per-peer tables add the fastest sample (min) and the
