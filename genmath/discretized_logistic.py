@@ -67,7 +67,7 @@ def log_prob(x: ArrayLike, *, loc: ArrayLike, log_scale: ArrayLike, axis: Axis =
         T. Salimans et al., *PixelCNN++*, ICLR 2017, §2.1.
     """
     name = "discretized_logistic.log_prob"
-    return discretized.log_prob(name, discretized.logistic_bin_log_prob, x, loc, log_scale, axis)
+    return discretized.log_prob(name, discretized.LOGISTIC, x, loc, log_scale, axis)
 
 
 def mixture_log_prob(
@@ -117,9 +117,7 @@ def mixture_log_prob(
         T. Salimans et al., *PixelCNN++*, ICLR 2017, §2.1.
     """
     name = "discretized_logistic.mixture_log_prob"
-    return discretized.mixture_log_prob(
-        name, discretized.logistic_bin_log_prob, x, logits, loc, log_scale, axis
-    )
+    return discretized.mixture_log_prob(name, discretized.LOGISTIC, x, logits, loc, log_scale, axis)
 
 
 def sample(

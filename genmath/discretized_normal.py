@@ -74,7 +74,7 @@ def log_prob(x: ArrayLike, *, loc: ArrayLike, log_scale: ArrayLike, axis: Axis =
         J. Ho et al., *Denoising diffusion probabilistic models*, NeurIPS 2020, §3.3.
     """
     name = "discretized_normal.log_prob"
-    return discretized.log_prob(name, discretized.normal_bin_log_prob, x, loc, log_scale, axis)
+    return discretized.log_prob(name, discretized.NORMAL, x, loc, log_scale, axis)
 
 
 def mixture_log_prob(
@@ -124,9 +124,7 @@ def mixture_log_prob(
         J. Ho et al., *Denoising diffusion probabilistic models*, NeurIPS 2020, §3.3.
     """
     name = "discretized_normal.mixture_log_prob"
-    return discretized.mixture_log_prob(
-        name, discretized.normal_bin_log_prob, x, logits, loc, log_scale, axis
-    )
+    return discretized.mixture_log_prob(name, discretized.NORMAL, x, logits, loc, log_scale, axis)
 
 
 def sample(

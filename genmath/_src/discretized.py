@@ -42,6 +42,15 @@ def log1mexp(d: Array) -> Array:
     return jnp.where(small, jnp.log(-jnp.expm1(-d_small)), jnp.log1p(-jnp.exp(-d_large)))
 
 
+def _log1mexp_slope(d: Array) -> Array:
+    """:math:`\\frac{d}{dd}\\log(1 - e^{-d}) = e^{-d} / (1 - e^{-d})`, from the same two
+    exponentials as :func:`log1mexp` (XLA computes them once for both)."""
+    small = d < _LN_TWO
+    shrunk = jnp.expm1(-jnp.where(small, d, 1.0))  # e^-d - 1 in (-1/2, 0), to full precision
+    tail = jnp.exp(-jnp.where(small, 1.0, d))  # e^-d < 1/2: 1 - e^-d does not cancel
+    return jnp.where(small, (1.0 + shrunk) / -shrunk, tail / (1.0 - tail))
+
+
 _SQRT_HALF = math.sqrt(0.5)
 
 
@@ -74,6 +83,34 @@ def logistic_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
     out = out + jnp.where(has_lower, special.log_sigmoid(-lower), 0.0)
     out = out + jnp.where(has_lower & has_upper, log1mexp(_WIDTH * inv_scale), 0.0)
     return jnp.where(valid, out, jnp.nan)
+
+
+def logistic_bin_partials(x: Array, loc: Array, log_scale: Array) -> tuple[Array, Array, Array]:
+    """:func:`logistic_bin_log_prob` and its partial derivatives in ``loc`` and ``log_scale``.
+
+    With :math:`b` and :math:`a` the upper and lower edges in units of the scale,
+    :math:`\\partial/\\partial b\\,\\log\\sigma(b) = \\sigma(-b)`,
+    :math:`\\partial/\\partial a\\,\\log\\sigma(-a) = -\\sigma(a)` and the width term's
+    :func:`_log1mexp_slope`; the edges move by :math:`-1/s` with ``loc`` and by minus
+    themselves with ``log_scale``. Every exponential is the value's own (XLA shares them),
+    and the partials are 0 off the grid, as autodiff of the value gives.
+    """
+    value = logistic_bin_log_prob(x, loc, log_scale)
+    valid, has_lower, has_upper = _valid_and_edges(x)
+    inv_scale = jnp.exp(-log_scale)
+    lower, upper = _edges(x, loc, inv_scale)
+    # sigma(-b) and sigma(a) from e^-|t|, the exponential log_sigmoid computes.
+    tail_upper = jnp.exp(-jnp.abs(upper))
+    tail_lower = jnp.exp(-jnp.abs(lower))
+    sigmoid_neg_upper = jnp.where(upper >= 0.0, tail_upper, 1.0) / (1.0 + tail_upper)
+    sigmoid_lower = jnp.where(lower >= 0.0, 1.0, tail_lower) / (1.0 + tail_lower)
+    d_upper = jnp.where(has_upper, sigmoid_neg_upper, 0.0)
+    d_lower = jnp.where(has_lower, -sigmoid_lower, 0.0)
+    width = _WIDTH * inv_scale
+    d_width = jnp.where(has_lower & has_upper, _log1mexp_slope(width), 0.0)
+    d_loc = -inv_scale * (d_upper + d_lower)
+    d_log_scale = -(upper * d_upper + lower * d_lower + width * d_width)
+    return value, jnp.where(valid, d_loc, 0.0), jnp.where(valid, d_log_scale, 0.0)
 
 
 def _midpoint_radius(dtype) -> float:
@@ -178,13 +215,9 @@ def normal_bin_log_prob(x: Array, loc: Array, log_scale: Array) -> Array:
     return _normal_bin_parts(x, loc, log_scale)[0]
 
 
-@normal_bin_log_prob.defjvp
-def _normal_bin_log_prob_jvp(primals, tangents):
-    # In closed form, from the forward pass's own pieces: differentiating through erfc,
-    # the tail series and the selects took 1.27x the jnp formula's time with gradients on
-    # one XLA:CPU core, this rule 0.92-1.06x (benchmarks/results, issues-12-13 run).
-    x, loc, log_scale = primals
-    x_dot, loc_dot, log_scale_dot = tangents
+def normal_bin_partials(x: Array, loc: Array, log_scale: Array) -> tuple[Array, Array, Array]:
+    """:func:`normal_bin_log_prob` and its partial derivatives in ``loc`` and ``log_scale``,
+    in closed form from the forward pass's own pieces (0 off the grid)."""
     value, pieces = _normal_bin_parts(x, loc, log_scale)
     (
         valid,
@@ -232,8 +265,17 @@ def _normal_bin_log_prob_jvp(primals, tangents):
     d_loc = jnp.where(narrow, -inv_scale * d_c, d_loc)
     d_log_scale = jnp.where(narrow, -1.0 - c_n * d_c - h_n * d_h, d_log_scale)
     # Off the grid the value is NaN whatever the parameters: no derivative.
-    d_loc = jnp.where(valid, d_loc, 0.0)
-    d_log_scale = jnp.where(valid, d_log_scale, 0.0)
+    return value, jnp.where(valid, d_loc, 0.0), jnp.where(valid, d_log_scale, 0.0)
+
+
+@normal_bin_log_prob.defjvp
+def _normal_bin_log_prob_jvp(primals, tangents):
+    # In closed form, from the forward pass's own pieces: differentiating through erfc,
+    # the tail series and the selects took 1.27x the jnp formula's time with gradients on
+    # one XLA:CPU core, this rule 0.92-1.06x (benchmarks/results, issues-12-13 run).
+    x, loc, log_scale = primals
+    x_dot, loc_dot, log_scale_dot = tangents
+    value, d_loc, d_log_scale = normal_bin_partials(x, loc, log_scale)
     # Both edges move with x / 255 as they move against loc.
     tangent = d_loc * (loc_dot - x_dot / _MAX_VALUE) + d_log_scale * log_scale_dot
     return value, tangent
@@ -242,15 +284,26 @@ def _normal_bin_log_prob_jvp(primals, tangents):
 BinLogProb = Callable[[Array, Array, Array], Array]
 
 
-def log_prob(
-    name: str, bin_log_prob: BinLogProb, x: ArrayLike, loc, log_scale, axis: Axis
-) -> Array:
+class BinLaw(NamedTuple):
+    """A continuous law on the [0, 1] scale as the 256 pixel bins see it, elementwise in
+    ``(x, loc, log_scale)``: ``log_prob`` gives log P(bin x), ``partials`` that value with
+    its derivatives in ``loc`` and ``log_scale`` (the mixture's derivative rule takes them)."""
+
+    log_prob: BinLogProb
+    partials: Callable[[Array, Array, Array], tuple[Array, Array, Array]]
+
+
+LOGISTIC = BinLaw(logistic_bin_log_prob, logistic_bin_partials)
+NORMAL = BinLaw(normal_bin_log_prob, normal_bin_partials)
+
+
+def log_prob(name: str, law: BinLaw, x: ArrayLike, loc, log_scale, axis: Axis) -> Array:
     x, loc, log_scale = validation.promote(name, {"loc": loc, "log_scale": log_scale}, {"x": x})
     value_checks.check_pixels(name, "x", x)
     shape = jnp.broadcast_shapes(x.shape, loc.shape, log_scale.shape)
     axes = validation.check_axis(name, axis, len(shape))
     x, loc, log_scale = (jnp.broadcast_to(a, shape) for a in (x, loc, log_scale))
-    return jnp.sum(bin_log_prob(x, loc, log_scale), axis=axes)
+    return jnp.sum(law.log_prob(x, loc, log_scale), axis=axes)
 
 
 def _mixture_args(name, x, logits, loc, log_scale):
@@ -269,7 +322,7 @@ def _mixture_args(name, x, logits, loc, log_scale):
 
 
 def mixture_log_prob(
-    name: str, bin_log_prob: BinLogProb, x: ArrayLike, logits, loc, log_scale, axis: Axis
+    name: str, law: BinLaw, x: ArrayLike, logits, loc, log_scale, axis: Axis
 ) -> Array:
     x, logits, loc, log_scale, shape = _mixture_args(name, x, logits, loc, log_scale)
     value_checks.check_pixels(name, "x", x)
@@ -278,7 +331,7 @@ def mixture_log_prob(
         a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
         for a in (x[..., None], logits, loc, log_scale)
     )
-    return jnp.sum(_mixed(bin_log_prob, x, logits, loc, log_scale), axis=axes)
+    return jnp.sum(_mixed(law, x, logits, loc, log_scale), axis=axes)
 
 
 def _mix(bin_log_prob: BinLogProb, x, logits, loc, log_scale, axis: int) -> Array:
@@ -291,33 +344,91 @@ def _mix(bin_log_prob: BinLogProb, x, logits, loc, log_scale, axis: int) -> Arra
     return jax.nn.logsumexp(log_weights + bin_log_prob(x, loc, log_scale), axis=axis)
 
 
+def _through_buffers(*arrays: Array) -> tuple[Array, ...]:
+    """The arrays unchanged, behind a ``lax.cond`` that XLA cannot see through: its
+    predicate is always true, but only at run time (x == x or x is NaN), so each array is
+    computed into a buffer of its own instead of being recomputed inside every loop that
+    reads it (the other branch, never taken, differs only so as not to be merged)."""
+    probe = arrays[0].reshape(-1)[0]
+    always = (probe == probe) | jnp.isnan(probe)
+    return jax.lax.cond(always, lambda *a: a, lambda *a: tuple(v + 0.0 for v in a), *arrays)
+
+
+def _materialized(*arrays: Array) -> tuple[Array, ...]:
+    """:func:`_through_buffers` on XLA:CPU, the arrays as they are elsewhere.
+
+    XLA:CPU fuses a transpose, and an exponential with several readers, into each loop that
+    reads it: in the mixture's derivative every loop then read the parameters across the
+    component axis and recomputed the bin's exponentials (the derivative took about 1.6x the
+    time it takes with the arrays materialised, on one core). Accelerators fuse differently and
+    pay for a conditional, so they are left to their compiler.
+    """
+    return jax.lax.platform_dependent(*arrays, cpu=_through_buffers, default=lambda *a: a)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _mixed(bin_log_prob: BinLogProb, x, logits, loc, log_scale) -> Array:
+def _mixed(law: BinLaw, x, logits, loc, log_scale) -> Array:
     """:func:`_mix` over the last axis, computed with the components moved to the first.
 
     XLA:CPU vectorises a fused elementwise loop along the minor axis: with a handful of
     components there (10 in PixelCNN++) the discretised logistic mixture took 4x longer
-    forward than with the pixels there. Its derivatives take the components-last form
-    (the rule below): moving the gradients back cost 4-13 %.
+    forward than with the pixels there. Its derivatives come from the rule below, on the
+    same layout.
     """
     moved = (jnp.moveaxis(a, -1, 0) for a in (x, logits, loc, log_scale))
-    return _mix(bin_log_prob, *moved, axis=0)
+    return _mix(law.log_prob, *moved, axis=0)
 
 
-def _mixed_jvp(bin_log_prob, primals, tangents):
-    # Differentiate only the arguments with a tangent (the pixels never have one).
-    live = [i for i, t in enumerate(tangents) if not isinstance(t, SymbolicZero)]
+def _mixed_jvp(law: BinLaw, primals, tangents):
+    """Derivatives of the mixture in closed form, only for the arguments with a tangent.
 
-    def components_last(*live_args):
-        args = list(primals)
-        for i, arg in zip(live, live_args, strict=True):
-            args[i] = arg
-        return _mix(bin_log_prob, *args, axis=-1)
+    With the responsibilities :math:`r_k = w_k P_k / \\sum_j w_j P_j` and the mixture
+    weights :math:`w = \\operatorname{softmax}(\\ell)`,
+    :math:`\\partial/\\partial \\ell_k = r_k - w_k` and, for a component parameter
+    :math:`\\theta_k`, :math:`\\partial/\\partial \\theta_k = r_k\\,\\partial \\log P_k /
+    \\partial \\theta_k` (the pixel moves the edges as :math:`-\\mathrm{loc}` does, over
+    255). Everything is computed with the components first, as the value is, and only the
+    coefficients are moved back; autodiff of the components-last form took about 1.6x as
+    long on one XLA:CPU core.
+    """
+    x, logits, loc, log_scale = primals
+    x_dot, logits_dot, loc_dot, log_scale_dot = tangents
+    shape = jnp.broadcast_shapes(x.shape, logits.shape, loc.shape, log_scale.shape)
 
-    if not live:
-        value = components_last()
-        return value, jnp.zeros_like(value)
-    return jax.jvp(components_last, [primals[i] for i in live], [tangents[i] for i in live])
+    def first(a: Array) -> Array:
+        return jnp.moveaxis(jnp.broadcast_to(a, shape), -1, 0)
+
+    x_f, loc_f, log_scale_f = _materialized(first(x), first(loc), first(log_scale))
+    bin_log_prob, d_loc, d_log_scale = law.partials(x_f, loc_f, log_scale_f)
+    moves_loc = not (isinstance(loc_dot, SymbolicZero) and isinstance(x_dot, SymbolicZero))
+    moves_scale = not isinstance(log_scale_dot, SymbolicZero)
+    if moves_loc and moves_scale:
+        bin_log_prob, d_loc, d_log_scale = _materialized(bin_log_prob, d_loc, d_log_scale)
+    elif moves_loc:
+        bin_log_prob, d_loc = _materialized(bin_log_prob, d_loc)
+    elif moves_scale:
+        bin_log_prob, d_log_scale = _materialized(bin_log_prob, d_log_scale)
+    log_weights = jax.nn.log_softmax(jnp.moveaxis(logits, -1, 0), axis=0)
+    joint = log_weights + bin_log_prob
+    value = jax.nn.logsumexp(joint, axis=0)
+    responsibility = jnp.exp(joint - value)
+
+    def last(coefficient: Array) -> Array:
+        return jnp.moveaxis(coefficient, 0, -1)
+
+    tangent = jnp.zeros_like(value)
+    if not isinstance(logits_dot, SymbolicZero):
+        coefficient = last(responsibility - jnp.exp(log_weights))
+        tangent = tangent + jnp.sum(coefficient * logits_dot, axis=-1)
+    if moves_loc:
+        coefficient = last(responsibility * d_loc)
+        if not isinstance(loc_dot, SymbolicZero):
+            tangent = tangent + jnp.sum(coefficient * loc_dot, axis=-1)
+        if not isinstance(x_dot, SymbolicZero):
+            tangent = tangent - jnp.sum(coefficient * x_dot, axis=-1) / _MAX_VALUE
+    if moves_scale:
+        tangent = tangent + jnp.sum(last(responsibility * d_log_scale) * log_scale_dot, axis=-1)
+    return value, tangent
 
 
 _mixed.defjvp(_mixed_jvp, symbolic_zeros=True)

@@ -290,7 +290,7 @@ def test_normal_derivative_rule_matches_autodiff_of_the_value(dtype):
 @pytest.mark.parametrize("kind", sorted(MODULES))
 def test_mixture_components_first_equals_components_last(kind, dtype, rng):
     """The mixture is evaluated with the components moved to the front and differentiated
-    in the components-last form: same values, derivatives in both modes, broadcasting."""
+    by its closed-form rule: same values, derivatives in both modes, broadcasting."""
     from genmath._src import discretized
 
     module = MODULES[kind]
@@ -323,3 +323,87 @@ def test_mixture_components_first_equals_components_last(kind, dtype, rng):
 
     check_grads(f, (logits, loc[:1, :2], log_scale), order=1, modes=["fwd", "rev"],
                 **grad_tol(dtype))  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logistic_partials_match_autodiff_of_the_value(dtype):
+    # The mixture's derivative rule takes the logistic bin's partials in closed form, from
+    # the value's own exponentials; they must equal autodiff of the value on every branch:
+    # edge bins, the two sides of log1mexp's switch, and the extreme scales.
+    from genmath._src.discretized import logistic_bin_log_prob, logistic_bin_partials
+
+    scales = [-30.0, *LOG_SCALES, 30.0]
+    grid = np.array(np.meshgrid(XS, LOCS, scales, indexing="ij")).reshape(3, -1)
+    x, loc, log_scale = (jnp.asarray(a, dtype) for a in grid)
+    value, d_loc, d_log_scale = jax.jit(logistic_bin_partials)(x, loc, log_scale)
+    np.testing.assert_array_equal(value, jax.jit(logistic_bin_log_prob)(x, loc, log_scale))
+    ones = jnp.ones_like(loc)
+    for argnum, partial in ((1, d_loc), (2, d_log_scale)):
+        tangents = [jnp.zeros_like(loc)] * 3
+        tangents[argnum] = ones
+        _, auto = jax.jit(jax.jvp, static_argnums=0)(
+            logistic_bin_log_prob, (x, loc, log_scale), tuple(tangents)
+        )
+        scale = np.maximum(1.0, np.abs(np.asarray(auto)))
+        err = np.abs(np.asarray(partial) - np.asarray(auto)) / scale
+        assert err.max() <= 64 * np.finfo(dtype).eps, (argnum, grid.T[np.argmax(err)])
+    off_grid = jax.jit(logistic_bin_partials)(jnp.asarray([0.5, -1.0, 256.0], dtype), 0.5, -3.0)
+    assert np.all(np.isnan(off_grid[0])) and not np.any(off_grid[1]) and not np.any(off_grid[2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_mixture_rule_matches_autodiff_of_the_components_last_form(kind, dtype, rng):
+    """The mixture's closed-form derivative rule (components first, coefficients moved back)
+    against autodiff of the plain components-last expression: a component of zero weight,
+    a logit shared by every pixel, extreme scales, each argument alone and all together,
+    reverse and forward mode (the pixels too, whose tangent moves both edges)."""
+    from genmath._src import discretized
+
+    law = {"logistic": discretized.LOGISTIC, "normal": discretized.NORMAL}[kind]
+    x = jnp.asarray(rng.integers(0, 256, (5, 6)), dtype).at[0, :3].set([0.0, 255.0, 128.0])
+    # _mixed takes arguments of one rank: a size-1 axis is shared (broadcast).
+    logits = jnp.asarray(rng.normal(size=(1, 6, 4)), dtype).at[..., 3].set(-jnp.inf)
+    loc = jnp.asarray(rng.uniform(-0.2, 1.2, (5, 6, 4)), dtype)
+    log_scale = jnp.asarray(rng.uniform(-8.0, 1.0, (5, 6, 4)), dtype)
+    log_scale = log_scale.at[1, :, 0].set(-30.0).at[2, :, 1].set(30.0)
+    args = (x, logits, loc, log_scale)
+
+    def by_rule(x, logits, loc, log_scale):
+        return discretized._mixed(law, x[..., None], logits, loc, log_scale)
+
+    def by_autodiff(x, logits, loc, log_scale):
+        return discretized._mix(law.log_prob, x[..., None], logits, loc, log_scale, axis=-1)
+
+    def close(actual, expected):
+        expected = np.asarray(expected)
+        scale = np.maximum(1.0, np.abs(expected))
+        err = np.abs(np.asarray(actual) - expected) / scale
+        assert err.max() <= 256 * np.finfo(dtype).eps
+
+    for argnums in ((1,), (2,), (3,), (1, 2, 3)):
+        cotangent = jnp.asarray(rng.normal(size=x.shape), dtype)
+
+        def pulled(f, argnums=argnums, cotangent=cotangent):
+            return jax.jit(jax.grad(lambda *a: jnp.sum(f(*a) * cotangent), argnums))(*args)
+
+        for rule, auto in zip(pulled(by_rule), pulled(by_autodiff), strict=True):
+            assert np.all(np.isfinite(rule))
+            close(rule, auto)
+    tangents = tuple(jnp.asarray(rng.normal(size=a.shape), dtype) for a in args)
+    tangents = (tangents[0], tangents[1].at[..., 3].set(0.0), *tangents[2:])
+    value, forward = jax.jit(lambda t: jax.jvp(by_rule, args, t))(tangents)
+    value_auto, forward_auto = jax.jit(lambda t: jax.jvp(by_autodiff, args, t))(tangents)
+    close(value, value_auto)
+    close(forward, forward_auto)
+
+
+def test_materialized_arrays_are_unchanged():
+    from genmath._src.discretized import _materialized, _through_buffers
+
+    special = jnp.asarray([-0.0, 0.0, jnp.inf, -jnp.inf, jnp.nan, 1.5], jnp.float32)
+    for helper in (_through_buffers, _materialized):
+        out = jax.jit(helper)(special, special[::-1])
+        for got, want in zip(out, (special, special[::-1]), strict=True):
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
