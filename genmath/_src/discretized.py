@@ -348,7 +348,9 @@ def _through_buffers(*arrays: Array) -> tuple[Array, ...]:
     """The arrays unchanged, behind a ``lax.cond`` that XLA cannot see through: its
     predicate is always true, but only at run time (x == x or x is NaN), so each array is
     computed into a buffer of its own instead of being recomputed inside every loop that
-    reads it (the other branch, never taken, differs only so as not to be merged)."""
+    reads it (the other branch, never taken, differs only so as not to be merged). Under
+    ``vmap`` the conditional becomes a select and the arrays are fused as usual; on several
+    devices the probe is one element, which XLA broadcasts (one scalar per call)."""
     probe = arrays[0].reshape(-1)[0]
     always = (probe == probe) | jnp.isnan(probe)
     return jax.lax.cond(always, lambda *a: a, lambda *a: tuple(v + 0.0 for v in a), *arrays)
