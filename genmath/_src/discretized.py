@@ -101,7 +101,7 @@ def logistic_bin_partials(x: Array, loc: Array, log_scale: Array) -> tuple[Array
     lower, upper = _edges(x, loc, inv_scale)
     # sigma(-b) and sigma(a) from e^-|t|, the exponential log_sigmoid computes.
     tail_upper = jnp.exp(-jnp.abs(upper))
-    tail_lower = jnp.exp(-jnp.abs(lower))
+    tail_lower = jnp.exp(-jnp.abs(-lower))  # as log_sigmoid(-lower) writes it: one exp
     sigmoid_neg_upper = jnp.where(upper >= 0.0, tail_upper, 1.0) / (1.0 + tail_upper)
     sigmoid_lower = jnp.where(lower >= 0.0, 1.0, tail_lower) / (1.0 + tail_lower)
     d_upper = jnp.where(has_upper, sigmoid_neg_upper, 0.0)
