@@ -404,12 +404,11 @@ def _mixed_jvp(law: BinLaw, primals, tangents):
     bin_log_prob, d_loc, d_log_scale = law.partials(x_f, loc_f, log_scale_f)
     moves_loc = not (isinstance(loc_dot, SymbolicZero) and isinstance(x_dot, SymbolicZero))
     moves_scale = not isinstance(log_scale_dot, SymbolicZero)
-    if moves_loc and moves_scale:
-        bin_log_prob, d_loc, d_log_scale = _materialized(bin_log_prob, d_loc, d_log_scale)
-    elif moves_loc:
-        bin_log_prob, d_loc = _materialized(bin_log_prob, d_loc)
-    elif moves_scale:
-        bin_log_prob, d_log_scale = _materialized(bin_log_prob, d_log_scale)
+    live = {"loc": (d_loc, moves_loc), "log_scale": (d_log_scale, moves_scale)}
+    live = {name: partial for name, (partial, moves) in live.items() if moves}
+    if live:  # the value and the partials that are used, each into a buffer of its own
+        bin_log_prob, *partials = _materialized(bin_log_prob, *live.values())
+        live = dict(zip(live, partials, strict=True))
     log_weights = jax.nn.log_softmax(jnp.moveaxis(logits, -1, 0), axis=0)
     joint = log_weights + bin_log_prob
     value = jax.nn.logsumexp(joint, axis=0)
@@ -423,13 +422,14 @@ def _mixed_jvp(law: BinLaw, primals, tangents):
         coefficient = last(responsibility - jnp.exp(log_weights))
         tangent = tangent + jnp.sum(coefficient * logits_dot, axis=-1)
     if moves_loc:
-        coefficient = last(responsibility * d_loc)
+        coefficient = last(responsibility * live["loc"])
         if not isinstance(loc_dot, SymbolicZero):
             tangent = tangent + jnp.sum(coefficient * loc_dot, axis=-1)
         if not isinstance(x_dot, SymbolicZero):
             tangent = tangent - jnp.sum(coefficient * x_dot, axis=-1) / _MAX_VALUE
     if moves_scale:
-        tangent = tangent + jnp.sum(last(responsibility * d_log_scale) * log_scale_dot, axis=-1)
+        coefficient = last(responsibility * live["log_scale"])
+        tangent = tangent + jnp.sum(coefficient * log_scale_dot, axis=-1)
     return value, tangent
 
 
