@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -255,7 +256,25 @@ def _defined(value: Array, y_sum: Array, temperature: Array, axis: int) -> Array
     return relaxed.nan_unless_positive(_per_row(temperature, axis), value)
 
 
-def _plain_log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
+class _Parts(NamedTuple):
+    """What the value and the derivatives of :func:`log_prob` share.
+
+    ``value``, with the batch shape; ``log_y``, 0 for a dropped class at y = 0;
+    ``exps``, :math:`e^{a_k - \\max_j a_j}` with :math:`a_k = \\ell_k - \\lambda\\log y_k`,
+    ``-0.0`` (sign bit set) exactly at the dropped classes; ``scale``, :math:`K' / \\sum_k
+    e^{a_k - \\max_j a_j}`, so that the weights :math:`w_k = K' \\operatorname{softmax}_k a_k`
+    are ``scale * exps``; ``num_active``, :math:`K'`. The derivative rule forms the weights
+    itself, fused with the cotangent's product: one pass over the classes fewer.
+    """
+
+    value: Array
+    log_y: Array
+    exps: Array
+    scale: Array
+    num_active: Array
+
+
+def _plain_parts(y: Array, logits: Array, temperature: Array, axis: int) -> _Parts:
     """:func:`log_prob` without a mask, right wherever no logit is -inf: then every
     undefined case comes out of the arithmetic as NaN (y < 0 or NaN, a NaN logit; y = 0 or a
     logit of +inf give +inf in both the own terms and the logsumexp, hence inf - inf)."""
@@ -265,38 +284,40 @@ def _plain_log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> A
     # own terms l - (lambda + 1) log y (the density's product and the Jacobian of the
     # log-ratios) and the logsumexp's l - lambda log y.
     own_sum, y_sum = _row_sums((logits - (temperature + 1.0) * log_y, y), axis)
+    shared = logits - temperature * log_y
+    # logsumexp by hand, in log space (the terms are of size l / lambda, 1e7 at l = 1e4),
+    # keeping its exponentials for the derivatives.
+    top = jnp.max(shared, axis=axis, keepdims=True)
+    exps = jnp.exp(shared - top)
+    total = jnp.sum(exps, axis=axis)
     value = (
         math.lgamma(classes)
         + (classes - 1.0) * jnp.log(_per_row(temperature, axis))
         + own_sum
-        # In log space: the terms are of size l / lambda, 1e7 at l = 1e4.
-        - classes * jax.nn.logsumexp(logits - temperature * log_y, axis=axis)
+        - classes * (jnp.squeeze(top, axis) + jnp.log(total))
     )
-    return _defined(value, y_sum, temperature, axis)
+    num_active = jnp.full_like(total, classes)
+    return _Parts(
+        _defined(value, y_sum, temperature, axis), log_y, exps, classes / total, num_active
+    )
 
 
-def _masked_log_prob(y: Array, logits: Array, temperature: Array, axis: int):
-    """:func:`log_prob` with dropped classes (logit -inf), and what its derivatives need.
-
-    Returns ``(value, log_y, weights, num_active)``: ``log_y`` is 0 for a dropped class at
-    y = 0; ``weights`` are :math:`K' \\operatorname{softmax}_k(\\ell_k - \\lambda \\log y_k)`,
-    ``-0.0`` (sign bit set) exactly at the dropped classes; ``num_active`` is :math:`K'`.
-    """
+def _masked_parts(y: Array, logits: Array, temperature: Array, axis: int) -> _Parts:
+    """:func:`log_prob` with dropped classes (logit -inf)."""
     dropped = logits == -jnp.inf
     # A dropped class at y = 0 is the one case plain arithmetic gets wrong (-inf + inf):
     # its log y is taken as 0 (and its logit as 0 in its own term). Every other case comes
-    # out of the arithmetic as in _plain_log_prob; a dropped class with mass gives an own
+    # out of the arithmetic as in _plain_parts; a dropped class with mass gives an own
     # term of -inf, hence -inf.
     at_zero = dropped & (y == 0)
     log_y = jnp.where(at_zero, 0.0, jnp.log(y))
     own = jnp.where(at_zero, 0.0, logits) - (temperature + 1.0) * log_y
     shared = logits - temperature * log_y  # -inf exactly at the dropped classes
     own_sum, y_sum, num_active = _row_sums((own, y, (~dropped).astype(y.dtype)), axis)
-    # logsumexp by hand, to keep its exponentials for the derivatives. A dropped class
-    # gets -0.0: the sums are unchanged, and its sign marks it for the derivative rule
-    # without reading the logits again.
     top = jnp.max(shared, axis=axis, keepdims=True)
     top = jnp.where(jnp.isfinite(top), top, 0.0)
+    # A dropped class gets -0.0: the sums are unchanged, and its sign marks it for the
+    # derivative rule without reading the logits again.
     exps = jnp.where(shared == -jnp.inf, -0.0, jnp.exp(shared - top))
     total = jnp.sum(exps, axis=axis)
     log_sum_exp = jnp.squeeze(top, axis) + jnp.log(total)
@@ -306,8 +327,8 @@ def _masked_log_prob(y: Array, logits: Array, temperature: Array, axis: int):
         + own_sum
         - num_active * log_sum_exp
     )
-    weights = jnp.expand_dims(num_active / total, axis) * exps
-    return _defined(value, y_sum, temperature, axis), log_y, weights, num_active
+    value = _defined(value, y_sum, temperature, axis)
+    return _Parts(value, log_y, exps, num_active / total, num_active)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
@@ -317,40 +338,53 @@ def _log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
     decides), chosen once for the whole batch with ``lax.cond``. The masked form took about
     1.2x the plain one's time forward on one XLA:CPU core, and a batch with no -inf logit
     never needs it."""
-    plain = _plain_log_prob(y, logits, temperature, axis)
+    plain = _plain_parts(y, logits, temperature, axis).value
     return jax.lax.cond(
         jnp.all(jnp.isfinite(plain)),
         lambda: plain,
-        lambda: _masked_log_prob(y, logits, temperature, axis)[0],
+        lambda: _masked_parts(y, logits, temperature, axis).value,
     )
 
 
 def _log_prob_jvp(axis, primals, tangents):
-    """Derivatives of the masked form in closed form, only for the arguments that have a
-    tangent (symbolic zeros): with :math:`w_k = K'\\operatorname{softmax}_k`,
+    """Derivatives in closed form, only for the arguments that have a tangent (symbolic
+    zeros): with :math:`w_k = K'\\operatorname{softmax}_k`,
     :math:`\\partial/\\partial\\ell_k = 1 - w_k`,
     :math:`\\partial/\\partial y_k = (\\lambda w_k - \\lambda - 1)/y_k` and
     :math:`\\partial/\\partial\\lambda = (K' - 1)/\\lambda - \\sum_k (1 - w_k)\\log y_k`,
     0 for a dropped class. Autodiff of the masked form cost 1.3x the jnp formula's gradient
-    on one XLA:CPU core, mostly for the tangents of the arguments held fixed."""
+    on one XLA:CPU core, mostly for the tangents of the arguments held fixed.
+
+    The masked form runs only when some logit is -inf, chosen once for the whole batch by
+    ``lax.cond`` on the smallest logit (a NaN logit also takes the masked form): its
+    count of the active classes and its guard of the dropped ones cost 15 % of the
+    gradient's time (1.15x the jnp formula against 1.0x without them)."""
     y, logits, temperature = primals
     y_dot, logits_dot, temperature_dot = tangents
-    value, log_y, weights, num_active = _masked_log_prob(y, logits, temperature, axis)
-    dropped = jnp.signbit(weights)
-    tangent = jnp.zeros_like(value)
+    parts = jax.lax.cond(
+        jnp.min(logits) > -jnp.inf,
+        functools.partial(_plain_parts, axis=axis),
+        functools.partial(_masked_parts, axis=axis),
+        y,
+        logits,
+        temperature,
+    )
+    weights = jnp.expand_dims(parts.scale, axis) * parts.exps
+    dropped = jnp.signbit(parts.exps)
+    tangent = jnp.zeros_like(parts.value)
     if not isinstance(logits_dot, SymbolicZero):
-        own_dot = jnp.where(dropped, 0.0, logits_dot)
-        tangent = tangent + jnp.sum(own_dot - weights * logits_dot, axis=axis)
+        coefficient = jnp.where(dropped, 0.0, 1.0 - weights)
+        tangent = tangent + jnp.sum(coefficient * logits_dot, axis=axis)
     if not isinstance(y_dot, SymbolicZero):
         # Double where: no 1/0 from a dropped class at y = 0.
         log_y_dot = jnp.where(dropped, 0.0, y_dot / jnp.where(dropped, 1.0, y))
         coefficient = temperature * weights - (temperature + 1.0)
         tangent = tangent + jnp.sum(coefficient * log_y_dot, axis=axis)
     if not isinstance(temperature_dot, SymbolicZero):
-        rate = (num_active - 1.0) / _per_row(temperature, axis)
-        coefficient = rate - jnp.sum(log_y - weights * log_y, axis=axis)
+        rate = (parts.num_active - 1.0) / _per_row(temperature, axis)
+        coefficient = rate - jnp.sum(parts.log_y - weights * parts.log_y, axis=axis)
         tangent = tangent + coefficient * _per_row(temperature_dot, axis)
-    return value, jnp.broadcast_to(tangent, value.shape)
+    return parts.value, jnp.broadcast_to(tangent, parts.value.shape)
 
 
 _log_prob.defjvp(_log_prob_jvp, symbolic_zeros=True)

@@ -417,9 +417,10 @@ def test_dropped_class_gradients_are_finite():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_plain_and_masked_forms_agree_without_dropped_classes(dtype, rng):
-    # log_prob runs an unmasked form forward whenever all its results are finite; with no
-    # logit of -inf it must agree with the masked form everywhere, specials included.
-    from genmath.relaxed_categorical import _masked_log_prob, _plain_log_prob
+    # log_prob runs an unmasked form whenever no logit is -inf (forward, whenever all its
+    # results are finite); with no logit of -inf it must agree with the masked form
+    # everywhere, specials included, in the value and in what the derivatives read.
+    from genmath.relaxed_categorical import _masked_parts, _plain_parts
 
     logits = rng.normal(0.0, 2.0, (64, 4)).astype(dtype)
     y = rng.dirichlet(np.ones(4), 64).astype(dtype)
@@ -430,17 +431,25 @@ def test_plain_and_masked_forms_agree_without_dropped_classes(dtype, rng):
     logits[4, 0], logits[5, 1] = np.nan, np.inf
     temperature = np.full((64, 1), 0.7, dtype)
     temperature[6] = -1.0
-    plain = _plain_log_prob(jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1)
-    masked = _masked_log_prob(jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1)[0]
-    np.testing.assert_array_equal(np.isnan(plain), np.isnan(masked))
-    assert np.isnan(plain[:7]).all() and np.isfinite(plain[7:]).all()
-    np.testing.assert_allclose(plain, masked, rtol=4 * np.finfo(dtype).eps, atol=0)
+    args = (jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1)
+    plain, masked = _plain_parts(*args), _masked_parts(*args)
+    np.testing.assert_array_equal(np.isnan(plain.value), np.isnan(masked.value))
+    assert np.isnan(plain.value[:7]).all() and np.isfinite(plain.value[7:]).all()
+    tol = 4 * np.finfo(dtype).eps
+    for name in plain._fields:
+        # The parts of the defined rows; the derivatives of undefined ones are not used.
+        np.testing.assert_allclose(
+            getattr(plain, name)[7:], getattr(masked, name)[7:], rtol=tol, atol=0, err_msg=name
+        )
+    assert not np.signbit(plain.exps[7:]).any()
 
 
+@pytest.mark.parametrize("dropped", [True, False], ids=["dropped", "none-dropped"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_derivative_rule_matches_autodiff_of_the_formula(dtype, rng):
+def test_derivative_rule_matches_autodiff_of_the_formula(dtype, dropped, rng):
     """log_prob's closed-form derivatives (each argument alone, and all three together)
-    against autodiff of the textbook formula with a double-where for dropped classes."""
+    against autodiff of the textbook formula with a double-where for dropped classes; with
+    no dropped class the rule takes its unmasked branch."""
 
     def formula(y, logits, temperature):
         dropped = logits == -jnp.inf
@@ -457,9 +466,10 @@ def test_derivative_rule_matches_autodiff_of_the_formula(dtype, rng):
         )
 
     logits = rng.normal(0.0, 2.0, (16, 5)).astype(dtype)
-    logits[:4, 1] = -np.inf  # dropped classes, at y = 0 as the density needs
     y = rng.dirichlet(np.ones(5), 16)
-    y[:4, 1] = 0.0
+    if dropped:
+        logits[:4, 1] = -np.inf  # dropped classes, at y = 0 as the density needs
+        y[:4, 1] = 0.0
     y = (y / y.sum(-1, keepdims=True)).astype(dtype)
     temperature = rng.uniform(0.3, 2.0, (16, 1)).astype(dtype)
     primals = (jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature))
@@ -495,4 +505,5 @@ def test_derivative_rule_matches_autodiff_of_the_formula(dtype, rng):
     for grad, reference in zip(grads, expected, strict=True):
         scale = np.max(np.abs(np.asarray(reference)))
         np.testing.assert_allclose(grad, reference, rtol=0, atol=tol * scale)
-    np.testing.assert_array_equal(grads[1][:4, 1], 0.0)
+    if dropped:
+        np.testing.assert_array_equal(grads[1][:4, 1], 0.0)
