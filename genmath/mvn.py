@@ -19,11 +19,11 @@ has rows inverts the factor once (the blocked solve of ``genmath._src.triangular
 the identity) and applies the inverse as one matrix product: 4096 points of one
 distribution, 2.9x faster forward and 2.8x with gradients. With fewer points per factor it
 solves with LAPACK from the right, the points staying rows and the factor read in place
-(its row-major memory is :math:`L^\\top` column-major): 256 distributions x 16 points,
-1.9x forward and 1.4x with gradients. :func:`kl` and :func:`cross_entropy` solve with the
-blocked solve: 256 pairs, 2.0x forward and 2.2x with gradients. PyTorch's
-``MultivariateNormal`` (one thread) took 2.4-3.7x genmath's time on every workload in that
-run.
+(its row-major memory is :math:`L^\\top` column-major), differentiated by a closed-form
+rule for the squared norms: 256 distributions x 16 points, 1.8x forward and 1.7x with
+gradients. :func:`kl` and :func:`cross_entropy` solve with the blocked solve: 256 pairs,
+2.0x forward and with gradients. PyTorch's ``MultivariateNormal`` (one thread) took
+2.2-3.8x genmath's time on every workload in that run.
 
 Conditioning: a triangular solve loses up to about :math:`\\kappa(L)\\,\\varepsilon` of
 relative accuracy, and the inverse route a little more. Against 40-digit mpmath, for
@@ -220,9 +220,9 @@ def _lapack_squared_norms(tril: Array, rows: Array) -> Array:
     """:math:`\\|z\\|^2` for the rows :math:`z = L^{-1}v` of :func:`_trsm_right`, with the
     derivative rule below.
 
-    For 256 factors x 16 points at D = 64 on one XLA:CPU core, 1.9x faster forward than
-    the textbook solve from the left on the vectors transposed into columns, and 1.6x with
-    gradients (``benchmarks/mvn_speed.py``).
+    For 256 factors x 16 points at D = 64 on one XLA:CPU core, 1.8x faster forward than
+    the textbook solve from the left on the vectors transposed into columns, and 1.7x with
+    gradients (``benchmarks/mvn_speed.py``; 1.4x with the rule written for the solve).
     """
     return jnp.sum(jnp.square(_trsm_right(tril, rows)), axis=-1)
 
