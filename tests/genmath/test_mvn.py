@@ -16,7 +16,12 @@ from jax.test_util import check_grads
 from scipy import stats
 
 from genmath import mvn, normal
-from genmath._src.triangular import solve_lower, strict_lower_squares
+from genmath._src.triangular import (
+    _block_inverses,
+    _solve_transposed,
+    solve_lower,
+    strict_lower_squares,
+)
 from tests.genmath.helpers import DTYPE, X64, assert_close
 from tests.genmath.helpers import rounding_tol as tol
 
@@ -672,9 +677,19 @@ def test_strict_lower_squares_matches_numpy_with_gradients(rng, batch, d):
     # Through solve_lower: the same number up to the order of the sums.
     through = jnp.sum(jnp.square(jnp.tril(solve_lower(tril, rhs), -1)), axis=(-2, -1))
     np.testing.assert_allclose(value, through, rtol=tol(DTYPE), atol=tol(DTYPE))
+    # The closed-form derivative rule's back substitution, L^-T R, with the same leaves.
+    back = jax.jit(lambda t, r: _solve_transposed(t, _block_inverses(t), r))(tril, rhs)
+    expected_back = np.linalg.solve(np.swapaxes(tril64, -1, -2), rhs64)
+    assert_close(back, expected_back, scale=np.max(np.abs(expected_back)))
     eps = 1e-3 if DTYPE == jnp.float32 else 1e-6
     fn = jax.jit(lambda t, r: strict_lower_squares(jnp.tril(t), r))
-    check_grads(fn, (tril, rhs), 1, modes=("fwd", "rev"), eps=eps)
+    order = 2 if d <= 16 else 1  # second order: the rule is differentiated in turn
+    check_grads(fn, (tril, rhs), order, modes=("fwd", "rev"), eps=eps)
+    # Each argument alone (the other a symbolic zero): the same derivatives.
+    both = jax.grad(lambda t, r: jnp.sum(fn(t, r)), argnums=(0, 1))(tril, rhs)
+    alone = [jax.grad(lambda *a: jnp.sum(fn(*a)), argnums=i)(tril, rhs) for i in (0, 1)]
+    for a, b in zip(alone, both, strict=True):
+        np.testing.assert_allclose(a, b, rtol=tol(DTYPE), atol=tol(DTYPE))
 
 
 def _conditioned_factor(rng, d, condition):
