@@ -20,10 +20,12 @@ the identity) and applies the inverse as one matrix product: 4096 points of one
 distribution, 2.9x faster forward and 2.8x with gradients. With fewer points per factor it
 solves with LAPACK from the right, the points staying rows and the factor read in place
 (its row-major memory is :math:`L^\\top` column-major), differentiated by a closed-form
-rule for the squared norms: 256 distributions x 16 points, 1.8x forward and 1.7x with
-gradients. :func:`kl` and :func:`cross_entropy` solve with the blocked solve: 256 pairs,
-2.0x forward and with gradients. PyTorch's ``MultivariateNormal`` (one thread) took
-2.2-3.8x genmath's time on every workload in that run.
+rule for the squared norms: 256 distributions x 16 points, 1.8x forward and 1.6x with
+gradients. :func:`kl` and :func:`cross_entropy` solve with the blocked solve, reduce the
+squares of its strict lower triangle block by block, and differentiate that sum by a
+closed-form rule (one blocked back substitution): 256 pairs, 2.2x forward and 2.5x with
+gradients. PyTorch's ``MultivariateNormal`` (one thread) took 2.6-3.8x genmath's time on
+every workload in that run.
 
 Conditioning: a triangular solve loses up to about :math:`\\kappa(L)\\,\\varepsilon` of
 relative accuracy, and the inverse route a little more. Against 40-digit mpmath, for
@@ -221,7 +223,7 @@ def _lapack_squared_norms(tril: Array, rows: Array) -> Array:
     derivative rule below.
 
     For 256 factors x 16 points at D = 64 on one XLA:CPU core, 1.8x faster forward than
-    the textbook solve from the left on the vectors transposed into columns, and 1.7x with
+    the textbook solve from the left on the vectors transposed into columns, and 1.6x with
     gradients (``benchmarks/mvn_speed.py``; 1.4x with the rule written for the solve).
     """
     return jnp.sum(jnp.square(_trsm_right(tril, rows)), axis=-1)
