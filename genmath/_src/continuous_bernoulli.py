@@ -113,17 +113,20 @@ class _Split:
         self.m = 1.0 - self.e
 
 
-def variance(logits: Array) -> Array:
-    """Variance :math:`A''(\\eta) = \\ell''(\\eta)`: 1/12 at 0, 0 at :math:`\\pm\\infty`."""
-    split = _Split(logits)
+def _variance_of(split: _Split) -> Array:
     series = _series(split.s, "variance")
     # 1/a^2 - 1/(4 sinh^2(a/2)), the second term as E / (1 - E)^2 (no overflow).
     closed = 1.0 / jnp.square(split.a) - split.e / jnp.square(split.m)
     return jnp.where(split.small, series, closed)
 
 
-def _mean_value(logits: Array) -> Array:
-    split = _Split(logits)
+def variance(logits: Array) -> Array:
+    """Variance :math:`A''(\\eta) = \\ell''(\\eta)`: 1/12 at 0, 0 at :math:`\\pm\\infty`."""
+    return _variance_of(_Split(logits))
+
+
+def _mean_value(logits: Array, split: _Split | None = None) -> Array:
+    split = _Split(logits) if split is None else split
     series = 0.5 + 0.5 * jnp.where(split.small, logits, 0.0) * _series(split.s, "mean")
     # 1/(1 - E) - 1/a for eta > 0 and 1/a - E/(1 - E) for eta < 0: each a difference of
     # terms at most 1.5x the result for a >= 3, and 1, 0 at a = inf.
@@ -145,8 +148,8 @@ def _mean_jvp(primals, tangents):
     return _mean_value(logits), variance(logits) * tangent
 
 
-def _log_partition_value(logits: Array) -> Array:
-    split = _Split(logits)
+def _log_partition_value(logits: Array, split: _Split | None = None) -> Array:
+    split = _Split(logits) if split is None else split
     series = 0.5 * jnp.where(split.small, logits, 0.0) + split.s * _series(split.s, "log_partition")
     # log((e^eta - 1) / eta) = max(eta, 0) + log((1 - E) / a): no eta/2 + l(eta), whose
     # halves cancel for eta << 0.
@@ -216,6 +219,47 @@ def entropy(logits: Array) -> Array:
 def _entropy_jvp(primals, tangents):
     (logits,), (tangent,) = primals, tangents
     return _entropy_value(logits), -logits * variance(logits) * tangent
+
+
+def _kl_value(logits_p: Array, logits_q: Array) -> Array:
+    split_p = _Split(logits_p)
+    log_partition_q = _log_partition_value(logits_q)
+    log_partition_p = _log_partition_value(logits_p, split_p)
+    return (
+        log_partition_q - log_partition_p - (logits_q - logits_p) * _mean_value(logits_p, split_p)
+    )
+
+
+@jax.custom_jvp
+def kl(logits_p: Array, logits_q: Array) -> Array:
+    """:math:`\\mathrm{KL}(p\\|q) = A(\\eta_q) - A(\\eta_p) - (\\eta_q - \\eta_p)A'(\\eta_p)`
+    per element (finite logits only), exactly 0 at :math:`p = q`.
+
+    One derivative rule for the whole divergence, :math:`\\partial/\\partial\\eta_q =
+    A'(\\eta_q) - A'(\\eta_p)` and :math:`\\partial/\\partial\\eta_p =
+    -(\\eta_q - \\eta_p)A''(\\eta_p)` (exactly 0 at :math:`p = q`), each logit's split
+    computed once. Autodiff of the composition of ``log_partition`` and ``mean`` gives
+    :math:`A'(\\eta_p) - (\\eta_q - \\eta_p)A''(\\eta_p) - A'(\\eta_p)`, which rounds the
+    first difference to the precision of :math:`A'` (up to 10 ulps of the result off in
+    float32); the speed is the same within noise.
+    """
+    return _kl_value(logits_p, logits_q)
+
+
+@kl.defjvp
+def _kl_jvp(primals, tangents):
+    (logits_p, logits_q), (tangent_p, tangent_q) = primals, tangents
+    split_p, split_q = _Split(logits_p), _Split(logits_q)
+    mean_p = _mean_value(logits_p, split_p)
+    value = (
+        _log_partition_value(logits_q, split_q)
+        - _log_partition_value(logits_p, split_p)
+        - (logits_q - logits_p) * mean_p
+    )
+    tangent = (_mean_value(logits_q, split_q) - mean_p) * tangent_q - (
+        logits_q - logits_p
+    ) * _variance_of(split_p) * tangent_p
+    return value, tangent
 
 
 # --- the quantile function (inverse CDF) and its derivatives ---------------------------
