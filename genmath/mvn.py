@@ -125,7 +125,7 @@ def _column_groups(num_columns: int) -> int:
     return math.gcd(num_columns, jax.device_count())
 
 
-def _as_columns(tril: Array, vectors: Array, *, rows: bool = False):
+def _as_columns(tril: Array, vectors: Array, *, rows: bool = False, offset: Array | None = None):
     """Arranges vectors as the columns of per-matrix right-hand sides.
 
     ``tril`` has shape ``(*T, D, D)`` and ``vectors`` ``(*V, D)``. Batch axes where the
@@ -136,6 +136,13 @@ def _as_columns(tril: Array, vectors: Array, *, rows: bool = False):
     :func:`_column_groups` says so (``G > 1``), so that a sharded leading column axis
     stays sharded.
 
+    With ``offset`` (``(*O, D)``, broadcasting with the vectors) the right-hand sides are
+    ``vectors - offset``. When the offset is shared by the columns (size 1 on every column
+    axis, as a mean is by the points of its distribution) it is subtracted after the
+    arrangement, so that its cotangent is a sum over the columns in the solve's layout
+    rather than over the vectors transposed back (5 % of ``log_prob`` with gradients at
+    256 factors x 16 points, D = 64, on one XLA:CPU core).
+
     Returns:
         ``(tril, rhs, restore)``: ``tril`` of shape ``(*P, D, D)``, ``rhs`` of shape
         ``(*P, D, K / G)`` (``(*P, K / G, D)``, the vectors as rows, with ``rows=True``),
@@ -145,11 +152,22 @@ def _as_columns(tril: Array, vectors: Array, *, rows: bool = False):
         followed by ``G`` when the columns are grouped.
     """
     d = tril.shape[-1]
-    batch = jnp.broadcast_shapes(tril.shape[:-2], vectors.shape[:-1])
+    if offset is not None and offset.ndim == 0:
+        offset = jnp.broadcast_to(offset, (d,))
+    offset_shape = () if offset is None else offset.shape[:-1]
+    vector_shape = jnp.broadcast_shapes(vectors.shape[:-1], offset_shape)
+    batch = jnp.broadcast_shapes(tril.shape[:-2], vector_shape)
     n = len(batch)
-    tril_batch = (1,) * (n - (tril.ndim - 2)) + tril.shape[:-2]
-    vector_batch = (1,) * (n - (vectors.ndim - 1)) + vectors.shape[:-1]
+
+    def padded(shape: Shape) -> Shape:
+        return (1,) * (n - len(shape)) + shape
+
+    tril_batch = padded(tril.shape[:-2])
+    vector_batch = padded(vector_shape)
     column_axes = tuple(i for i in range(n) if tril_batch[i] == 1 and vector_batch[i] > 1)
+    shared_offset = offset is not None and all(padded(offset_shape)[i] == 1 for i in column_axes)
+    if offset is not None and not shared_offset:
+        vectors, offset = vectors - offset, None
     batch_axes = tuple(i for i in range(n) if i not in column_axes)
     kept = tuple(batch[i] for i in batch_axes)
     columns = tuple(batch[i] for i in column_axes)
@@ -168,6 +186,12 @@ def _as_columns(tril: Array, vectors: Array, *, rows: bool = False):
     # groups.
     rhs = jnp.transpose(vectors, (*batch_axes, *column_axes, n))
     rhs = rhs.reshape((*kept, *group, num_columns // groups, d))
+    if offset is not None:
+        # Only the kept axes of the offset are not 1 (columns and groups share it).
+        offset = jnp.broadcast_to(offset, (*padded(offset_shape), d))
+        offset = jnp.squeeze(offset, axis=column_axes) if column_axes else offset
+        offset = jnp.broadcast_to(offset, (*kept, d)).reshape((*kept, *(1,) * len(group), 1, d))
+        rhs = rhs - offset
     if not rows:
         rhs = jnp.swapaxes(rhs, -1, -2)
 
@@ -256,14 +280,19 @@ def _lapack_squared_norms_jvp(primals, tangents):
     return value, tangent
 
 
-def _squared_solve_norm(tril: Array, vectors: Array, *, solve=None) -> Array:
-    """:math:`\\|L^{-1} v\\|^2` for every vector, with batch broadcasting.
+def _squared_solve_norm(
+    tril: Array, vectors: Array, *, offset: Array | None = None, solve=None
+) -> Array:
+    """:math:`\\|L^{-1} (v - o)\\|^2` for every vector (``o = 0`` without ``offset``), with
+    batch broadcasting.
 
     ``solve(tril, columns)`` if given (the KL's blocked solve), else
     :func:`_rows_squared_norms`.
     """
+    if offset is not None and solve is not None:
+        vectors, offset = vectors - offset, None
     if solve is None:
-        tril, rows, restore = _as_columns(tril, vectors, rows=True)
+        tril, rows, restore = _as_columns(tril, vectors, rows=True, offset=offset)
         return restore(_rows_squared_norms(tril, rows), event=False)
     tril, rhs, restore = _as_columns(tril, vectors)
     solved = solve(tril, rhs)
@@ -412,7 +441,7 @@ def log_prob(x: ArrayLike, *, loc: ArrayLike, scale_tril: ArrayLike) -> Array:
         },
     )
     value_checks.check_scale_tril(name, "scale_tril", scale_tril, inverted=True)
-    squared_norm = _squared_solve_norm(scale_tril, x - loc)
+    squared_norm = _squared_solve_norm(scale_tril, x, offset=loc)
     log_det = jnp.sum(_log_abs_diagonal(scale_tril), axis=-1)
     return -0.5 * d * _LOG_TWO_PI - log_det - 0.5 * squared_norm
 

@@ -363,13 +363,21 @@ def test_the_upper_triangle_gets_no_gradient(rng, points):
     np.testing.assert_array_equal(np.asarray(grad(garbage)), np.asarray(grad(tril)))
 
 
-def test_the_lapack_route_derivatives_match_the_textbook_solve(rng):
+@pytest.mark.parametrize(
+    ("x_shape", "loc_shape"),
+    [
+        ((3, 4, 6), (4, 6)),  # one mean per factor, shared by its points
+        ((3, 1, 6), (3, 4, 6)),  # a mean per point: subtracted before the arrangement
+        ((3, 4, 6), ()),  # scalar mean
+    ],
+)
+def test_the_lapack_route_derivatives_match_the_textbook_solve(rng, x_shape, loc_shape):
     """With fewer points than D per factor, log_prob's closed-form derivative rule gives
     the derivatives of the textbook solve: each argument alone (the others symbolic
     zeros), all together, in both modes and to second order."""
     d = 6
-    x, _ = _as(rng.normal(0.0, 1.0, (3, 4, d)))
-    loc, _ = _as(rng.normal(0.0, 1.0, (4, d)))
+    x, _ = _as(rng.normal(0.0, 1.0, x_shape))
+    loc, _ = _as(rng.normal(0.0, 1.0, loc_shape))
     tril, _ = _random_tril(rng, (4,), d)
 
     def textbook(x, m, t):
