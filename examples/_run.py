@@ -24,16 +24,21 @@ def prepare_workdir(workdir: str | os.PathLike, *, resume: bool, subdirs=("",)) 
     return workdir
 
 
-def select_data(config, data: mnist.Mnist | None, data_dir) -> mnist.Mnist:
+def select_data(
+    config, data: mnist.Mnist | None, data_dir, *, minibatches: bool = True
+) -> mnist.Mnist:
     """MNIST cut to ``config.train_examples`` and ``config.test_examples`` (``None``: all).
 
     Args:
       config: an example configuration with ``train_examples`` and ``test_examples``.
       data: the arrays; by default :func:`models.mnist.load_mnist` of ``data_dir``.
       data_dir: the folder of the four MNIST IDX files.
+      minibatches: whether training draws minibatches of ``config.train.batch_size``
+        (``False`` for full-data training, where the batch size is not used).
 
     Raises:
-      ConfigError: a count above the split's size, naming the option.
+      ConfigError: a count above the split's size, or a training batch larger than the
+        training examples kept (no complete batch), naming the option.
     """
     data = mnist.load_mnist(data_dir) if data is None else data
     for name, images in (
@@ -49,4 +54,10 @@ def select_data(config, data: mnist.Mnist | None, data_dir) -> mnist.Mnist:
     test = mnist.subset(
         data.test_images, data.test_labels, config.test_examples, name="test_examples"
     )
+    batch_size = config.train.batch_size
+    if minibatches and batch_size > train[0].shape[0]:
+        raise ConfigError(
+            "batch_size",
+            f"must not exceed the {train[0].shape[0]} training examples, got {batch_size}",
+        )
     return mnist.Mnist(*train, *test)

@@ -33,7 +33,7 @@ from jax.sharding import Mesh
 from examples import _run
 from examples.made.configs import Config
 from models import made, mnist, reporting, sharding, vae
-from models.training import ConfigError, Trainer, make_optimizer
+from models.training import Trainer, make_optimizer
 
 #: Test accuracies of the other classifiers on the same binary pixels, measured on this
 #: project's CPU (README, "Factorized Bernoulli family"; 5 epochs each).
@@ -81,7 +81,7 @@ def train_and_evaluate(
       The metrics also written to ``workdir/metrics.json``.
     """
     start = time.perf_counter()
-    train_images, train_labels, test_images, test_labels = _select(config, data, data_dir)
+    train_images, train_labels, test_images, test_labels = _run.select_data(config, data, data_dir)
     workdir = _run.prepare_workdir(workdir, resume=resume)
     binarization = config.train.binarization
     x_test = mnist.evaluation_images(test_images, binarization=binarization, seed=config.eval_seed)
@@ -206,14 +206,6 @@ def summary(metrics: dict) -> str:
         f"{accuracy}; {metrics['epochs_run_now']} epochs trained now ({timing}"
         f"{metrics['device']})"
     )
-
-
-def _select(config: Config, data, data_dir) -> mnist.Mnist:
-    """Training and test images and labels, cut to the configured counts."""
-    data = _run.select_data(config, data, data_dir)
-    if config.train.batch_size > data.train_images.shape[0]:
-        raise ConfigError("batch_size", "must not exceed the number of training examples")
-    return data
 
 
 def save_samples(model: made.MADE, workdir: str, key) -> str:

@@ -80,7 +80,9 @@ def train_and_evaluate(
     """
     start = time.perf_counter()
     workdir = _run.prepare_workdir(workdir, resume=resume)
-    train_images, train_labels, test_images, _ = _run.select_data(config, data, data_dir)
+    train_images, train_labels, test_images, _ = _run.select_data(
+        config, data, data_dir, minibatches=config.algorithm != "em"
+    )
     num_train = train_images.shape[0]
     if config.num_components > num_train:
         raise ConfigError(

@@ -57,8 +57,16 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(name, f"must be an integer >= 0, got {value!r}")
+        if isinstance(self.eval_seed, bool) or not isinstance(self.eval_seed, int):
+            raise ConfigError("eval_seed", f"must be an integer, got {self.eval_seed!r}")
         if self.test_examples is not None and self.test_examples < 64:
             raise ConfigError("test_examples", "must be at least 64 (the reconstruction grid)")
+        if self.objective.free_bits and self.model.top_latent_dim:
+            raise ConfigError(
+                "free_bits",
+                "counts the KL to N(0, I) per latent dimension, which a model with a second "
+                "stochastic layer (top_latent_dim) does not have",
+            )
         accepted = likelihoods.LIKELIHOODS[self.model.likelihood].binarizations
         if self.train.binarization not in accepted:
             raise ConfigError(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 
 import jax
@@ -34,6 +33,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from examples import _run
 from examples.vae.configs import Config
 from genmath import dequantize, latent
 from models import mnist, reporting, sharding, vae
@@ -92,18 +92,8 @@ def train_and_evaluate(
       The metrics also written to ``workdir/metrics.json`` (by process 0).
     """
     start = time.perf_counter()
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    if not resume:
-        # Otherwise the old checkpoints would shadow the new run's (same step numbers).
-        shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
-    data = mnist.load_mnist(data_dir) if data is None else data
-    train_images, train_labels = mnist.subset(
-        data.train_images, data.train_labels, config.train_examples, name="train_examples"
-    )
-    test_images, test_labels = mnist.subset(
-        data.test_images, data.test_labels, config.test_examples, name="test_examples"
-    )
+    workdir = _run.prepare_workdir(workdir, resume=resume)
+    train_images, train_labels, test_images, test_labels = _run.select_data(config, data, data_dir)
     binarization = config.train.binarization
     x_test = mnist.evaluation_images(test_images, binarization=binarization, seed=config.eval_seed)
     y_test = jnp.asarray(test_labels)
@@ -157,17 +147,9 @@ def train_and_evaluate(
         model, x_test, y_test, jax.random.fold_in(eval_key, 1), num_samples=eval_samples
     )
     iwae_seconds = time.perf_counter() - tic
-    test_features = vae.encoder_means(model, x_test, y_test)
-
-    # Representation learning: a linear probe on the encoder means.
-    local_train_images, local_train_labels = _local_rows(train_images), _local_rows(train_labels)
-    x_train_eval = mnist.evaluation_images(
-        local_train_images, binarization=binarization, seed=config.eval_seed + 1
+    representation = _representation_metrics(
+        model, config, x_test, y_test, _local_rows(train_images), _local_rows(train_labels)
     )
-    y_train = jnp.asarray(local_train_labels)
-    train_features = vae.encoder_means(model, x_train_eval, y_train)
-    probe = fit_linear_probe(train_features, y_train, steps=config.probe_steps)
-
     pictures = save_pictures(model, workdir, x_test, y_test, picture_key)
     pictures.append(save_curves(workdir, history, config))
 
@@ -184,11 +166,7 @@ def train_and_evaluate(
         "test_reconstruction_nats": -terms["reconstruction"],
         "test_kl_nats": terms["kl"],
         **(_bits_per_dim_8bit(neg_elbo, nll, likelihood) if binarization == "8bit" else {}),
-        "active_units": vae.active_units(test_features),
-        "active_units_note": "latent dimensions with Cov_x(E_q[z|x]) > 1e-2 on the test set"
-        + ("" if model.top is None else " (z, the first of the two stochastic layers)"),
-        "probe_test_accuracy": probe_accuracy(probe, test_features, y_test),
-        "probe_train_accuracy": probe_accuracy(probe, train_features, y_train),
+        **representation,
         "binarization": binarization,
         "evaluation_set": mnist.evaluation_note(x_test.shape[0], binarization, config.eval_seed),
         "likelihood_note": ("log p(x|y) (the label is given)" if model.conditional else "log p(x)")
@@ -236,6 +214,41 @@ def _bits_per_dim_8bit(neg_elbo: float, nll: dict, likelihood) -> dict:
     }
 
 
+def _representation_metrics(
+    model: vae.VAE, config: Config, x_test, y_test, train_images, train_labels
+):
+    """Active units and a linear probe's accuracy on the encoder means.
+
+    A conditional model's encoder is given the label, so its means carry the label itself:
+    a probe on them would score near 1 whatever the model learnt (an untrained one
+    included), and the active units would count the label's directions. Both are left out
+    (``None``) for it, with a note saying why.
+    """
+    if model.conditional:
+        note = "not measured: the encoder of a conditional VAE is given the label"
+        return {
+            "active_units": None,
+            "active_units_note": note,
+            "probe_test_accuracy": None,
+            "probe_train_accuracy": None,
+            "probe_note": note,
+        }
+    test_features = vae.encoder_means(model, x_test, y_test)
+    x_train = mnist.evaluation_images(
+        train_images, binarization=config.train.binarization, seed=config.eval_seed + 1
+    )
+    y_train = jnp.asarray(train_labels)
+    train_features = vae.encoder_means(model, x_train, y_train)
+    probe = fit_linear_probe(train_features, y_train, steps=config.probe_steps)
+    return {
+        "active_units": vae.active_units(test_features),
+        "active_units_note": "latent dimensions with Cov_x(E_q[z|x]) > 1e-2 on the test set"
+        + ("" if model.top is None else " (z, the first of the two stochastic layers)"),
+        "probe_test_accuracy": probe_accuracy(probe, test_features, y_test),
+        "probe_train_accuracy": probe_accuracy(probe, train_features, y_train),
+    }
+
+
 def _local_rows(array) -> np.ndarray:
     """This process's rows of a (possibly multi-process, batch-sharded) training array."""
     if isinstance(array, jax.Array) and not array.is_fully_addressable:
@@ -251,14 +264,19 @@ def summary(metrics: dict) -> str:
         if "test_bits_per_dim_elbo" in metrics
         else ""
     )
+    representation = (
+        ""
+        if metrics["active_units"] is None
+        else f"{metrics['active_units']} active units; probe accuracy "
+        f"{metrics['probe_test_accuracy']:.4f}; "
+    )
     return (
         f"test -ELBO {metrics['test_neg_elbo_nats']:.2f} nats{elbo_bits} (reconstruction "
         f"{metrics['test_reconstruction_nats']:.2f}, KL {metrics['test_kl_nats']:.2f}); test NLL "
         f"(IWAE, K={metrics['eval_samples']}) {metrics['test_nll_nats']:.2f} "
         f"± {metrics['test_nll_stderr_nats']:.2f} nats = {metrics['test_bits_per_dim']:.4f} "
-        f"bits/dim; {metrics['active_units']} active units; probe accuracy "
-        f"{metrics['probe_test_accuracy']:.4f}; {metrics['epochs_run_now']} epochs trained now "
-        f"on {metrics['device']}"
+        f"bits/dim; {representation}{metrics['epochs_run_now']} epochs trained now on "
+        f"{metrics['device']}"
     )
 
 

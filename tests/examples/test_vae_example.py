@@ -11,7 +11,7 @@ import pytest
 
 from examples.vae import configs, main
 from examples.vae import flags as vae_flags
-from examples.vae.train import train_and_evaluate
+from examples.vae.train import summary, train_and_evaluate
 from models.training import ConfigError
 
 
@@ -105,6 +105,7 @@ def test_flags_override_the_preset_and_only_given_flags_count():
         (["--likelihood", "logistic-mixture", "--binarization", "grey"], "--binarization"),
         (["--preset", "mnist-8bit-logistic", "--binarization", "dynamic"], "--binarization"),
         (["--preset", "kingma"], "--preset"),
+        (["--free-bits", "1", "--top-latent-dim", "5"], "--free-bits"),
     ],
 )
 def test_bad_flags_are_one_usage_error_naming_the_flag(flags, flag, capsys):
@@ -172,12 +173,18 @@ def test_train_and_evaluate_end_to_end(synthetic_mnist, tmp_path, changes, pictu
         "test_neg_elbo_nats",
         "test_reconstruction_nats",
         "test_kl_nats",
-        "probe_test_accuracy",
         "wall_time_s",
         "train_seconds_per_epoch",
     ):
         assert np.isfinite(stored[key]), key
-    assert 0 <= stored["active_units"] <= config.model.latent_dim
+    if config.model.conditional:
+        # The encoder is given the label: features built from it would report it back.
+        assert stored["active_units"] is None and stored["probe_test_accuracy"] is None
+        assert "given the label" in stored["probe_note"]
+    else:
+        assert 0 <= stored["active_units"] <= config.model.latent_dim
+        assert 0 <= stored["probe_test_accuracy"] <= 1
+    assert summary(metrics).startswith("test -ELBO")  # the terminal line, either way
     assert stored["eval_samples"] == 8 and stored["seed"] == 0 and stored["device"]
     assert len(stored["history"]) == 2 and "test_neg_elbo" in stored["history"][0]
     assert "test_nll_k4" in stored["history"][1] and "test_nll_k4" not in stored["history"][0]
