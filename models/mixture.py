@@ -38,6 +38,7 @@ from genmath import bayes, bernoulli, categorical
 from models import factorized, mnist, sharding
 from models.factorized import PSEUDO_COUNT
 from models.mnist import IMAGE_SHAPE, NUM_PIXELS, flatten_images
+from models.training import run_key
 
 #: Default Dirichlet pseudo-count per component on the mixture weights.
 WEIGHT_PSEUDO_COUNT = 1.0
@@ -264,7 +265,8 @@ def fit_em(
     logits, mixture_logits = sharding.replicate(
         (model.logits[...], model.mixture_logits[...]), mesh
     )
-    base_key = sharding.replicate(jax.random.key(seed), mesh)
+    # The EM iterations are its epochs: the same stream as the Trainer's.
+    base_key = sharding.replicate(run_key(seed, "epochs"), mesh)
     history = []
     with tqdm(range(iterations), disable=not progress, unit="iter", desc="EM") as bar:
         for iteration in bar:

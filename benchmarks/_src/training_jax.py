@@ -49,6 +49,7 @@ from models.training import (
     Trainer,
     make_optimizer,
     make_train_step,
+    run_key,
 )
 
 #: Breakdown components: name -> what one of its epochs does.
@@ -96,7 +97,7 @@ class _Epochs:
         self.setup = setup
         self.steps = num_examples // setup.batch_size
         self.num_examples = num_examples
-        self.base_key = jax.random.key(setup.train.seed, impl=impl)
+        self.base_key = run_key(setup.train.seed, "epochs", impl=impl)
         self.epochs_done = 0
 
     def next_key(self) -> jax.Array:

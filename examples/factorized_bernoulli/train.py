@@ -31,7 +31,7 @@ from jax.sharding import Mesh
 from examples import _run
 from examples.factorized_bernoulli.configs import Config
 from models import factorized, mnist, reporting
-from models.training import Trainer
+from models.training import Trainer, run_key
 
 
 def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = None) -> Trainer:
@@ -93,7 +93,7 @@ def train_and_evaluate(
     nll = factorized.evaluate_nll(model, x_test)
     closed_nll = factorized.evaluate_nll(closed, x_test)
 
-    sample_key = jax.random.fold_in(jax.random.key(config.train.seed), 1)
+    sample_key = run_key(config.train.seed, "pictures")
     pictures = save_pictures(model, closed, workdir, sample_key, num_samples=config.num_samples)
 
     metrics = {

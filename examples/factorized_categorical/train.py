@@ -36,7 +36,7 @@ from examples import _run
 from examples.factorized_categorical.configs import Config
 from models import factorized, mnist, reporting
 from models import factorized_categorical as fc
-from models.training import Trainer
+from models.training import Trainer, run_key
 
 
 def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = None) -> Trainer:
@@ -102,7 +102,7 @@ def train_and_evaluate(
     closed_nll = factorized.evaluate_nll(closed, x_test)
     closed_seconds = time.perf_counter() - closed_start
 
-    sample_key = jax.random.fold_in(jax.random.key(config.train.seed), 1)
+    sample_key = run_key(config.train.seed, "pictures")
     pictures = save_pictures(model, closed, workdir, sample_key, num_samples=config.num_samples)
     bits, closed_bits = fc.bits_per_dim(nll), fc.bits_per_dim(closed_nll)
     # The logits are defined up to a constant per pixel: compare the log-probabilities.

@@ -33,7 +33,7 @@ from jax.sharding import Mesh
 from examples import _run
 from examples.made.configs import Config
 from models import made, mnist, reporting, sharding, vae
-from models.training import Trainer, make_optimizer
+from models.training import Trainer, make_optimizer, run_key
 
 #: Test accuracies of the other classifiers on the same binary pixels, measured on this
 #: project's CPU (README, "Factorized Bernoulli family"; 5 epochs each).
@@ -47,7 +47,7 @@ def build(config: Config, train_images, *, mesh: Mesh | None = None, workdir=Non
     ``config.model.mask_seed``); the output bias starts at the data's pixel logits when the
     config asks for it.
     """
-    init_key = jax.random.split(jax.random.key(config.train.seed), 3)[0]
+    init_key = run_key(config.train.seed, "init")
     means = vae.pixel_means(train_images) if config.model.output_bias_init else None
     model = made.make_made(config.model, rngs=nnx.Rngs(params=init_key), pixel_means=means)
     steps_per_epoch = train_images.shape[0] // config.train.batch_size
@@ -86,7 +86,7 @@ def train_and_evaluate(
     binarization = config.train.binarization
     x_test = mnist.evaluation_images(test_images, binarization=binarization, seed=config.eval_seed)
     y_test = jnp.asarray(test_labels)
-    picture_key = jax.random.split(jax.random.key(config.train.seed), 3)[2]
+    picture_key = run_key(config.train.seed, "pictures")
     conditional = config.model.conditional
 
     trainer = build(config, train_images, mesh=mesh, workdir=workdir)

@@ -30,7 +30,7 @@ from jax.sharding import Mesh
 from examples import _run
 from examples.mixture.configs import Config
 from models import factorized, mixture, mnist, reporting
-from models.training import ConfigError, Trainer
+from models.training import ConfigError, Trainer, run_key
 
 
 def build(config: Config, train_images, key, *, workdir=None, mesh: Mesh | None = None) -> Trainer:
@@ -92,7 +92,8 @@ def train_and_evaluate(
         )
     binarization = config.train.binarization
     x_test = mnist.evaluation_images(test_images, binarization=binarization, seed=config.eval_seed)
-    init_key, sample_key = jax.random.split(jax.random.key(config.train.seed))
+    init_key = run_key(config.train.seed, "init")
+    sample_key = run_key(config.train.seed, "pictures")
 
     epochs_run = 0
     if config.algorithm == "em":

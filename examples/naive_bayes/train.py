@@ -32,7 +32,7 @@ from jax.sharding import Mesh
 from examples import _run
 from examples.naive_bayes.configs import Config
 from models import class_conditional, factorized, mnist, reporting
-from models.training import Trainer
+from models.training import Trainer, run_key
 
 LOGREG_DIR = "logistic_regression"
 
@@ -123,7 +123,7 @@ def train_and_evaluate(
         logreg_seconds = time.perf_counter() - tic
         logreg_accuracy = class_conditional.classifier_accuracy(baseline.model, x_test, y_test)
 
-    picture_key = jax.random.fold_in(jax.random.key(config.train.seed), 1)
+    picture_key = run_key(config.train.seed, "pictures")
     pictures = save_pictures(model, workdir, picture_key)
     pictures.append(save_curve(workdir, history))
 

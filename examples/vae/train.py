@@ -38,7 +38,7 @@ from examples.vae.configs import Config
 from genmath import dequantize, latent
 from models import mnist, reporting, sharding, vae
 from models.probe import fit_linear_probe, probe_accuracy
-from models.training import Trainer, make_optimizer
+from models.training import Trainer, make_optimizer, run_key
 
 # On an accelerator the papers' K = 5000; on a CPU a K that keeps evaluation near a minute.
 ACCELERATOR_EVAL_SAMPLES = 5000
@@ -55,7 +55,7 @@ def build(config: Config, train_images, *, mesh: Mesh | None = None, workdir=Non
     Every process builds the same initial parameters from ``config.train.seed``; the
     decoder's output bias starts at the data's pixel means when the config asks for it.
     """
-    init_key = jax.random.split(jax.random.key(config.train.seed), 3)[0]
+    init_key = run_key(config.train.seed, "init")
     means = vae.pixel_means(train_images) if config.model.output_bias_init else None
     model = vae.make_vae(config.model, rngs=nnx.Rngs(params=init_key), pixel_means=means)
     steps_per_epoch = train_images.shape[0] // config.train.batch_size
@@ -97,7 +97,8 @@ def train_and_evaluate(
     binarization = config.train.binarization
     x_test = mnist.evaluation_images(test_images, binarization=binarization, seed=config.eval_seed)
     y_test = jnp.asarray(test_labels)
-    eval_key, picture_key = jax.random.split(jax.random.key(config.train.seed), 3)[1:]
+    eval_key = run_key(config.train.seed, "evaluation")
+    picture_key = run_key(config.train.seed, "pictures")
 
     trainer = build(config, train_images, mesh=mesh, workdir=workdir)
     eval_seconds, epochs_run = [0.0], [0]

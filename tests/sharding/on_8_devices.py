@@ -24,6 +24,7 @@ from jax.sharding import PartitionSpec as P
 
 from genmath import bayes, bernoulli, categorical, latent, mvn, normal
 from models import factorized, mixture, sharding, vae
+from models.mnist import evaluation_images
 from models.training import TrainConfig, Trainer
 
 DEVICES = 8
@@ -292,9 +293,11 @@ MIXTURE_EXAMPLES = 512
 def test_mixture_gradient_training_matches_one_device(mnist):
     images, labels = mnist.train_images[:MIXTURE_EXAMPLES], mnist.train_labels[:MIXTURE_EXAMPLES]
     config = TrainConfig(epochs=1, batch_size=64, seed=0, binarization="dynamic")
+    fixed = evaluation_images(images, binarization="dynamic")
     runs = []
     for mesh in (sharding.data_mesh(jax.devices()[:1]), sharding.data_mesh()):
         model = mixture.MixtureOfBernoullis(10, key=jax.random.key(0), init_images=images)
+        nll_before = -float(np.mean(model.log_prob(fixed)))
         loss_fn = factorized.make_loss_fn(MIXTURE_EXAMPLES)
         trainer = Trainer(model, optax.adam(1e-2), loss_fn, config, mesh=mesh)
         losses = []
@@ -303,7 +306,9 @@ def test_mixture_gradient_training_matches_one_device(mnist):
             losses.append(np.asarray(trainer.step_metrics["loss"]))
         runs.append((np.concatenate(losses), np.asarray(trainer.model.probs)))
     (losses_1, probs_1), (losses_8, probs_8) = runs
-    assert losses_8[-1] < losses_8[0]
+    # It trained: the NLL of the same binarised images fell (a minibatch's loss is too
+    # noisy a sign over the epoch's 8 steps).
+    assert -float(np.mean(trainer.model.log_prob(fixed))) < nll_before
     rtol = tolerance(losses_1.dtype)
     np.testing.assert_allclose(losses_8, losses_1, rtol=rtol)
     np.testing.assert_allclose(probs_8, probs_1, rtol=rtol, atol=rtol)
