@@ -85,6 +85,11 @@ def _densities_inputs(name: str, data: dict, logits, temperature, axis: int):
     after = -axis - 1  # batch axes after the class axis
     if temperature.ndim > after:
         temperature = jnp.expand_dims(temperature, temperature.ndim - after)
+    full = jnp.broadcast_shapes(shape, temperature.shape)
+    if full != shape:
+        # The temperature has batch axes the data lacks: the data goes to the result's
+        # shape, so that every array has its rank and the class axis is one axis of all.
+        value, logits = jnp.broadcast_to(value, full), jnp.broadcast_to(logits, full)
     return value, logits, temperature, axis
 
 

@@ -345,6 +345,38 @@ def test_axis_and_shapes():
     )
 
 
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_temperature_with_batch_axes_the_data_lacks(rng, axis):
+    """One point, several temperatures: each value is that of the temperature alone (and
+    the Concrete density), in both densities, with gradients, for classes first or last."""
+    y = _simplex_points(rng, (5,), np.float32)
+    logits = rng.normal(0.0, 1.0, 5).astype(np.float32)
+    temperatures = rng.uniform(0.3, 2.0, (2, 3)).astype(np.float32)
+    # Classes on axis 0: the data has a batch axis of 1 after them, which the
+    # temperatures' last axis broadcasts.
+    data, lg = (y, logits) if axis == -1 else (y[:, None], logits[:, None])
+    fns = {
+        "log_prob": lambda t: rc.log_prob(data, logits=lg, temperature=t, axis=axis),
+        "log_sample_log_prob": lambda t: rc.log_sample_log_prob(
+            jnp.log(data), logits=lg, temperature=t, axis=axis
+        ),
+    }
+    for name, fn in fns.items():
+        value, grad = jax.jit(lambda t, fn=fn: (fn(t), jax.grad(lambda u: jnp.sum(fn(u)))(t)))(
+            temperatures
+        )
+        chex.assert_shape(value, (2, 3))
+        for index in np.ndindex(2, 3):
+            alone = float(temperatures[index])
+            np.testing.assert_allclose(value[index], fn(alone).squeeze(), rtol=1e-6, err_msg=name)
+            np.testing.assert_allclose(
+                grad[index], jax.grad(lambda u, fn=fn: jnp.sum(fn(u)))(alone), rtol=1e-5
+            )
+    expected = np.log(concrete_density(f64(y), f64(logits), f64(temperatures)[..., None]))
+    value = jax.jit(fns["log_prob"])(temperatures)
+    np.testing.assert_allclose(value, expected, rtol=0, atol=300 * np.finfo(np.float32).eps * 5)
+
+
 # --- dtypes and errors ----------------------------------------------------------------
 
 
