@@ -220,6 +220,9 @@ def select(component_values: ArrayLike, index: ArrayLike, *, axis: int = -1) -> 
     # Out-of-range indices (negative ones too: no wrap-around) are sent to K, which "fill"
     # mode answers with NaN (or the dtype's fill value).
     num_components = values.shape[axis]
+    if jnp.iinfo(index.dtype).bits < 32:
+        # K itself goes into the index's dtype below: in int8 or uint8 it would wrap.
+        index = index.astype(jnp.int32)
     index = jnp.where((index >= 0) & (index < num_components), index, num_components)
     index = jnp.broadcast_to(index, batch).reshape((*batch, 1) + (1,) * len(event))
     index = jnp.broadcast_to(index, (*batch, 1, *event))

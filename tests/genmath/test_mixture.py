@@ -210,6 +210,17 @@ def test_select():
     np.testing.assert_array_equal(g, expected)
 
 
+@pytest.mark.parametrize("index_dtype", [np.uint8, np.int8, np.int16, np.uint16, np.uint32])
+def test_select_with_narrow_index_dtypes(index_dtype):
+    """More components than the index dtype's range: K must not wrap in that dtype."""
+    values = np.arange(2 * 300, dtype=np.float32).reshape(2, 300)
+    index = np.array([1, 127], index_dtype)
+    got = jax.jit(mixture.select)(values, index)
+    np.testing.assert_array_equal(got, values[[0, 1], [1, 127]])
+    if np.issubdtype(index_dtype, np.signedinteger):
+        assert np.all(np.isnan(mixture.select(values, np.array([-1, -128], index_dtype))))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sample_frequencies_and_reparameterisation(dtype):
     # A 2-d Gaussian mixture decoder: loc (batch, K, D), samples (n, batch, K, D).
