@@ -273,8 +273,11 @@ def kl(
     ``eps / KL_i`` for small divergences; one of order ``eps`` per element (float32:
     :math:`|\\log\\sigma_p - \\log\\sigma_q| \\lesssim 10^{-4}`) is rounding noise,
     since the float value of :math:`e^{r}` near 1 is off by up to an ulp of 1.
-    The result overflows to ``inf`` only when the divergence itself exceeds the dtype's
-    range (e.g. float32 with :math:`\\log\\sigma_p - \\log\\sigma_q > 44`).
+    The result overflows to ``inf`` only near or beyond the dtype's range: twice an
+    element's divergence is formed before the halving, so within a factor of 2 of the
+    largest float the value may already be ``inf`` (float32:
+    :math:`\\log\\sigma_p - \\log\\sigma_q > 44.36`, where the divergence itself
+    exceeds the range above 44.7).
 
     Args:
         loc_p, log_scale_p: mean and log standard deviation of :math:`p`, floating.
@@ -328,7 +331,8 @@ def cross_entropy(
     (:math:`e^{r_i} = \\sigma_{p,i}^2 / \\sigma_{q,i}^2`, computed without a
     :math:`\\sigma^2` that could overflow). It is :func:`entropy` of :math:`p` plus
     :func:`kl`, and equals ``entropy(log_scale=log_scale_q)`` when :math:`p = q`. Like
-    :func:`kl`, it overflows to ``inf`` only when the value itself does.
+    :func:`kl`, it overflows to ``inf`` only within a factor of 2 of the dtype's range or
+    beyond it.
 
     Args:
         loc_p, log_scale_p: mean and log standard deviation of :math:`p`, floating.

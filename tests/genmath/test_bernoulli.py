@@ -128,6 +128,30 @@ def test_kl_of_equal_distributions_is_exactly_zero_with_zero_gradient(dtype):
         assert np.all(np.asarray(g_p) == 0) and np.all(np.asarray(g_q) == 0)
 
 
+def _mp_kl(logit_p, logit_q):
+    """KL between two Bernoullis in 40-digit arithmetic, at the float inputs."""
+    with mpmath.workdps(40):
+        a, b = mpmath.mpf(float(logit_p)), mpmath.mpf(float(logit_q))
+        p, q = 1 / (1 + mpmath.exp(-a)), 1 / (1 + mpmath.exp(-b))
+        return float(p * mpmath.log(p / q) + (1 - p) * mpmath.log((1 - p) / (1 - q)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kl_of_nearby_distributions_is_never_negative_and_within_its_bound(rng, dtype):
+    """Logits a few ulps to 1e-4 apart: the divergence is rounding noise there, but never
+    below 0, and within the documented absolute error of the exact value."""
+    lp = rand_logits(rng, 300, dtype)
+    spread = 1e-4 if dtype == np.float32 else 1e-9
+    lq = (f64(lp) + spread * rng.standard_normal(300) * (1 + np.abs(f64(lp)))).astype(dtype)
+    value = np.asarray(jax.jit(lambda a, b: bernoulli.kl(logits_p=a, logits_q=b, axis=()))(lp, lq))
+    assert np.all(value >= 0)
+    exact = np.array([_mp_kl(a, b) for a, b in zip(lp, lq, strict=True)])
+    # A few ulps of the pieces: log(1 + e^-|l|) of both and |l_p - l_q|.
+    scale = np.log1p(np.exp(-np.abs(f64(lp)))) + np.log1p(np.exp(-np.abs(f64(lq))))
+    scale = scale + np.abs(f64(lp) - f64(lq))
+    assert np.all(np.abs(value - exact) <= 4 * np.finfo(dtype).eps * scale)
+
+
 def test_continuous_log_normalizer_matches_float64_formula():
     eta = np.concatenate(
         [
