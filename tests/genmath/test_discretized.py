@@ -125,6 +125,28 @@ def test_mixture_is_the_log_sum_of_weighted_components_and_sums_to_one(kind, dty
     np.testing.assert_allclose(summed, mix.sum(-1), rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_a_loc_on_a_bin_edge_splits_the_mass_under_jit(kind, dtype):
+    """loc = 0.5 is the edge between bins 127 and 128 ((127 + 1/2)/255 exactly): at a tiny
+    scale each holds half the mass, compiled or not (XLA's reciprocal for a division by a
+    constant once moved the edge by an ulp, and the bin's log-probability to -5e10)."""
+    module = MODULES[kind]
+    x = jnp.asarray([126, 127, 128, 129], jnp.int32)
+    loc = jnp.asarray(0.5, dtype)
+    value = jax.jit(lambda x, m, s: module.log_prob(x, loc=m, log_scale=s, axis=()))
+    grad = jax.jit(jax.grad(lambda s: jnp.sum(value(x[1:3], loc, s))))
+    for log_scale in (-30.0, -12.0):
+        log_scale = jnp.asarray(log_scale, dtype)
+        compiled = np.asarray(value(x, loc, log_scale))
+        np.testing.assert_array_equal(
+            compiled, np.asarray(module.log_prob(x, loc=loc, log_scale=log_scale, axis=()))
+        )
+        np.testing.assert_allclose(compiled[1:3], np.log(0.5), rtol=4 * np.finfo(dtype).eps)
+        assert np.all(compiled[[0, 3]] < -100.0)  # the neighbours: 640 scales away at least
+        assert abs(float(grad(log_scale))) < 1e-6  # 0 but for the far edges (e^-640)
+
+
 @pytest.mark.parametrize("kind", sorted(MODULES))
 def test_event_axis_sums_and_batch_broadcasts(kind):
     module = MODULES[kind]
