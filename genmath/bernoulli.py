@@ -478,7 +478,8 @@ def continuous_log_normalizer(*, logits: ArrayLike) -> Array:
     grows like :math:`\\log|\\eta|` and is computed for large :math:`|\\eta|` as
     :math:`\\log\\frac{|\\eta|}{1 - e^{-|\\eta|}} + \\log(1 + e^{-|\\eta|})` with
     ``expm1``/``log1p``, accurate to a few ulps everywhere; :math:`+\\infty` at
-    :math:`\\eta = \\pm\\infty`.
+    :math:`\\eta = \\pm\\infty`. Its derivative, :math:`1/\\eta - 1/\\sinh\\eta`, is given in
+    closed form, to a few ulps as well (0 at :math:`\\pm\\infty`).
 
     Args:
         logits: natural parameter :math:`\\eta`, floating.
@@ -498,7 +499,21 @@ def continuous_log_normalizer(*, logits: ArrayLike) -> Array:
         pervasive error in variational autoencoders", NeurIPS 2019, eq. (7).
     """
     (logits,) = validation.promote("bernoulli.continuous_log_normalizer", {"logits": logits})
+    return _log_normalizer(logits)
+
+
+@jax.custom_jvp
+def _log_normalizer(logits: Array) -> Array:
     return _continuous_log_normalizer(logits, _logit_parts(logits).log1p_exp)
+
+
+@_log_normalizer.defjvp
+def _log_normalizer_jvp(primals, tangents):
+    # Autodiff of the closed form subtracts terms of size 1/|eta| (4000 ulps off in float64
+    # at |eta| = 0.03); the slope in closed form is as accurate as the value.
+    (logits,), (tangent,) = primals, tangents
+    slope = continuous_bernoulli.log_normalizer_slope(logits)
+    return _log_normalizer(logits), slope * tangent
 
 
 def continuous_log_prob(

@@ -148,6 +148,21 @@ def _mean_jvp(primals, tangents):
     return _mean_value(logits), variance(logits) * tangent
 
 
+def log_normalizer_slope(logits: Array) -> Array:
+    """:math:`\\frac{d}{d\\eta}\\log C(\\eta) = 1/\\eta - 1/\\sinh\\eta` for the normaliser
+    :math:`C = \\eta / \\tanh(\\eta/2)` of the density written with :math:`\\sigma(\\eta)`
+    (``bernoulli.continuous_log_normalizer``): 0 at 0 and at :math:`\\pm\\infty`, odd."""
+    split = _Split(logits)
+    # log C = log 2 + log cosh(eta/2) - l, so the slope is tanh(eta/2)/2 - l', with
+    # l' = (eta/2) * series: terms of size eta/4 and eta/12 (a cancellation of 1.5x at most
+    # 2x at |eta| = 3), where 1/eta - 1/sinh(eta) subtracts terms of size 1/|eta|.
+    small_logits = jnp.where(split.small, logits, 0.0)
+    series = 0.5 * (jnp.tanh(0.5 * small_logits) - small_logits * _series(split.s, "mean"))
+    # Beyond: 1/a - 2E / (1 - E^2) with 1 - E^2 = (1 - E)(1 + E), signed.
+    closed = 1.0 / split.a - 2.0 * split.e / (split.m * (1.0 + split.e))
+    return jnp.where(split.small, series, jnp.where(logits < 0, -closed, closed))
+
+
 def _log_partition_value(logits: Array, split: _Split | None = None) -> Array:
     split = _Split(logits) if split is None else split
     series = 0.5 * jnp.where(split.small, logits, 0.0) + split.s * _series(split.s, "log_partition")

@@ -152,6 +152,30 @@ def test_kl_of_nearby_distributions_is_never_negative_and_within_its_bound(rng, 
     assert np.all(np.abs(value - exact) <= 4 * np.finfo(dtype).eps * scale)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_continuous_log_normalizer_derivative_against_mpmath(dtype):
+    """d/deta log C = 1/eta - 1/sinh(eta) to a few ulps over |eta| from 1e-8 to 1e3 (autodiff
+    of the closed form was 4000 ulps off in float64 near |eta| = 0.03), 0 at 0 and +-inf,
+    and differentiable again."""
+    eta = np.concatenate([np.logspace(-8, 3, 200), -np.logspace(-8, 3, 200), [0.0]]).astype(dtype)
+    slope = jax.jit(jax.vmap(jax.grad(lambda e: bernoulli.continuous_log_normalizer(logits=e))))
+    with mpmath.workdps(40):
+        exact = [1 / mpmath.mpf(float(e)) - 1 / mpmath.sinh(mpmath.mpf(float(e))) for e in eta[:-1]]
+    exact = np.array([float(v) for v in exact] + [0.0])
+    got = np.asarray(slope(eta))
+    np.testing.assert_allclose(got, exact, rtol=8 * np.finfo(dtype).eps, atol=0)
+    ends = np.asarray(slope(jnp.asarray([np.inf, -np.inf], dtype)))
+    np.testing.assert_array_equal(ends, [0.0, 0.0])
+    eps = 1e-3 if dtype == np.float32 else 1e-6
+    test_util.check_grads(
+        lambda e: bernoulli.continuous_log_normalizer(logits=e),
+        (jnp.asarray([-5.0, -0.02, 0.4, 2.9, 3.1], dtype),),
+        order=2,
+        modes=("fwd", "rev"),
+        eps=eps,
+    )
+
+
 def test_continuous_log_normalizer_matches_float64_formula():
     eta = np.concatenate(
         [
