@@ -51,11 +51,6 @@ _LOG_256 = math.log(256.0)
 _LN_TWO = math.log(2.0)
 
 
-def _check_num_dims(name: str, num_dims) -> None:
-    if isinstance(num_dims, bool) or (isinstance(num_dims, int) and num_dims <= 0):
-        raise ValueError(f"{name}: `num_dims` must be a positive integer, got {num_dims!r}.")
-
-
 def uniform(key: Key, x: ArrayLike, *, sample_shape: SampleShape = ()) -> Array:
     """Dequantises 8-bit pixels with uniform noise onto :math:`[0, 1)`.
 
@@ -126,7 +121,7 @@ def log_prob_lower_bound(log_density: ArrayLike, *, num_dims: int | ArrayLike) -
         2017, §4.1.
     """
     name = "dequantize.log_prob_lower_bound"
-    _check_num_dims(name, num_dims)
+    validation.check_count(name, "num_dims", num_dims)
     num_dims, log_density = validation.promote(
         name, {"log_density": log_density}, {"num_dims": num_dims}
     )
@@ -164,6 +159,6 @@ def bits_per_dim_8bit(log_prob: ArrayLike, *, num_dims: int | ArrayLike) -> Arra
         networks*, ICML 2016, §5.1.
     """
     name = "dequantize.bits_per_dim_8bit"
-    _check_num_dims(name, num_dims)
+    validation.check_count(name, "num_dims", num_dims)
     num_dims, log_prob = validation.promote(name, {"log_prob": log_prob}, {"num_dims": num_dims})
     return -log_prob / (num_dims * _LN_TWO)

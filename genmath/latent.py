@@ -159,8 +159,7 @@ def bits_per_dim(nll_nats: ArrayLike, *, num_dims: int | ArrayLike) -> Array:
         Networks", ICML 2016, §5.1.
     """
     name = "latent.bits_per_dim"
-    if isinstance(num_dims, bool) or (isinstance(num_dims, int) and num_dims <= 0):
-        raise ValueError(f"{name}: `num_dims` must be a positive integer, got {num_dims!r}.")
+    validation.check_count(name, "num_dims", num_dims)
     # promote returns the data (num_dims) first, then the parameters.
     num_dims, nll_nats = validation.promote(name, {"nll_nats": nll_nats}, {"num_dims": num_dims})
     return nll_nats / (num_dims * _LN_TWO)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -87,7 +88,15 @@ def check_broadcast(caller: str, shapes: Mapping[str, Shape]) -> Shape:
 
 def check_axis(caller: str, axis: Axis, ndim: int) -> tuple[int, ...]:
     """Normalises an event ``axis`` (int or tuple) against ``ndim``, with a clear error."""
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    try:
+        if any(isinstance(a, (bool, np.bool_)) for a in items):
+            raise TypeError
+        axes = tuple(operator.index(a) for a in items)
+    except TypeError:
+        raise TypeError(
+            f"{caller}: `axis` must be an int or a tuple of ints, got {axis!r}."
+        ) from None
     normalised = []
     for a in axes:
         if not -ndim <= a < ndim:
@@ -96,6 +105,23 @@ def check_axis(caller: str, axis: Axis, ndim: int) -> tuple[int, ...]:
     if len(set(normalised)) != len(normalised):
         raise ValueError(f"{caller}: repeated axis in {axis}.")
     return tuple(normalised)
+
+
+def check_count(caller: str, name: str, value) -> None:
+    """Raises ``ValueError`` naming ``name`` unless a concrete ``value`` (a Python or NumPy
+    number or array, or a concrete jax array) holds positive integers only; a traced value
+    cannot be read at trace time and passes unchecked."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{caller}: `{name}` must be a positive integer, got {value!r}.")
+    try:
+        array = np.asarray(value)
+    except jax.errors.TracerArrayConversionError:
+        return
+    numeric = np.issubdtype(array.dtype, np.number) and not np.issubdtype(
+        array.dtype, np.complexfloating
+    )
+    if not numeric or not np.all((array > 0) & (array == np.round(array))):
+        raise ValueError(f"{caller}: `{name}` must be a positive integer, got {value!r}.")
 
 
 def check_mask(caller: str, mask: ArrayLike | None, shape: Shape) -> Array | None:

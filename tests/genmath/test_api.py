@@ -148,3 +148,20 @@ def test_modules_share_the_typing_aliases():
                 assert getattr(module, alias) is getattr(gm_typing, alias), (module, alias)
         source = inspect.getsource(module)
         assert "= jax.typing.ArrayLike" not in source and "Axis = int" not in source
+
+
+@pytest.mark.parametrize("axis", [1.0, (0, 1.5), True, None, "0"])
+def test_a_bad_event_axis_is_a_type_error_naming_it(axis):
+    for call in (
+        lambda: genmath.bernoulli.log_prob(jnp.zeros((2, 3)), logits=jnp.zeros(3), axis=axis),
+        lambda: genmath.normal.kl_standard(loc=jnp.zeros(3), log_scale=jnp.zeros(3), axis=axis),
+    ):
+        with pytest.raises(TypeError, match="`axis` must be an int or a tuple of ints"):
+            call()
+
+
+def test_numpy_integer_axes_are_ints():
+    x = jnp.zeros((2, 3))
+    expected = genmath.bernoulli.log_prob(x, logits=x, axis=(0, 1))
+    got = genmath.bernoulli.log_prob(x, logits=x, axis=(np.int64(0), np.int32(-1)))
+    np.testing.assert_array_equal(got, expected)

@@ -271,9 +271,13 @@ def test_errors_name_the_argument():
         latent.elbo(f32, i32)
     with pytest.raises(TypeError, match="nll_nats"):
         latent.bits_per_dim(i32, num_dims=784)
-    for bad in (0, -3, True):
-        with pytest.raises(ValueError, match="num_dims"):
+    for bad in (0, -3, True, 784.5, np.int64(0), np.array([784, 0]), jnp.asarray(-1), "784"):
+        with pytest.raises(ValueError, match="`num_dims` must be a positive integer"):
             latent.bits_per_dim(f32, num_dims=bad)
+    # Integer-valued counts of any numeric type pass; a traced one cannot be read.
+    for good in (784, 784.0, np.int64(784), np.array([784, 392]), jnp.asarray(784)):
+        assert np.all(np.isfinite(latent.bits_per_dim(f32, num_dims=good)))
+    assert np.isfinite(jax.jit(lambda n: latent.bits_per_dim(1.0, num_dims=n))(784))
     with pytest.raises(TypeError, match="log_weights"):
         jax.jit(latent.iwae_bound)(i32)
 

@@ -73,6 +73,10 @@ def test_bad_input_raises_naming_the_argument():
         dequantize.bits_per_dim_8bit(-1.0, num_dims=0)
     with pytest.raises(ValueError, match="num_dims"):
         dequantize.log_prob_lower_bound(-1.0, num_dims=True)
+    for bad in (784.5, np.int64(0)):
+        for fn in (dequantize.log_prob_lower_bound, dequantize.bits_per_dim_8bit):
+            with pytest.raises(ValueError, match="`num_dims` must be a positive integer"):
+                fn(-1.0, num_dims=bad)
     with pytest.raises(TypeError, match="`log_prob`"):
         dequantize.bits_per_dim_8bit(jnp.array([1, 2]), num_dims=784)
     with pytest.raises(TypeError, match="`x`"):
