@@ -30,7 +30,13 @@ def main(argv: list[str] | None = None) -> dict:
     add("--eval-samples", type=int, help="K of the test NLL (default 100; export: 5000)")
     add("--test-examples", type=int, help="evaluate on the first N test images only")
     add("--export-from", help="a training run's workdir: export its latest checkpoint")
-    add("--preset", choices=tuple(configs.PRESETS), help="export: the run's preset")
+    add(
+        "--preset",
+        choices=tuple(configs.PRESETS),
+        help="export: the preset the run was trained with, unchanged by flags (the run's "
+        "metrics.json, when its training has ended, is checked against it); a run trained "
+        "with other settings is exported from Python, examples.pretrained.run.export",
+    )
     args = parser.parse_args(argv)
     for flag in ("eval_samples", "test_examples"):
         value = getattr(args, flag)

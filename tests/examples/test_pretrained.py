@@ -51,8 +51,29 @@ def test_export_load_and_evaluate_round_trip(synthetic_mnist, tmp_path):
     assert metrics["test_nll_nats"] == pytest.approx(record["test"]["test_nll_nats"], rel=1e-6)
     assert (tmp_path / "eval" / "samples.png").exists()
     assert (tmp_path / "eval" / "reconstructions.png").exists()
+    # Exporting with another configuration than the run's is refused, naming the field.
+    other = dataclasses.replace(config, eval_seed=3)
+    with pytest.raises(ValueError, match="differing fields: eval_seed"):
+        run.export(tmp_path / "run", other, "tiny2", data=synthetic_mnist, directory=tmp_path)
     with pytest.raises(ValueError, match="name"):
         pretrained.load_pretrained("nope", directory=tmp_path / "weights")
+
+
+def test_a_model_is_measured_on_its_own_binarisation(synthetic_mnist):
+    """A grey-level (or 8-bit) model's record says so, and evaluation follows its record."""
+    assert run.evaluation_settings(None) == ("dynamic", 0)
+    grey = configs.get_config("flax")
+    grey = dataclasses.replace(
+        grey, train=dataclasses.replace(grey.train, binarization="threshold"), eval_seed=2
+    )
+    assert run.evaluation_settings(dataclasses.asdict(grey)) == ("threshold", 2)
+    model = build(grey, synthetic_mnist.train_images).model
+    check = run.reproducibility_check(model, synthetic_mnist, binarization="threshold")
+    assert check["binarization"] == "threshold" and check["eval_seed"] == 0
+    measured = run.measure(
+        model, synthetic_mnist, eval_samples=2, test_examples=64, binarization="threshold"
+    )
+    assert "threshold" in measured["evaluation_set"]
 
 
 def test_bad_flags(capsys):
@@ -72,7 +93,7 @@ def test_bad_flags(capsys):
 def test_shipped_weights_reproduce_their_recorded_nll(name, mnist):
     model, record = pretrained.load_pretrained(name)
     check = record["check"]
-    x = mnist_data_images(mnist, check["test_examples"])
+    x = mnist_data_images(mnist, check)
     bound = vae.iwae_per_example(
         model, x, None, jax.random.key(check["seed"] + 7), num_samples=check["num_samples"]
     )
@@ -81,5 +102,10 @@ def test_shipped_weights_reproduce_their_recorded_nll(name, mnist):
     assert abs(nll - check["nll_nats"]) < 4 * check["mc_stderr_nats"], (nll, check)
 
 
-def mnist_data_images(data, count):
-    return mnist.evaluation_images(data.test_images[:count], binarization="dynamic")
+def mnist_data_images(data, check):
+    # Records from before the check stored its binarisation: dynamic, seed 0.
+    return mnist.evaluation_images(
+        data.test_images[: check["test_examples"]],
+        binarization=check.get("binarization", "dynamic"),
+        seed=check.get("eval_seed", 0),
+    )
