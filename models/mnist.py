@@ -140,7 +140,9 @@ def load_mnist_shard(
             read when the dataset still has to be prepared; every host prepares its own copy).
         mesh: the trainer's mesh (default :func:`models.sharding.data_mesh`).
         tfds_dir: tfds's data directory, as for :func:`load_mnist`.
-        num_examples: use only the first ``num_examples`` training examples.
+        num_examples: use only the first ``num_examples`` training examples, rounded down
+            to a multiple of the devices on the mesh's data axis (every device takes an
+            equal slice; the training metrics record the count actually used).
     """
     mesh = sharding.data_mesh() if mesh is None else mesh
     devices = sharding.data_axis_size(mesh)
