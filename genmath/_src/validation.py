@@ -86,17 +86,23 @@ def check_broadcast(caller: str, shapes: Mapping[str, Shape]) -> Shape:
         raise ValueError(f"{caller}: shapes do not broadcast: {described}.") from None
 
 
-def check_axis(caller: str, axis: Axis, ndim: int) -> tuple[int, ...]:
-    """Normalises an event ``axis`` (int or tuple) against ``ndim``, with a clear error."""
-    items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+def _ints(caller: str, name: str, value) -> tuple[int, ...]:
+    """An int or a sequence of ints (NumPy integers included, bools not) as a tuple of
+    Python ints; ``TypeError`` naming ``name`` for anything else."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
     try:
-        if any(isinstance(a, (bool, np.bool_)) for a in items):
+        if any(isinstance(n, (bool, np.bool_)) for n in items):
             raise TypeError
-        axes = tuple(operator.index(a) for a in items)
+        return tuple(operator.index(n) for n in items)
     except TypeError:
         raise TypeError(
-            f"{caller}: `axis` must be an int or a tuple of ints, got {axis!r}."
+            f"{caller}: `{name}` must be an int or a tuple of ints, got {value!r}."
         ) from None
+
+
+def check_axis(caller: str, axis: Axis, ndim: int) -> tuple[int, ...]:
+    """Normalises an event ``axis`` (int or tuple) against ``ndim``, with a clear error."""
+    axes = _ints(caller, "axis", axis)
     normalised = []
     for a in axes:
         if not -ndim <= a < ndim:
@@ -141,15 +147,7 @@ def sample_shape(caller: str, value: SampleShape) -> Shape:
     Raises ``TypeError`` for anything but an int or a sequence of ints (a float, a bool,
     ``None``) and ``ValueError`` for a negative size, naming ``sample_shape``.
     """
-    sizes = (value,) if not isinstance(value, (tuple, list)) else value
-    try:
-        if any(isinstance(n, (bool, np.bool_)) for n in sizes):
-            raise TypeError
-        shape = tuple(operator.index(n) for n in sizes)
-    except TypeError:
-        raise TypeError(
-            f"{caller}: `sample_shape` must be an int or a tuple of ints, got {value!r}."
-        ) from None
+    shape = _ints(caller, "sample_shape", value)
     if any(n < 0 for n in shape):
         raise ValueError(f"{caller}: `sample_shape` must not be negative, got {value!r}.")
     return shape
