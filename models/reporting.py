@@ -53,6 +53,15 @@ def save_image_grid(
     Image.fromarray(canvas, mode="L").save(path, format="PNG")
 
 
+def enlarge(images, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of ``(N, H, W)`` images, for pictures of parameters.
+
+    >>> enlarge(np.eye(2)[None], 2)[0].astype(int).tolist()
+    [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
+    """
+    return np.repeat(np.repeat(np.asarray(images), factor, axis=-2), factor, axis=-1)
+
+
 def _as_tiles(images) -> np.ndarray:
     tiles = np.asarray(images, dtype=np.float64)
     if tiles.ndim == 2:

@@ -148,17 +148,12 @@ def _picture_arrays(model, closed, key, *, num_samples):
     }
 
 
-def _enlarge(images, factor: int = 6) -> np.ndarray:
-    """Nearest-neighbour enlargement of ``(N, H, W)`` images, for pictures of parameters."""
-    return np.repeat(np.repeat(np.asarray(images), factor, axis=-2), factor, axis=-1)
-
-
 def save_pictures(model, closed, workdir: str, key, *, num_samples: int) -> list[str]:
     """``samples.png`` and ``theta.png`` (learned theta beside the closed form)."""
     arrays = jax.device_get(_picture_arrays(model, closed, key, num_samples=num_samples))
     reporting.save_image_grid(os.path.join(workdir, "samples.png"), arrays["samples"])
     reporting.save_image_grid(
-        os.path.join(workdir, "theta.png"), _enlarge(arrays["theta"]), ncols=2
+        os.path.join(workdir, "theta.png"), reporting.enlarge(arrays["theta"], 6), ncols=2
     )
     return ["samples.png", "theta.png"]
 

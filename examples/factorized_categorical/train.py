@@ -161,16 +161,13 @@ def _picture_arrays(model, closed, key, *, num_samples):
     }
 
 
-def _enlarge(images, factor: int = 6) -> np.ndarray:
-    """Nearest-neighbour enlargement of ``(N, H, W)`` images, for pictures of parameters."""
-    return np.repeat(np.repeat(np.asarray(images), factor, axis=-2), factor, axis=-1)
-
-
 def save_pictures(model, closed, workdir: str, key, *, num_samples: int) -> list[str]:
     """``samples.png`` (grey levels / 255) and ``mean.png`` (trained beside closed form)."""
     arrays = jax.device_get(_picture_arrays(model, closed, key, num_samples=num_samples))
     reporting.save_image_grid(os.path.join(workdir, "samples.png"), arrays["samples"])
-    reporting.save_image_grid(os.path.join(workdir, "mean.png"), _enlarge(arrays["mean"]), ncols=2)
+    reporting.save_image_grid(
+        os.path.join(workdir, "mean.png"), reporting.enlarge(arrays["mean"], 6), ncols=2
+    )
     return ["samples.png", "mean.png"]
 
 

@@ -25,7 +25,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -180,11 +179,6 @@ def _picture_arrays(model, key):
     return {"samples": model.sample(key, labels), "means": model.probs}
 
 
-def _enlarge(images, factor: int) -> np.ndarray:
-    """Nearest-neighbour enlargement of ``(N, H, W)`` images, for pictures of parameters."""
-    return np.repeat(np.repeat(np.asarray(images), factor, axis=-2), factor, axis=-1)
-
-
 def save_pictures(model, workdir: str, key) -> list[str]:
     """``class_samples.png`` (row d: digit d) and ``class_means.png`` (theta_y, enlarged)."""
     arrays = jax.device_get(_picture_arrays(model, key))
@@ -192,7 +186,7 @@ def save_pictures(model, workdir: str, key) -> list[str]:
         os.path.join(workdir, "class_samples.png"), arrays["samples"], ncols=10
     )
     reporting.save_image_grid(
-        os.path.join(workdir, "class_means.png"), _enlarge(arrays["means"], 3), ncols=5
+        os.path.join(workdir, "class_means.png"), reporting.enlarge(arrays["means"], 3), ncols=5
     )
     return ["class_samples.png", "class_means.png"]
 
