@@ -108,18 +108,7 @@ def build_config(args: argparse.Namespace) -> configs.Config:
 
 def main(argv: list[str] | None = None) -> dict:
     """Runs the example; returns the metrics written to ``workdir/metrics.json``."""
-    parser, args = parse_args(argv)
-    with _cli.config_errors_as_usage(parser, FLAGS):
-        config = build_config(args)
-        metrics = train_and_evaluate(
-            config,
-            args.workdir,
-            data_dir=args.data_dir,
-            resume=not args.no_resume,
-            progress=not args.no_progress,
-        )
-    print(f"{summary(metrics)}; outputs in {args.workdir}")
-    return metrics
+    return _cli.run_example(parse_args, build_config, train_and_evaluate, summary, argv, FLAGS)
 
 
 def run() -> None:
