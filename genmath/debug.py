@@ -113,6 +113,15 @@ def enable_checks(enabled: bool) -> None:
     jax.config.update("genmath_value_checks", bool(enabled))
 
 
+def _cache_key(value):
+    """A hashable, type-exact stand-in for a static option: a list becomes a tuple, and
+    2, 2.0 and True stay apart (as dictionary keys they are one), so that a call with a
+    bad ``sample_shape=2.0`` is not served the compilation of ``sample_shape=2``."""
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_cache_key(item) for item in value))
+    return (type(value).__name__, value)
+
+
 def checked(fn: Callable, *, jit: bool = True) -> Callable:
     """``fn`` with the value checks on, functionalised, (by default) jitted and raising.
 
@@ -144,23 +153,24 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
 
     compiled = {}
 
-    def compile_for(options: tuple) -> Callable:
+    def compile_for(options: dict) -> Callable:
         """The checkified (and jitted) function with the non-array keyword options (an
         ``axis``, a ``sample_shape``) bound as constants: they must stay static."""
-        if options not in compiled:
+        key = tuple(sorted((name, _cache_key(value)) for name, value in options.items()))
+        if key not in compiled:
 
             def with_checks(*args, **kwargs):
                 with checks():
-                    return fn(*args, **kwargs, **dict(options))
+                    return fn(*args, **kwargs, **options)
 
             functionalised = checkify.checkify(with_checks)
-            compiled[options] = jax.jit(functionalised) if jit else functionalised
-        return compiled[options]
+            compiled[key] = jax.jit(functionalised) if jit else functionalised
+        return compiled[key]
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
         arrays = {k: v for k, v in kwargs.items() if isinstance(v, (jax.Array, np.ndarray))}
-        options = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
+        options = {k: v for k, v in kwargs.items() if k not in arrays}
         error, value = compile_for(options)(*args, **arrays)
         error.throw()
         return value

@@ -301,6 +301,21 @@ def test_checked_keeps_keyword_options_static():
     assert draws.shape == (4, 2)
 
 
+def test_checked_takes_list_options_and_keeps_equal_values_of_other_types_apart():
+    x = jnp.array([[0.0, 1.0, 0.5], [1.0, 1.0, 0.0]], DTYPE)
+    logits = jnp.zeros((2, 3), DTYPE)
+    checked = debug.checked(bernoulli.log_prob)
+    np.testing.assert_array_equal(
+        checked(x, logits=logits, axis=[0, 1]), bernoulli.log_prob(x, logits=logits, axis=(0, 1))
+    )
+    sample = debug.checked(mvn.sample)
+    assert sample(KEY, loc=0.0, scale_tril=L_GOOD, sample_shape=[2]).shape == (2, 2)
+    assert sample(KEY, loc=0.0, scale_tril=L_GOOD, sample_shape=2).shape == (2, 2)
+    # 2.0 == 2 as a dictionary key: it must still get its own trace, and its error.
+    with pytest.raises(TypeError, match="`sample_shape` must be an int"):
+        sample(KEY, loc=0.0, scale_tril=L_GOOD, sample_shape=2.0)
+
+
 def test_without_the_private_jax_switch_checks_are_off_and_turning_them_on_says_why(
     monkeypatch,
 ):
