@@ -100,6 +100,8 @@ def kl_monte_carlo(log_q: ArrayLike, log_p: ArrayLike, *, axis: Axis = 0) -> Arr
     log_q, log_p = validation.promote(name, {"log_q": log_q, "log_p": log_p})
     difference = log_q - log_p
     axes = validation.check_axis(name, axis, difference.ndim)
+    if math.prod(difference.shape[a] for a in axes) == 0:
+        raise ValueError(f"{name}: `log_q` and `log_p` have no samples along axis {axis}.")
     return jnp.mean(difference, axis=axes)
 
 

@@ -269,6 +269,8 @@ def test_errors_name_the_argument():
         latent.kl_monte_carlo(f32, np.zeros((4, 2), np.float32))
     with pytest.raises(TypeError, match="kl"):
         latent.elbo(f32, i32)
+    with pytest.raises(ValueError, match="no samples along axis 0"):
+        latent.kl_monte_carlo(np.zeros((0, 3), np.float32), 0.0)
     with pytest.raises(TypeError, match="nll_nats"):
         latent.bits_per_dim(i32, num_dims=784)
     for bad in (0, -3, True, 784.5, np.int64(0), np.array([784, 0]), jnp.asarray(-1), "784"):
