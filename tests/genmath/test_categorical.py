@@ -169,6 +169,37 @@ def test_kl_of_nearby_distributions_is_never_negative_and_within_its_bound(rng, 
     assert np.all(np.abs(value - exact) <= 4 * np.finfo(dtype).eps * scale)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_confident_rows_keep_their_relative_accuracy(dtype):
+    """Logits (0, -gap, -gap - 1): Z rounds to 1, yet the entropy, H(p, p), the
+    log-probability of the likely class and the entropy's derivatives (which sum to 0)
+    keep a few ulps of their own size, against 40-digit mpmath."""
+    eps = np.finfo(dtype).eps
+    for gap in (5.0, 20.0, 30.0, 60.0):
+        logits = np.array([0.0, -gap, -gap - 1.0], dtype)
+        with mpmath.workdps(40):
+            weights = [mpmath.exp(mpmath.mpf(float(v))) for v in logits]
+            total = mpmath.fsum(weights)
+            probs = [w / total for w in weights]
+            entropy = -mpmath.fsum(q * mpmath.log(q) for q in probs)
+            mean = mpmath.fsum(q * mpmath.mpf(float(v)) for q, v in zip(probs, logits, strict=True))
+            slope = [-q * (mpmath.mpf(float(v)) - mean) for q, v in zip(probs, logits, strict=True)]
+            log_p0 = mpmath.log(probs[0])
+        fns = jax.jit(
+            lambda lg: (
+                categorical.entropy(logits=lg),
+                categorical.cross_entropy(logits_p=lg, logits_q=lg),
+                categorical.log_prob(jnp.asarray(0), logits=lg),
+                jax.grad(lambda u: categorical.entropy(logits=u))(lg),
+            )
+        )
+        value, cross, log_prob, grad = (np.asarray(a, np.float64) for a in fns(logits))
+        for got, want in ((value, entropy), (cross, entropy), (log_prob, log_p0)):
+            np.testing.assert_allclose(got, float(want), rtol=16 * eps, err_msg=str(gap))
+        np.testing.assert_allclose(grad, [float(v) for v in slope], rtol=16 * eps, atol=0)
+        assert abs(grad.sum()) <= 4 * eps * np.abs(grad).max()
+
+
 # --- zero probabilities and extremes ------------------------------------------------
 
 
