@@ -368,8 +368,10 @@ def sample(
 
         y = \\arg\\max_k (\\ell_k + g_k), \\qquad g_k \\sim \\mathrm{Gumbel}(0, 1)
 
-    Classes with logit :math:`-\\infty` are never drawn. The labels are discrete, so no
-    gradient flows to ``logits``.
+    Classes with logit :math:`-\\infty` are never drawn. A row that defines no distribution
+    (every logit :math:`-\\infty`, or one of :math:`+\\infty` or NaN) gets the label -1, out
+    of range, which :func:`log_prob` answers with NaN (and ``mixture.sample`` with a NaN
+    sample). The labels are discrete, so no gradient flows to ``logits``.
 
     Args:
         key: a ``jax.random`` key.
@@ -379,8 +381,9 @@ def sample(
             one sample.
 
     Returns:
-        Integer labels in :math:`[0, K)` of shape ``sample_shape + logits.shape[:-1]`` (default
-        integer dtype: labels are indices, not floats).
+        Integer labels in :math:`[0, K)` (-1 for a row that defines no distribution) of
+        shape ``sample_shape + logits.shape[:-1]`` (default integer dtype: labels are
+        indices, not floats).
 
     Example:
         >>> import jax
@@ -399,6 +402,9 @@ def sample(
     if logits.ndim == 0:
         raise ValueError(f"{name}: `logits` needs a class axis, got a scalar.")
     sample_shape = validation.sample_shape(name, sample_shape)
-    return jax.random.categorical(
-        key, jax.lax.stop_gradient(logits), axis=-1, shape=sample_shape + logits.shape[:-1]
-    )
+    logits = jax.lax.stop_gradient(logits)
+    labels = jax.random.categorical(key, logits, axis=-1, shape=sample_shape + logits.shape[:-1])
+    # The argmax would still pick a class of a row with no distribution; NaN fails both
+    # comparisons.
+    top = jnp.max(logits, axis=-1)
+    return jnp.where((top > -jnp.inf) & (top < jnp.inf), labels, -1)

@@ -247,8 +247,10 @@ def sample(key: Key, *, logits: ArrayLike, component_samples: ArrayLike, axis: i
     ``component_samples`` (hence to their parameters), not to ``logits`` (a discrete
     choice; train the weights through :func:`log_prob`). The indices are those of
     ``categorical.sample(key, logits=jnp.broadcast_to(logits, batch + (K,)))``; components
-    of weight 0 are never chosen. The number of draws is set by ``component_samples``, so
-    there is no ``sample_shape``.
+    of weight 0 are never chosen, and logits that define no mixture (all :math:`-\\infty`, or
+    one of :math:`+\\infty` or NaN) give NaN (the fill value of an integer dtype, as in
+    :func:`select`). The number of draws is set by ``component_samples``, so there is no
+    ``sample_shape``.
 
     Args:
         key: a ``jax.random`` key.

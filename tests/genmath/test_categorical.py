@@ -13,6 +13,8 @@ from scipy import special, stats
 from genmath import categorical
 from tests.genmath.helpers import DTYPES, X64, f64, grad_tol, tol
 
+KEY = jax.random.key(0)
+
 
 def rand_logits(rng, shape, dtype, scale=2.0):
     return (scale * rng.standard_normal(shape)).astype(dtype)
@@ -464,6 +466,14 @@ def test_sample_frequencies_shape_and_dtype():
     # Five standard errors of a multinomial frequency; exact for probability 0.
     assert np.all(np.abs(freq - p) <= 5 * se), (freq, p)
     assert categorical.sample(jax.random.key(1), logits=logits).shape == (2,)
+
+
+def test_a_row_without_a_distribution_samples_the_out_of_range_label():
+    logits = jnp.array([[0.0, 1.0], [-jnp.inf, -jnp.inf], [jnp.inf, 0.0], [jnp.nan, 0.0]])
+    y = np.asarray(jax.jit(lambda lg: categorical.sample(KEY, logits=lg, sample_shape=5))(logits))
+    assert np.all(y[:, 1:] == -1) and np.all((y[:, 0] >= 0) & (y[:, 0] < 2))
+    # log_prob answers the label with NaN, as it does any label out of range.
+    assert np.all(np.isnan(np.asarray(categorical.log_prob(y[0], logits=logits))[1:]))
 
 
 # --- dtypes and errors --------------------------------------------------------------

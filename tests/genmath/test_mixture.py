@@ -210,6 +210,15 @@ def test_select():
     np.testing.assert_array_equal(g, expected)
 
 
+def test_sample_of_logits_that_define_no_mixture_is_nan():
+    logits = jnp.array([[0.0, 0.0], [-jnp.inf, -jnp.inf], [jnp.inf, 0.0], [jnp.nan, 0.0]])
+    samples = jnp.broadcast_to(jnp.array([1.0, 2.0]), (4, 2))
+    drawn = np.asarray(
+        jax.jit(mixture.sample)(jax.random.key(0), logits=logits, component_samples=samples)
+    )
+    assert drawn[0] in (1.0, 2.0) and np.all(np.isnan(drawn[1:]))
+
+
 @pytest.mark.parametrize("index_dtype", [np.uint8, np.int8, np.int16, np.uint16, np.uint32])
 def test_select_with_narrow_index_dtypes(index_dtype):
     """More components than the index dtype's range: K must not wrap in that dtype."""
