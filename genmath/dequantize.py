@@ -109,7 +109,8 @@ def log_prob_lower_bound(log_density: ArrayLike, *, num_dims: int | ArrayLike) -
             positive integer or an array broadcastable with ``log_density``.
 
     Returns:
-        The lower bound on :math:`\\log P(x)` in nats, the shape of ``log_density``.
+        The lower bound on :math:`\\log P(x)` in nats, the broadcast shape of
+        ``log_density`` and ``num_dims``.
 
     Example:
         >>> from genmath import dequantize
@@ -145,7 +146,7 @@ def bits_per_dim_8bit(log_prob: ArrayLike, *, num_dims: int | ArrayLike) -> Arra
             ``log_prob``.
 
     Returns:
-        Bits per dimension, the shape of ``log_prob``.
+        Bits per dimension, the broadcast shape of ``log_prob`` and ``num_dims``.
 
     Example:
         >>> import math

@@ -259,7 +259,9 @@ def iwae_dreg(log_weights: ArrayLike, decoder_log_weights: ArrayLike, *, axis: A
             floating, the :math:`K` samples along ``axis``.
         decoder_log_weights: the same log-weights recomputed at
             ``jax.lax.stop_gradient(z)`` (and with :math:`\\bar\\phi` in :math:`\\log q`), so
-            that only the decoder parameters reach them; same shape. Its value is not used.
+            that only the decoder parameters reach them; same shape. Its value does not
+            enter the result, but a non-finite entry (a sample of weight 0) drops that
+            sample's decoder coefficient, as in the other surrogates.
         axis: the sample axis, or a tuple of axes; it is reduced.
 
     Returns:

@@ -148,7 +148,8 @@ def bits_per_dim(nll_nats: ArrayLike, *, num_dims: int | ArrayLike) -> Array:
             positive integer or an array broadcastable with ``nll_nats``.
 
     Returns:
-        Bits per dimension, same shape as ``nll_nats``, in the compute dtype.
+        Bits per dimension, the broadcast shape of ``nll_nats`` and ``num_dims``, in the
+        compute dtype.
 
     Example:
         >>> import math

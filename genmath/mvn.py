@@ -454,7 +454,9 @@ def entropy(*, scale_tril: ArrayLike) -> Array:
         H[\\mathcal N(\\mu, LL^\\top)] = \\tfrac D2 (1 + \\log 2\\pi) + \\sum_i \\log|L_{ii}|
 
     Args:
-        scale_tril: :math:`L` of shape ``(..., D, D)``, floating (only the diagonal is read).
+        scale_tril: :math:`L` of shape ``(..., D, D)``, floating (only the diagonal is read;
+            the debug checks of :mod:`genmath.debug` still ask the whole lower triangle to
+            be finite, as for every function of a factor).
 
     Returns:
         The entropy with the batch shape ``(...)``.
