@@ -37,7 +37,7 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
                 run["name"],
                 run["note"],
                 f"{run['epochs']}",
-                f"{run['train_wall_s'] / 3600:.2f} h ({run['processes']} processes)",
+                f"{run['train_wall_s'] / 3600:.2f} h ({run['processes']} training processes)",
                 f"{run['median_epoch_s']:.2f} s",
                 _nll(evaluation),
                 f"{evaluation['test_neg_elbo_nats']:.2f}" if evaluation else "",
@@ -78,7 +78,8 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
             f"(epoch {run['epochs']})"
         )
     return (
-        f"Summarised {result['summarised_on'][:10]} by `python -m benchmarks.burda` from the "
+        f"Results file `results/{result['_file']}`: summarised {result['summarised_on'][:10]} "
+        "by `python -m benchmarks.burda` from the "
         f"runs' own files; trained and evaluated on {', '.join(d for d in devices if d)}. "
         "Wall time is the sum of the gaps between consecutive epochs' end times, the test "
         "evaluations every 100 epochs included and the pauses between processes left out.\n\n"

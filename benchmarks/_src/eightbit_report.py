@@ -207,7 +207,8 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
     sweep = result["pseudo_count_sweep"]
     quick = " **Quick (smoke) run: subsets only.**" if result.get("quick") else ""
     parts = [
-        f"Device: {result['device']} ({result['backend']}); jax {result['jax']}, "
+        f"Results file `results/{result['_file']}`. Device: {result['device']} "
+        f"({result['backend']}); jax {result['jax']}, "
         f"{result['date'][:10]}; load average {result.get('load_average_before')} before, "
         f"{result.get('load_average_after')} after (a shared machine: timings are upper "
         f"bounds). `{result['command']}`: {result['wall_s']:.0f} s in all; "

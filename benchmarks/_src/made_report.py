@@ -70,7 +70,8 @@ def _long_section(result: dict) -> str:
             f" goal ≤ {bars['goal_nats']}: **{'met' if bars['goal_reached'] else 'not met'}**."
         )
     return (
-        f"Full runs, summarised {result['summarised_on'][:10]} by `python -m benchmarks.made` "
+        f"Results file `results/{result['_file']}`: full runs, summarised "
+        f"{result['summarised_on'][:10]} by `python -m benchmarks.made` "
         "from each run's `metrics.json` and `history.json` (wall time: the sum of the gaps "
         "between consecutive epochs' end times, in-run test evaluations included).\n\n"
         + table(headers, rows, markdown=True)
@@ -107,7 +108,8 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
         "command",
     ]
     return (
-        f"Device: {result['device']} ({result['device_note']}); "
+        f"Results file `results/{result['_file']}`. Device: {result['device']} "
+        f"({result['device_note']}); "
         f"jax {result['jax']}, {result['date'][:10]}. {result['note']}.\n\n"
         + table(headers, rows, markdown=True)
         + "\n"
