@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from benchmarks._src.render import table
+from benchmarks._src.render import source, table
 
 TITLE = "Burda et al.'s VAE likelihood (burda-fast), with its ablation"
 
@@ -78,7 +78,7 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
             f"(epoch {run['epochs']})"
         )
     return (
-        f"Results file `results/{result['_file']}`: summarised {result['summarised_on'][:10]} "
+        f"{source(result)}Summarised {result['summarised_on'][:10]} "
         "by `python -m benchmarks.burda` from the "
         f"runs' own files; trained and evaluated on {', '.join(d for d in devices if d)}. "
         "Wall time is the sum of the gaps between consecutive epochs' end times, the test "

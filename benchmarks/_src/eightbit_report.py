@@ -13,7 +13,7 @@ import json
 import math
 import pathlib
 
-from benchmarks._src.render import table
+from benchmarks._src.render import source, table
 
 TITLE = "8-bit MNIST (bits/dim)"
 
@@ -207,7 +207,7 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
     sweep = result["pseudo_count_sweep"]
     quick = " **Quick (smoke) run: subsets only.**" if result.get("quick") else ""
     parts = [
-        f"Results file `results/{result['_file']}`. Device: {result['device']} "
+        f"{source(result)}Device: {result['device']} "
         f"({result['backend']}); jax {result['jax']}, "
         f"{result['date'][:10]}; load average {result.get('load_average_before')} before, "
         f"{result.get('load_average_after')} after (a shared machine: timings are upper "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from benchmarks._src.render import table
+from benchmarks._src.render import source, table
 
 TITLE = "MADE (exact likelihood)"
 
@@ -70,7 +70,7 @@ def _long_section(result: dict) -> str:
             f" goal ≤ {bars['goal_nats']}: **{'met' if bars['goal_reached'] else 'not met'}**."
         )
     return (
-        f"Results file `results/{result['_file']}`: full runs, summarised "
+        f"{source(result)}Full runs, summarised "
         f"{result['summarised_on'][:10]} by `python -m benchmarks.made` "
         "from each run's `metrics.json` and `history.json` (wall time: the sum of the gaps "
         "between consecutive epochs' end times, in-run test evaluations included).\n\n"
@@ -108,7 +108,7 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
         "command",
     ]
     return (
-        f"Results file `results/{result['_file']}`. Device: {result['device']} "
+        f"{source(result)}Device: {result['device']} "
         f"({result['device_note']}); "
         f"jax {result['jax']}, {result['date'][:10]}. {result['note']}.\n\n"
         + table(headers, rows, markdown=True)

@@ -225,3 +225,9 @@ def ratios_by_batch_table(result: dict, markdown: bool = False) -> str:
                 if cells:
                     rows.append([name, dtype, mode, ", ".join(cells)])
     return table(headers, rows, markdown)
+
+
+def source(result: dict) -> str:
+    """ "Results file `results/<name>`. " for a results file the report loaded (it sets
+    ``_file``), else nothing."""
+    return f"Results file `results/{result['_file']}`. " if "_file" in result else ""
