@@ -20,7 +20,13 @@ Where the bin is narrow against the scale, the two CDFs agree to most of their d
 their difference cancels or underflows; there the log density at the bin centre plus the log
 bin width is used, with its Taylor correction up to :math:`h^4`. Values and gradients are
 finite at ``x = 0`` and ``255``, for log-scales in :math:`[-30, 30]` and locations far
-outside :math:`[0, 1]`.
+outside :math:`[0, 1]`. The bin edges are rounded to the compute dtype (under ``jit``
+XLA forms :math:`(x \\pm \\tfrac12)/255` with the rounded reciprocal of 255, within an ulp of
+the division), so a location within a few ulps of an edge at a scale below about
+:math:`10^{-5}` is ill-conditioned: the bin's mass then depends on that rounding. At
+``loc = 0.5``, the edge between bins 127 and 128, and a log-scale of -30 a compiled call
+has given -5e10 for a bin whose exact log-probability is :math:`\\log\\tfrac12` (whether it
+does depends on how XLA compiles the edges).
 
 References:
     J. Ho, A. Jain, P. Abbeel, *Denoising diffusion probabilistic models*, NeurIPS 2020,

@@ -65,13 +65,12 @@ def _edges(x: Array, loc: Array, inv_scale: Array):
     # Each edge as (x -+ 0.5)/255: the upper edge of bin x and the lower edge of bin x + 1
     # are then the same float, so the rounded bins still tile the line and the 256
     # probabilities sum to 1 (computing x/255 -+ 0.5/255 would round them differently).
-    # A true division: under jit XLA turns a division by a constant into a product with
-    # the rounded reciprocal, which moved edges by an ulp (127.5/255 = 0.5 among them: at
-    # loc = 0.5 and a log-scale of -30 the bin's log-probability was -5e10, not log 1/2 as
-    # eager evaluation gave), so the barrier hides the constant from that rewrite.
-    levels = jax.lax.optimization_barrier(jnp.asarray(_MAX_VALUE, x.dtype))
-    lower = ((x - 0.5) / levels - loc) * inv_scale
-    upper = ((x + 0.5) / levels - loc) * inv_scale
+    # Under jit XLA forms the division as a product with the rounded reciprocal of 255,
+    # within an ulp of it (see the conditioning note of the public modules). A true
+    # division behind a barrier was exact but cost the Gaussian's gradient 10 % (1.15x
+    # the jnp formula against 1.06x), since its loops recompute the edges.
+    lower = ((x - 0.5) / _MAX_VALUE - loc) * inv_scale
+    upper = ((x + 0.5) / _MAX_VALUE - loc) * inv_scale
     return lower, upper
 
 
