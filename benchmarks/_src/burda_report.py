@@ -37,7 +37,8 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
                 run["name"],
                 run["note"],
                 f"{run['epochs']}",
-                f"{run['train_wall_s'] / 3600:.2f} h ({run['processes']} training processes)",
+                f"{run['train_wall_s'] / 3600:.2f} h ({run['processes']} processes told apart "
+                "by gaps)",
                 f"{run['median_epoch_s']:.2f} s",
                 _nll(evaluation),
                 f"{evaluation['test_neg_elbo_nats']:.2f}" if evaluation else "",
