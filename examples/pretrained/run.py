@@ -196,7 +196,7 @@ def _check_run_config(run_dir: str | os.PathLike, config: Config) -> None:
     # Through JSON both ways, so that tuples and lists compare equal.
     expected = json.loads(json.dumps(dataclasses.asdict(config)))
     if recorded is not None and recorded != expected:
-        differing = sorted(_differences(recorded, expected))
+        differing = _differences(recorded, expected)
         raise ValueError(
             f"export: the run in {run_dir} was trained with another configuration than the "
             f"one given (differing fields: {', '.join(differing)}); export it with its own."
