@@ -207,7 +207,7 @@ def main(argv=None) -> dict | None:
         "suite": "scaling",
         "schema_version": SCHEMA_VERSION,
         "backend": args.backend,
-        "device": reporting.device_description(),
+        **reporting.run_stamp(),
         "forced_host_devices": forced,
         "note": (
             "Forced CPU devices share the machine's cores: this measures the overhead of the "

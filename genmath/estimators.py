@@ -14,8 +14,10 @@ one ``jax.lax.stop_gradient``: the encoder outputs that parameterise :math:`q` a
 
 so that the encoder parameters :math:`\\phi` reach :math:`\\log w_k` only through
 :math:`z_k` (the *path* derivative) and the score-function term
-:math:`-\\nabla_\\phi \\log q_\\phi(z)`, whose expectation is 0 and whose variance does not
-vanish as :math:`q` approaches the posterior, is dropped. Written
+:math:`-\\nabla_\\phi \\log q_\\phi(z)`, whose expectation is 0 on its own (the ELBO,
+:math:`K = 1`) though not under the importance weights for :math:`K > 1` (hence STL's bias
+there), and whose variance does not vanish as :math:`q` approaches the posterior, is
+dropped. Written
 :math:`\\tilde w_k = w_k / \\sum_j w_j` for the normalised weights, the estimators are
 
 .. math::

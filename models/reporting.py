@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -108,21 +109,40 @@ def _to_json(value):
     raise TypeError(f"write_json: cannot write {type(value).__name__} value {value!r} as JSON.")
 
 
+def _cpu_model() -> str:
+    """The processor's name from ``/proc/cpuinfo`` (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_description() -> str:
-    """Where JAX computes, e.g. ``"cpu: 2 cores (jax 0.9.2)"`` or ``"gpu: NVIDIA H100 ..."``."""
+    """Where JAX computes, e.g. ``"cpu: 1 of 2 cores, Intel(R) Xeon(R) Processor (jax
+    0.9.2)"`` (the cores this process may use, of the host's) or ``"gpu: NVIDIA H100 ..."``."""
     import jax
 
     devices = jax.devices()
     platform_name = devices[0].platform
     version = f"jax {jax.__version__}"
     if platform_name == "cpu":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        cores = cores or os.cpu_count()
-        processor = platform.processor() or platform.machine()
-        return f"cpu: {cores} cores, {processor} ({version})"
+        host_cores = os.cpu_count()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else host_cores
+        return f"cpu: {cores} of {host_cores} cores, {_cpu_model()} ({version})"
     kinds = sorted({device.device_kind for device in devices})
     count = f"{len(devices)} x " if len(devices) > 1 else ""
     return f"{platform_name}: {count}{', '.join(kinds)} ({version})"
+
+
+def run_stamp() -> dict[str, str]:
+    """``device`` (:func:`device_description`) and ``date`` (UTC, to the second) for a
+    results file, so that every figure taken from it can name where and when it was made."""
+    date = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return {"device": device_description(), "date": date.isoformat()}
 
 
 def plot_curves(

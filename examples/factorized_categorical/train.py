@@ -122,7 +122,7 @@ def train_and_evaluate(
         "evaluation_set": mnist.evaluation_note(x_test.shape[0], "8bit"),
         "bits_per_dim": "genmath.dequantize.bits_per_dim_8bit: -log2 P(x) / 784 of the 8-bit image",
         "seed": config.train.seed,
-        "device": reporting.device_description(),
+        **reporting.run_stamp(),
         "train_examples": int(num_train),
         "epochs": config.train.epochs,
         "epochs_run_now": trainer.epochs_done - epochs_before,

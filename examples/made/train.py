@@ -159,7 +159,7 @@ def train_and_evaluate(
         "evaluation_set": mnist.evaluation_note(x_test.shape[0], binarization, config.eval_seed),
         "num_parameters": made.num_parameters(model),
         "seed": config.train.seed,
-        "device": reporting.device_description(),
+        **reporting.run_stamp(),
         "num_devices": trainer.mesh.devices.size,
         "train_examples": int(train_images.shape[0]),
         "epochs": config.train.epochs,

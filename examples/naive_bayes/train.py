@@ -142,7 +142,7 @@ def train_and_evaluate(
         "binarization": binarization,
         "evaluation_set": mnist.evaluation_note(x_test.shape[0], binarization, config.eval_seed),
         "seed": config.train.seed,
-        "device": reporting.device_description(),
+        **reporting.run_stamp(),
         "train_examples": int(num_train),
         "epochs": config.train.epochs,
         "epochs_run_now": trainer.epochs_done - epochs_before,

@@ -74,7 +74,7 @@ def measure(
         "test_kl_nats": terms["kl"],
         "active_units": vae.active_units(vae.encoder_means(model, x, y)),
         "evaluation_set": mnist.evaluation_note(x.shape[0], binarization, eval_seed),
-        "device": reporting.device_description(),
+        **reporting.run_stamp(),
     }
 
 

@@ -173,7 +173,7 @@ def train_and_evaluate(
         "likelihood_note": ("log p(x|y) (the label is given)" if model.conditional else "log p(x)")
         + f"; {likelihood.kind}",
         "seed": config.train.seed,
-        "device": reporting.device_description(),
+        **reporting.run_stamp(),
         "num_processes": jax.process_count(),
         "num_devices": trainer.mesh.devices.size,
         "train_examples": int(train_images.shape[0]),

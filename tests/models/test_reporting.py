@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models import reporting
 from models.reporting import device_description, plot_curves, save_image_grid, write_json
 
 
@@ -107,3 +110,19 @@ def test_plot_curves_rejects_bad_curves(tmp_path):
         plot_curves(tmp_path / "a.png", {}, xlabel="x", ylabel="y")
     with pytest.raises(ValueError, match="'train' needs 1-d x and y of equal length"):
         plot_curves(tmp_path / "a.png", {"train": ([1, 2], [1.0])}, xlabel="x", ylabel="y")
+
+
+def test_device_description_names_the_processor_and_its_cores():
+    description = device_description()
+    if jax.devices()[0].platform == "cpu":
+        cores = len(os.sched_getaffinity(0))
+        assert description.startswith(f"cpu: {cores} of {os.cpu_count()} cores, ")
+        assert reporting._cpu_model() in description
+
+
+def test_run_stamp_gives_device_and_a_utc_date():
+    stamp = reporting.run_stamp()
+    assert stamp["device"] == device_description()
+    date = datetime.datetime.fromisoformat(stamp["date"])
+    assert date.utcoffset() == datetime.timedelta(0)
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - date) < datetime.timedelta(minutes=5)
