@@ -33,9 +33,9 @@ Cholesky factors of covariances with :math:`\\kappa(L)` from 1e2 to 1e8 (D = 32,
 drawn from the distribution), the relative error of :func:`log_prob` with 4 points (the
 solve) grew from 4.5e-7 to 2.3e-2 in float32 (4.2e-6 at :math:`\\kappa(L) = 10^4`) and from
 4e-15 to 5e-11 in float64; with 64 points (the inverse) it was 9.6e-6 at :math:`10^4`,
-within 4x of the textbook solve's error up to :math:`10^6` and 9-12x beyond (float32 has no
-correct digit left there either way); that of :func:`kl` stayed below 2.2e-6 (float32) and
-3.5e-15 (float64). Results are within :math:`\\kappa(L)\\,\\varepsilon` up to
+within 4x of the textbook solve's error up to :math:`10^6` and 3-14x beyond (in float32 one
+correct digit at :math:`10^7`, none at :math:`10^8`); that of :func:`kl` stayed below 2.3e-6
+(float32) and 3.5e-15 (float64). Results are within :math:`\\kappa(L)\\,\\varepsilon` up to
 :math:`\\kappa(L) = 10^4` (tested); in float32, factors of :math:`\\kappa(L) > 10^5`
 (covariances beyond 1e10) leave fewer than four correct digits: use float64 there.
 
