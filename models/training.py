@@ -85,6 +85,43 @@ class ConfigError(ValueError):
         self.field = field
 
 
+def differing_fields(a, b, prefix: str = "") -> list[str]:
+    """The dotted names of the leaves where two nested dicts (JSON values) differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in sorted(set(a) | set(b)):
+            found += differing_fields(a.get(key), b.get(key), f"{prefix}{key}.")
+        return found
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def training_settings(
+    config, *, ignore: tuple[str, ...] = (), epochs_shape_schedule: bool
+) -> dict[str, Any]:
+    """What of an example's ``config`` (a dataclass) shapes the trained model, as JSON.
+
+    Every field but those in ``ignore`` (dotted names of evaluation and reporting options,
+    which a resumed run may change) and ``train.keep_checkpoints``; ``train.epochs`` only
+    when ``epochs_shape_schedule`` (a schedule that decays over the whole run, so that
+    the run cannot be extended without changing its past: raising the epochs of a cosine
+    run would send its learning rate back up). A :class:`Trainer` given these refuses to
+    resume a checkpoint saved under other settings.
+    """
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples become lists
+    dropped = (*ignore, "train.keep_checkpoints")
+    if not epochs_shape_schedule:
+        dropped += ("train.epochs",)
+    for name in dropped:
+        *parents, leaf = name.split(".")
+        node = settings
+        for parent in parents:
+            node = node[parent]
+        if leaf not in node:
+            raise KeyError(f"training_settings: the config has no field {name!r}")
+        del node[leaf]
+    return settings
+
+
 def check_positive_int(name: str, value) -> None:
     """Raises :class:`ConfigError` unless ``value`` is an int >= 1 (bools are not ints)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -263,6 +300,11 @@ class Trainer:
         batch is ``config.batch_size`` whatever the device count. Default:
         ``models.sharding.data_mesh()``, all of ``jax.devices()`` (every process's, after
         ``jax.distributed.initialize()``).
+      settings: what shapes the trained model (JSON, e.g. :func:`training_settings`), saved
+        with every checkpoint; :meth:`restore_latest` refuses a checkpoint saved under
+        other settings (a :class:`ConfigError` naming the fields), so that a run is never
+        continued, or reported, as if it had been trained as configured now. Checkpoints
+        saved without settings are restored unchecked.
     """
 
     def __init__(
@@ -274,8 +316,10 @@ class Trainer:
         *,
         workdir: str | os.PathLike | None = None,
         mesh: Mesh | None = None,
+        settings: Mapping[str, Any] | None = None,
     ):
         self.config = config
+        self.settings = None if settings is None else json.loads(json.dumps(settings))
         self.mesh = sharding.data_mesh() if mesh is None else mesh
         sharding.check_batch_size(config.batch_size, self.mesh)
         optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -322,6 +366,8 @@ class Trainer:
         if self._checkpoints is None:
             return
         meta = {"epochs_done": self.epochs_done, "history": self.history}
+        if self.settings is not None:
+            meta["settings"] = self.settings
         self._checkpoints.save(
             self.epochs_done,
             args=ocp.args.Composite(
@@ -331,12 +377,28 @@ class Trainer:
         self._checkpoints.wait_until_finished()
 
     def restore_latest(self) -> bool:
-        """Restores the latest checkpoint in ``workdir``; returns whether there was one."""
+        """Restores the latest checkpoint in ``workdir``; returns whether there was one.
+
+        Raises :class:`ConfigError` (field ``workdir``) when the checkpoint was saved under
+        other ``settings`` than this trainer's.
+        """
         if self._checkpoints is None or self._checkpoints.latest_step() is None:
             return False
+        step = self._checkpoints.latest_step()
+        meta = self._checkpoints.restore(
+            step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+        )["meta"]
+        saved = meta.get("settings")
+        if self.settings is not None and saved is not None and saved != self.settings:
+            fields = ", ".join(differing_fields(saved, self.settings))
+            raise ConfigError(
+                "workdir",
+                f"holds the checkpoints of a run trained with other settings (differing: "
+                f"{fields}); continue it with its own settings, or use another workdir",
+            )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, self.state)
         restored = self._checkpoints.restore(
-            self._checkpoints.latest_step(),
+            step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
             ),

@@ -52,6 +52,15 @@ class Config:
         check_positive_int("num_samples", self.num_samples)
 
 
+# Options that change what is measured or drawn, not the trained model: a resumed run may
+# change them (``models.training.training_settings``).
+EVALUATION_FIELDS = (
+    "eval_seed",
+    "test_examples",
+    "num_samples",
+)
+
+
 def _positive_number(value) -> bool:
     return (
         not isinstance(value, bool)

@@ -29,9 +29,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from examples import _run
-from examples.factorized_bernoulli.configs import Config
+from examples.factorized_bernoulli.configs import EVALUATION_FIELDS, Config
 from models import factorized, mnist, reporting
-from models.training import Trainer, run_key
+from models.training import Trainer, run_key, training_settings
 
 
 def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = None) -> Trainer:
@@ -40,8 +40,16 @@ def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = N
         config.train.learning_rate, factorized.train_steps(num_train, config.train)
     )
     loss_fn = factorized.make_loss_fn(num_train, pseudo_count=config.pseudo_count)
+    # Adam with a cosine decay over the run: its length shapes the schedule.
+    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True)
     return Trainer(
-        factorized.FactorizedBernoulli(), tx, loss_fn, config.train, workdir=workdir, mesh=mesh
+        factorized.FactorizedBernoulli(),
+        tx,
+        loss_fn,
+        config.train,
+        workdir=workdir,
+        mesh=mesh,
+        settings=settings,
     )
 
 

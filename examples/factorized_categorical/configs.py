@@ -51,6 +51,14 @@ class Config:
         check_positive_int("num_samples", self.num_samples)
 
 
+# Options that change what is measured or drawn, not the trained model: a resumed run may
+# change them (``models.training.training_settings``).
+EVALUATION_FIELDS = (
+    "test_examples",
+    "num_samples",
+)
+
+
 def get_config() -> Config:
     """The default run: 5 epochs of Adam (peak 0.1, b2 0.95, cosine decay), batch 128, the
     8-bit pixel values, Dirichlet prior with one pseudo-count per level (add-one)."""

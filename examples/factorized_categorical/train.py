@@ -33,10 +33,10 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from examples import _run
-from examples.factorized_categorical.configs import Config
+from examples.factorized_categorical.configs import EVALUATION_FIELDS, Config
 from models import factorized, mnist, reporting
 from models import factorized_categorical as fc
-from models.training import Trainer, run_key
+from models.training import Trainer, run_key, training_settings
 
 
 def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = None) -> Trainer:
@@ -52,7 +52,9 @@ def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = N
     )
     loss_fn = factorized.make_loss_fn(num_train, pseudo_count=config.pseudo_count)
     model = fc.FactorizedCategorical()
-    return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh)
+    # Adam with a cosine decay over the run: its length shapes the schedule.
+    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True)
+    return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings)
 
 
 def train_and_evaluate(

@@ -91,6 +91,18 @@ class Config:
         return self.model.num_masks if self.eval_masks is None else self.eval_masks
 
 
+# Options that change what is measured or drawn, not the trained model: a resumed run may
+# change them (``models.training.training_settings``).
+EVALUATION_FIELDS = (
+    "eval_masks",
+    "eval_seed",
+    "eval_every",
+    "eval_batch_size",
+    "test_examples",
+    "preset",
+)
+
+
 def small() -> Config:
     """The default, minutes on a 2-core CPU: 784-500-784, relu, direct input-to-output
     connections, 8 masks (orderings and connectivities) trained order-agnostically and

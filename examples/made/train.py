@@ -33,9 +33,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from examples import _run
-from examples.made.configs import Config
+from examples.made.configs import EVALUATION_FIELDS, Config
 from models import made, mnist, reporting, sharding, vae
-from models.training import Trainer, make_optimizer, run_key
+from models.training import Trainer, make_optimizer, run_key, training_settings
 
 #: The committed run of the naive Bayes example (README, "Factorized Bernoulli family"),
 #: whose two classifiers on the same binary pixels MADE's accuracy is set beside.
@@ -64,7 +64,12 @@ def build(config: Config, train_images, *, mesh: Mesh | None = None, workdir=Non
     model = made.make_made(config.model, rngs=nnx.Rngs(params=init_key), pixel_means=means)
     steps_per_epoch = train_images.shape[0] // config.train.batch_size
     tx = make_optimizer(config.optimizer, config.train, steps_per_epoch)
-    return Trainer(model, tx, made.loss_fn, config.train, workdir=workdir, mesh=mesh)
+    # A cosine decay spans the whole run, so its length shapes the schedule.
+    cosine = config.optimizer.schedule == "cosine"
+    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=cosine)
+    return Trainer(
+        model, tx, made.loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings
+    )
 
 
 def train_and_evaluate(

@@ -28,9 +28,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from examples import _run
-from examples.mixture.configs import Config
+from examples.mixture.configs import EVALUATION_FIELDS, Config
 from models import factorized, mixture, mnist, reporting
-from models.training import ConfigError, Trainer, run_key
+from models.training import ConfigError, Trainer, run_key, training_settings
 
 
 def build(config: Config, train_images, key, *, workdir=None, mesh: Mesh | None = None) -> Trainer:
@@ -50,7 +50,9 @@ def build(config: Config, train_images, key, *, workdir=None, mesh: Mesh | None 
         pseudo_count=config.pseudo_count,
         weight_pseudo_count=config.weight_pseudo_count,
     )
-    return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh)
+    # Adam with a cosine decay over the run: its length shapes the schedule.
+    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True)
+    return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings)
 
 
 def train_and_evaluate(

@@ -58,6 +58,16 @@ class Config:
                 check_positive_int(name, getattr(self, name))
 
 
+# Options that change what is measured or drawn, not the trained model: a resumed run may
+# change them (``models.training.training_settings``).
+EVALUATION_FIELDS = (
+    "eval_seed",
+    "test_examples",
+    "logreg_epochs",
+    "logreg_learning_rate",
+)
+
+
 def _positive_number(value) -> bool:
     return (
         not isinstance(value, bool)

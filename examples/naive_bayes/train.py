@@ -29,9 +29,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from examples import _run
-from examples.naive_bayes.configs import Config
+from examples.naive_bayes.configs import EVALUATION_FIELDS, Config
 from models import class_conditional, factorized, mnist, reporting
-from models.training import Trainer, run_key
+from models.training import Trainer, run_key, training_settings
 
 LOGREG_DIR = "logistic_regression"
 
@@ -45,7 +45,9 @@ def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = N
         num_train, config.pseudo_count, config.class_pseudo_count
     )
     model = class_conditional.ClassConditionalBernoulli()
-    return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh)
+    # Adam with a cosine decay over the run: its length shapes the schedule.
+    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True)
+    return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings)
 
 
 def build_baseline(
@@ -59,7 +61,22 @@ def build_baseline(
         train.learning_rate, factorized.train_steps(num_train, train), b2=0.999
     )
     model = class_conditional.LogisticRegression()
-    return Trainer(model, tx, class_conditional.logistic_loss, train, workdir=workdir, mesh=mesh)
+    # Its own epochs and rate (a cosine decay over them); the model's are not its.
+    settings = training_settings(
+        config,
+        ignore=("eval_seed", "test_examples", "pseudo_count", "class_pseudo_count"),
+        epochs_shape_schedule=False,
+    )
+    settings["train"].pop("learning_rate")
+    return Trainer(
+        model,
+        tx,
+        class_conditional.logistic_loss,
+        train,
+        workdir=workdir,
+        mesh=mesh,
+        settings=settings,
+    )
 
 
 def train_and_evaluate(

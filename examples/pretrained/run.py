@@ -24,7 +24,7 @@ from flax import nnx
 
 from examples.vae.configs import Config
 from examples.vae.train import build, save_pictures
-from models import mnist, pretrained, reporting, vae
+from models import mnist, pretrained, reporting, training, vae
 
 #: The reproducibility check: K and the number of test images it uses.
 CHECK_SAMPLES, CHECK_EXAMPLES = 10, 1000
@@ -196,17 +196,8 @@ def _check_run_config(run_dir: str | os.PathLike, config: Config) -> None:
     # Through JSON both ways, so that tuples and lists compare equal.
     expected = json.loads(json.dumps(dataclasses.asdict(config)))
     if recorded is not None and recorded != expected:
-        differing = _differences(recorded, expected)
+        differing = training.differing_fields(recorded, expected)
         raise ValueError(
             f"export: the run in {run_dir} was trained with another configuration than the "
             f"one given (differing fields: {', '.join(differing)}); export it with its own."
         )
-
-
-def _differences(a, b, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        found = []
-        for key in sorted(set(a) | set(b)):
-            found += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
-        return found
-    return [] if a == b else [prefix.rstrip(".")]

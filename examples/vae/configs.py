@@ -76,6 +76,20 @@ class Config:
             )
 
 
+# Options that change what is measured or drawn, not the trained model: a resumed run may
+# change them (``models.training.training_settings``).
+EVALUATION_FIELDS = (
+    "eval_samples",
+    "eval_seed",
+    "eval_every",
+    "nll_every",
+    "curve_samples",
+    "test_examples",
+    "probe_steps",
+    "preset",
+)
+
+
 def flax() -> Config:
     """The Flax VAE example: 784-500-20, relu, Adam 1e-3, batch 128, dynamic binarisation."""
     return Config(

@@ -34,11 +34,11 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from examples import _run
-from examples.vae.configs import Config
+from examples.vae.configs import EVALUATION_FIELDS, Config
 from genmath import dequantize, latent
 from models import mnist, reporting, sharding, vae
 from models.probe import fit_linear_probe, probe_accuracy
-from models.training import Trainer, make_optimizer, run_key
+from models.training import Trainer, make_optimizer, run_key, training_settings
 
 # On an accelerator the papers' K = 5000; on a CPU a K that keeps evaluation near a minute.
 ACCELERATOR_EVAL_SAMPLES = 5000
@@ -61,7 +61,10 @@ def build(config: Config, train_images, *, mesh: Mesh | None = None, workdir=Non
     steps_per_epoch = train_images.shape[0] // config.train.batch_size
     tx = make_optimizer(config.optimizer, config.train, steps_per_epoch)
     loss_fn = vae.make_loss_fn(config.objective, steps_per_epoch=steps_per_epoch)
-    return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh)
+    # A cosine decay spans the whole run, so its length shapes the schedule.
+    cosine = config.optimizer.schedule == "cosine"
+    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=cosine)
+    return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings)
 
 
 def train_and_evaluate(

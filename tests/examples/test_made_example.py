@@ -13,7 +13,7 @@ from examples.made import configs, main
 from examples.made import train as example
 from models import mnist as mnist_data  # `mnist` is the fixture with the arrays
 from models.made import MADEConfig
-from models.training import ConfigError, TrainConfig
+from models.training import ConfigError, OptimizerConfig, TrainConfig
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -179,9 +179,16 @@ def test_train_and_evaluate_end_to_end(synthetic_mnist, tmp_path):
     again = example.train_and_evaluate(config, workdir, data=synthetic_mnist, progress=False)
     assert again["epochs_run_now"] == 0 and again["train_seconds_per_epoch"] is None
     assert again["test_nll_nats"] == pytest.approx(metrics["test_nll_nats"], rel=1e-6)
-    # Asking for a third epoch trains only that one.
+    # A third epoch of a cosine decay over two is another schedule: refused, not appended.
     longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=3))
-    more = example.train_and_evaluate(longer, workdir, data=synthetic_mnist, progress=False)
+    with pytest.raises(ConfigError, match=r"differing: train\.epochs\)"):
+        example.train_and_evaluate(longer, workdir, data=synthetic_mnist, progress=False)
+    # With a constant rate the run extends: asking for a third epoch trains only that one.
+    constant = dataclasses.replace(config, optimizer=OptimizerConfig(schedule="constant"))
+    constant_dir = tmp_path / "constant"
+    example.train_and_evaluate(constant, constant_dir, data=synthetic_mnist, progress=False)
+    longer = dataclasses.replace(constant, train=longer.train)
+    more = example.train_and_evaluate(longer, constant_dir, data=synthetic_mnist, progress=False)
     assert more["epochs_run_now"] == 1 and len(more["history"]) == 3
 
 

@@ -7,6 +7,7 @@ agreement of optax training with the closed form on real MNIST needs the real da
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -320,6 +321,24 @@ def test_example_resumes_and_is_deterministic(synthetic, tmp_path):
     )
     assert again["epochs_run_now"] == 2
     assert again["test_nll_nats"] == first["test_nll_nats"]
+
+
+def test_example_resumes_only_the_run_it_is_configured_as(synthetic, tmp_path):
+    config = small_config(epochs=1, seed=1)
+    first = example.train_and_evaluate(config, tmp_path / "a", data=synthetic, progress=False)
+    # What is measured may change on resumption; what was trained may not.
+    fewer_tests = dataclasses.replace(config, test_examples=100)
+    rerun = example.train_and_evaluate(fewer_tests, tmp_path / "a", data=synthetic, progress=False)
+    assert rerun["epochs_run_now"] == 0 and rerun["history"] == first["history"]
+    other_data = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, binarization="threshold")
+    )
+    with pytest.raises(ConfigError, match=r"train\.binarization"):
+        example.train_and_evaluate(other_data, tmp_path / "a", data=synthetic, progress=False)
+    # The cosine decay spans the run: a longer run is another schedule, not an extension.
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=2))
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        example.train_and_evaluate(longer, tmp_path / "a", data=synthetic, progress=False)
 
 
 def test_cli_end_to_end(fake_load, tmp_path, capsys):

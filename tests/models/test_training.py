@@ -3,6 +3,7 @@ the NaN guard, optimiser schedules, and batched evaluation that compiles once.""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import jax
@@ -23,6 +24,7 @@ from models.training import (
     burda_learning_rate,
     make_optimizer,
     make_train_step,
+    training_settings,
 )
 
 LOSS = vae.make_loss_fn(vae.Objective())
@@ -90,6 +92,50 @@ def test_resume_from_checkpoint_gives_the_same_parameters(synthetic_mnist, tmp_p
     assert resumed.epochs_done == 2
     for a, b in zip(params_of(straight), params_of(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_resume_refuses_a_checkpoint_saved_under_other_settings(synthetic_mnist, tmp_path):
+    images, labels = synthetic_mnist.train_images[:256], synthetic_mnist.train_labels[:256]
+    settings = {"seed": 0, "train": {"binarization": "dynamic", "learning_rate": 1e-3}}
+
+    def trainer(settings, workdir="run"):
+        return Trainer(
+            small_vae(),
+            optax.adam(1e-3),
+            LOSS,
+            TrainConfig(epochs=1),
+            workdir=tmp_path / workdir,
+            settings=settings,
+        )
+
+    trainer(settings).fit(images, labels, progress=False)
+    assert trainer(dict(settings)).restore_latest()
+    other = {"seed": 3, "train": {"binarization": "threshold", "learning_rate": 1e-3}}
+    with pytest.raises(ConfigError, match=r"differing: seed, train\.binarization\)") as error:
+        trainer(other).restore_latest()
+    assert error.value.field == "workdir"
+    # A trainer told nothing, or a checkpoint saved without settings, is not checked.
+    assert trainer(None).restore_latest()
+    trainer(None, "bare").fit(images, labels, progress=False)
+    assert trainer(other, "bare").restore_latest()
+
+
+def test_training_settings_leave_out_evaluation_and_unshaping_fields():
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=3))
+        hidden: tuple = (8, 4)
+        eval_seed: int = 0
+
+    settings = training_settings(Config(), ignore=("eval_seed",), epochs_shape_schedule=False)
+    assert settings == {
+        "train": {"batch_size": 128, "learning_rate": 1e-3, "seed": 0, "binarization": "dynamic"},
+        "hidden": [8, 4],
+    }
+    with_epochs = training_settings(Config(), epochs_shape_schedule=True)
+    assert with_epochs["train"]["epochs"] == 3 and with_epochs["eval_seed"] == 0
+    with pytest.raises(KeyError, match=r"no field 'train\.nothing'"):
+        training_settings(Config(), ignore=("train.nothing",), epochs_shape_schedule=True)
 
 
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(synthetic_mnist, tmp_path):
