@@ -53,14 +53,16 @@ def _logit_terms(x: Array, logits: Array, temperature: Array) -> Array:
     """Elementwise :math:`\\log p(x)` of the logistic with location :math:`\\ell/\\lambda` and
     scale :math:`1/\\lambda`; a point mass (:math:`\\ell = \\pm\\infty`) gives
     :math:`+\\infty` at its atom :math:`x = \\ell` and :math:`-\\infty` elsewhere."""
-    shifted = temperature * x - logits
-    finite = jnp.isfinite(shifted)
-    # Double where: an infinite u would give inf * 0 = NaN in the gradient; such elements are
-    # evaluated at 0 and overwritten (density 0 off an atom, a Dirac at it).
-    density = jnp.log(temperature) + relaxed.logistic_log_density(jnp.where(finite, shifted, 0.0))
+    raw = jax.lax.stop_gradient(temperature * x - logits)
+    finite = jnp.isfinite(raw)
+    # Double where, on the inputs: an infinite x or logit would give the temperature (or x)
+    # a gradient of inf * 0 = NaN; such elements are evaluated at 0 and overwritten (density
+    # 0 off an atom, a Dirac at it).
+    shifted = temperature * jnp.where(finite, x, 0.0) - jnp.where(finite, logits, 0.0)
+    density = jnp.log(temperature) + relaxed.logistic_log_density(shifted)
     atom = jnp.isinf(logits) & (x == logits)
     limit = jnp.where(atom, jnp.inf, -jnp.inf)
-    value = jnp.where(finite, density, jnp.where(jnp.isnan(shifted) & ~atom, jnp.nan, limit))
+    value = jnp.where(finite, density, jnp.where(jnp.isnan(raw) & ~atom, jnp.nan, limit))
     return relaxed.nan_unless_positive(temperature, value)
 
 
@@ -255,7 +257,9 @@ def logit_sample(
     infinite = jnp.isinf(logits)
     # Double where: (inf + L) / lambda would give the temperature a gradient of -inf * 0.
     finite_part = (jnp.where(infinite, 0.0, logits) + noise) / temperature
-    return relaxed.nan_unless_positive(temperature, jnp.where(infinite, logits, finite_part))
+    # A point mass does not move with its logit: zero derivative there, as documented.
+    sample = jnp.where(infinite, jax.lax.stop_gradient(logits), finite_part)
+    return relaxed.nan_unless_positive(temperature, sample)
 
 
 def sample(

@@ -128,6 +128,28 @@ def test_point_masses():
     np.testing.assert_array_equal(draws, np.tile([1.0, 0.0], (5, 1)))
 
 
+@pytest.mark.parametrize("atom", [jnp.inf, -jnp.inf])
+def test_infinite_points_have_zero_gradients(atom):
+    # x = +-inf, at a point mass's atom and off every atom: the temperature, the logit and x
+    # itself get zero gradients (inf * 0 must not reach them).
+    def total(x, logits, temperature):
+        value = rb.logit_log_prob(x, logits=logits, temperature=temperature, axis=())
+        return jnp.sum(jnp.where(jnp.isfinite(value), value, 0.0))
+
+    x, logits = jnp.array([atom, atom, 0.3]), jnp.array([atom, 0.5, 0.5])
+    grads = jax.jit(jax.grad(total, (0, 1, 2)))(x, logits, 0.5)
+    np.testing.assert_array_equal(grads[0][:2], 0.0)
+    np.testing.assert_array_equal(grads[1][:2], 0.0)
+    assert np.isfinite(grads[2]) and np.isfinite(grads[0][2]) and grads[1][2] != 0.0
+    # The sampler: a point mass does not move with its logit or the temperature.
+    key = jax.random.key(1)
+    jacobian = jax.jacobian(lambda lg, t: rb.logit_sample(key, logits=lg, temperature=t), (0, 1))(
+        jnp.array([atom, 1.0]), 0.5
+    )
+    np.testing.assert_array_equal(jacobian[0], [[0.0, 0.0], [0.0, 2.0]])
+    assert jacobian[1][0] == 0.0 and np.isfinite(jacobian[1][1])
+
+
 @pytest.mark.parametrize("temperature", [1e-3, 1.0, 1e3])
 def test_extreme_logits_stay_finite(temperature):
     logits = jnp.array([-1e4, -30.0, 0.0, 30.0, 1e4])
