@@ -367,7 +367,8 @@ def _log_prob_jvp(axis, primals, tangents):
     y, logits, temperature = primals
     y_dot, logits_dot, temperature_dot = tangents
     parts = jax.lax.cond(
-        jnp.min(logits) > -jnp.inf,
+        # An empty batch has no minimum (and needs no mask).
+        jnp.min(logits, initial=jnp.inf) > -jnp.inf,
         functools.partial(_plain_parts, axis=axis),
         functools.partial(_masked_parts, axis=axis),
         y,

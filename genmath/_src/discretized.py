@@ -355,6 +355,8 @@ def _through_buffers(*arrays: Array) -> tuple[Array, ...]:
     reads it (the other branch, never taken, differs only so as not to be merged). Under
     ``vmap`` the conditional becomes a select and the arrays are fused as usual; on several
     devices the probe is one element, which XLA broadcasts (one scalar per call)."""
+    if arrays[0].size == 0:  # nothing to compute, and no element to probe
+        return arrays
     probe = arrays[0].reshape(-1)[0]
     always = (probe == probe) | jnp.isnan(probe)
     return jax.lax.cond(always, lambda *a: a, lambda *a: tuple(v + 0.0 for v in a), *arrays)
@@ -416,7 +418,9 @@ def _mixed_jvp(law: BinLaw, primals, tangents):
     log_weights = jax.nn.log_softmax(jnp.moveaxis(logits, -1, 0), axis=0)
     joint = log_weights + bin_log_prob
     value = jax.nn.logsumexp(joint, axis=0)
-    responsibility = jnp.exp(joint - value)
+    # A pixel off the grid, or of mass 0 in every component, has no responsibilities: 0,
+    # so that its coefficients stay finite and a masked NaN value has zero gradients.
+    responsibility = jnp.where(jnp.isfinite(value), jnp.exp(joint - value), 0.0)
 
     def last(coefficient: Array) -> Array:
         return jnp.moveaxis(coefficient, 0, -1)

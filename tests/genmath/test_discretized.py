@@ -427,3 +427,34 @@ def test_materialized_arrays_are_unchanged():
         for got, want in zip(out, (special, special[::-1]), strict=True):
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_masked_off_grid_pixels_have_zero_mixture_gradients(kind):
+    # Off the grid (-1, 300, 2.5) the value is not finite; masked out, it must leave every
+    # gradient 0, as the single-component log_prob does, not 0 * NaN.
+    module = MODULES[kind]
+    x = jnp.array([3.0, -1.0, 300.0, 2.5])
+
+    def masked(logits, loc, log_scale):
+        value = module.mixture_log_prob(x, logits=logits, loc=loc, log_scale=log_scale, axis=())
+        return jnp.sum(jnp.where(jnp.isfinite(value), value, 0.0))
+
+    args = (jnp.array([[0.0, 1.0]] * 4), jnp.full((4, 2), 0.3), jnp.full((4, 2), -2.0))
+    grads = jax.jit(jax.grad(masked, (0, 1, 2)))(*args)
+    for grad in grads:
+        assert np.all(np.isfinite(grad))
+        np.testing.assert_array_equal(grad[1:], 0.0)
+        assert np.any(grad[0] != 0.0)
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_empty_batches_have_empty_gradients(kind):
+    module = MODULES[kind]
+    x, logits, loc = jnp.zeros((0, 5)), jnp.zeros((0, 5, 3)), jnp.zeros((0, 5, 3))
+
+    def total(logits, loc):
+        return jnp.sum(module.mixture_log_prob(x, logits=logits, loc=loc, log_scale=-2.0))
+
+    grads = jax.jit(jax.grad(total, (0, 1)))(logits, loc)
+    assert grads[0].shape == grads[1].shape == (0, 5, 3)

@@ -539,3 +539,11 @@ def test_derivative_rule_matches_autodiff_of_the_formula(dtype, dropped, rng):
         np.testing.assert_allclose(grad, reference, rtol=0, atol=tol * scale)
     if dropped:
         np.testing.assert_array_equal(grads[1][:4, 1], 0.0)
+
+
+def test_empty_batch_has_a_zero_temperature_gradient():
+    def total(temperature):
+        y = jnp.ones((0, 3)) / 3
+        return jnp.sum(rc.log_prob(y, logits=jnp.zeros((0, 3)), temperature=temperature))
+
+    assert float(jax.jit(jax.grad(total))(1.0)) == 0.0
