@@ -289,12 +289,14 @@ def _picture_arrays(model: vae.VAE, key, x, y) -> dict[str, jax.Array]:
     """Every picture's images in one compiled call."""
     # Prior samples; a conditional model draws digit d in row d.
     labels = jnp.repeat(jnp.arange(10), 10) if model.conditional else None
-    arrays = {"samples": model.generate(key, 100, labels)}
+    # Separate roots: a two-layer prior splits its key, and no pixel may reuse a latent's.
+    latent_key, pixel_key = jax.random.split(key)
+    arrays = {"samples": model.generate(latent_key, 100, labels)}
     white = model.likelihood.white
     if white != 1.0:
         # Grey levels: the likelihood's own draws at the same latents show its pixel noise.
-        params = model.decode(model.sample_prior(key, 100, labels), labels)
-        pixels = model.likelihood.sample(jax.random.fold_in(key, 1), params)
+        params = model.decode(model.sample_prior(latent_key, 100, labels), labels)
+        pixels = model.likelihood.sample(pixel_key, params)
         arrays["pixel_samples"] = pixels.reshape(-1, 28, 28)
     # Rows of eight test images, each row followed by its reconstructions.
     originals = x[:64].reshape(8, 8, 28, 28)

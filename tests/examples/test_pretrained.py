@@ -109,3 +109,18 @@ def mnist_data_images(data, check):
         binarization=check.get("binarization", "dynamic"),
         seed=check.get("eval_seed", 0),
     )
+
+
+def test_a_conditional_model_is_checked_with_its_labels(synthetic_mnist):
+    config = configs.get_config("flax")
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, conditional=True))
+    model = build(config, synthetic_mnist.train_images).model
+    check = run.reproducibility_check(model, synthetic_mnist)
+    # The check's estimate is log p(x | y) with each image's own label, not label 0.
+    images = synthetic_mnist.test_images[: run.CHECK_EXAMPLES]
+    x = mnist.evaluation_images(images, binarization="dynamic", seed=0)
+    y = synthetic_mnist.test_labels[: run.CHECK_EXAMPLES]
+    own = vae.iwae_per_example(model, x, y, jax.random.key(0), num_samples=run.CHECK_SAMPLES)
+    assert check["nll_nats"] == pytest.approx(-float(np.mean(own)), rel=1e-6)
+    measured = run.measure(model, synthetic_mnist, eval_samples=2, test_examples=64)
+    assert measured["active_units"] is None  # the encoder is given the label
