@@ -156,7 +156,14 @@ def train_and_evaluate(
         "test_nll_nats": nll,
         "test_bits_per_dim": factorized.bits_per_dim(nll),
         "initial_test_nll_nats": initial_nll,
-        "final_train_nll_nats": history[-1]["nll"] if history else None,
+        # Not the final model's: Adam's is the mean over the last epoch's minibatches as they
+        # were trained, EM's that of the last E-step, before its M-step's update.
+        "last_epoch_train_nll_nats": history[-1]["nll"] if history else None,
+        "last_epoch_train_nll_note": (
+            "mean over the last epoch's minibatches, during training"
+            if adam
+            else "the last EM iteration's E-step, under the parameters before its update"
+        ),
         "pseudo_count": config.pseudo_count,
         "weight_pseudo_count": config.weight_pseudo_count,
         "init_smoothing": config.init_smoothing,

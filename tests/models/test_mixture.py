@@ -252,9 +252,9 @@ def test_example_end_to_end(algorithm, synthetic, tmp_path):
     )
     example.train_and_evaluate(config, workdir, data=synthetic, progress=False)
     metrics = json.loads((workdir / "metrics.json").read_text())
-    keys = """test_bits_per_dim final_train_nll_nats pseudo_count weight_pseudo_count
-        init_smoothing mixture_weights_max mixture_weights_min evaluation_set device
-        train_examples epochs batch_size learning_rate train_seconds wall_time_s
+    keys = """test_bits_per_dim last_epoch_train_nll_nats last_epoch_train_nll_note pseudo_count
+        weight_pseudo_count init_smoothing mixture_weights_max mixture_weights_min evaluation_set
+        device date train_examples epochs batch_size learning_rate train_seconds wall_time_s
         load_average_1min history config"""
     for key in keys.split():
         assert key in metrics, key
