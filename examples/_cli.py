@@ -88,6 +88,20 @@ def config_errors_as_usage(
         parser.error(f"argument {flag_name(error.field, flags)}: {message}")
 
 
+def refuse_unused(args: argparse.Namespace, name: str, applies: bool, why: str) -> None:
+    """Raises :class:`ConfigError` for a flag that was given but would change nothing."""
+    if getattr(args, name, None) is not None and not applies:
+        raise ConfigError(name, f"has no effect here: {why}")
+
+
+def check_eval_seed(args: argparse.Namespace, config) -> None:
+    """``--eval-seed`` seeds the test set's fixed binarisation, which only the dynamic
+    binarisation has: refused where the test set does not depend on it."""
+    binarization = config.train.binarization
+    why = f"the {binarization!r} test set is deterministic (only 'dynamic' draws one)"
+    refuse_unused(args, "eval_seed", binarization == "dynamic", why)
+
+
 def run_example(parse_args, build_config, train_and_evaluate, summary, argv, flags=None):
     """An example's ``main``: flags -> config -> ``train_and_evaluate`` -> one summary line.
 
@@ -97,6 +111,8 @@ def run_example(parse_args, build_config, train_and_evaluate, summary, argv, fla
     parser, args = parse_args(argv)
     with config_errors_as_usage(parser, flags):
         config = build_config(args)
+        if hasattr(args, "eval_seed"):
+            check_eval_seed(args, config)
         metrics = train_and_evaluate(
             config,
             args.workdir,

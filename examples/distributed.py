@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser, args = parse_args(argv)
     with _cli.config_errors_as_usage(parser, flags.FLAGS):
         config = flags.build_config(args)
+        _cli.check_eval_seed(args, config)
     # JAX's own runtime connects the processes; it must run before any other JAX call.
     jax.distributed.initialize(
         coordinator_address=args.coordinator_address,

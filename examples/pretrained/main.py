@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     add = parser.add_argument
     add("--data-dir", help="folder with the four MNIST IDX .gz files (else $GENMATH_MNIST_DIR)")
-    add("--workdir", default="runs/pretrained", help="where metrics and pictures go")
+    add("--workdir", help="where metrics and pictures go (default runs/pretrained)")
     add("--name", default="vae-burda-fast", help=f"one of {pretrained.available()}")
     add("--eval-samples", type=int, help="K of the test NLL (default 100; export: 5000)")
     add("--test-examples", type=int, help="evaluate on the first N test images only")
@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.export_from:
         if args.preset is None:
             parser.error("argument --preset: --export-from needs the run's --preset")
+        # Export measures the whole test set and writes into the package, nowhere else.
+        for flag in ("test_examples", "workdir"):
+            if getattr(args, flag) is not None:
+                name = "--" + flag.replace("_", "-")
+                parser.error(f"argument {name}: has no effect with --export-from")
         record = pretrained_run.export(
             args.export_from,
             configs.get_config(args.preset),
@@ -56,9 +61,10 @@ def main(argv: list[str] | None = None) -> dict:
         return record
     if args.name not in pretrained.available():
         parser.error(f"argument --name: must be one of {pretrained.available()}")
+    workdir = args.workdir or "runs/pretrained"
     metrics = pretrained_run.evaluate(
         args.name,
-        args.workdir,
+        workdir,
         eval_samples=args.eval_samples or 100,
         test_examples=args.test_examples,
         data_dir=args.data_dir,
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"{args.name}: test NLL (K={metrics['eval_samples']}) {metrics['test_nll_nats']:.2f} "
         f"± {metrics['test_nll_stderr_nats']:.2f} nats, -ELBO {metrics['test_neg_elbo_nats']:.2f},"
-        f" {metrics['active_units']} active units; outputs in {args.workdir}"
+        f" {metrics['active_units']} active units; outputs in {workdir}"
     )
     return metrics
 

@@ -110,6 +110,15 @@ def build_config(args: argparse.Namespace) -> configs.Config:
             train_fields["binarization"] = accepted[0]
     train = dataclasses.replace(base.train, **train_fields)
     optimizer = dataclasses.replace(base.optimizer, **_cli.given(args, "schedule"))
+    conv = model.architecture == "conv"
+    _cli.refuse_unused(args, "hidden", not conv, "the conv architecture has no hidden widths")
+    _cli.refuse_unused(args, "conv_channels", conv, "only the conv architecture has channels")
+    _cli.refuse_unused(
+        args, "top_hidden", model.top_latent_dim > 0, "no second layer (give --top-latent-dim)"
+    )
+    fixed = "fixed_variance" in options
+    for name in ("scale", "min_scale"):
+        _cli.refuse_unused(args, name, not fixed, "the variance is fixed (--fixed-variance)")
     return dataclasses.replace(
         base,
         model=model,

@@ -81,6 +81,8 @@ def test_bad_flags(capsys):
         (["--eval-samples", "0"], "--eval-samples"),
         (["--name", "nope"], "--name"),
         (["--export-from", "somewhere"], "--preset"),
+        (["--export-from", "run", "--preset", "flax", "--test-examples", "5"], "--test-examples"),
+        (["--export-from", "run", "--preset", "flax", "--workdir", "out"], "--workdir"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             pretrained_main.main(flags)

@@ -72,6 +72,9 @@ def test_flags_override_the_preset_and_only_given_flags_count():
     assert not config.model.output_bias_init
 
 
+FIXED_VARIANCE = ["--likelihood", "gaussian", "--fixed-variance", "0.1"]
+
+
 @pytest.mark.parametrize(
     ("flags", "flag"),
     [
@@ -106,6 +109,16 @@ def test_flags_override_the_preset_and_only_given_flags_count():
         (["--preset", "mnist-8bit-logistic", "--binarization", "dynamic"], "--binarization"),
         (["--preset", "kingma"], "--preset"),
         (["--free-bits", "1", "--top-latent-dim", "5"], "--free-bits"),
+        # Flags that would change nothing are refused rather than recorded.
+        (["--architecture", "conv", "--hidden", "200"], "--hidden"),
+        (["--conv-channels", "16"], "--conv-channels"),
+        (["--top-hidden", "50"], "--top-hidden"),
+        (["--likelihood", "gaussian", "--fixed-variance", "0.1", "--scale", "global"], "--scale"),
+        (
+            ["--likelihood", "gaussian", "--fixed-variance", "0.1", "--min-scale", "0.1"],
+            "--min-scale",
+        ),
+        (["--binarization", "threshold", "--eval-seed", "3"], "--eval-seed"),
     ],
 )
 def test_bad_flags_are_one_usage_error_naming_the_flag(flags, flag, capsys):
