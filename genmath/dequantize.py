@@ -65,7 +65,8 @@ def uniform(key: Key, x: ArrayLike, *, sample_shape: SampleShape = ()) -> Array:
 
     Returns:
         Floats in :math:`[0, 1)` of shape ``sample_shape + x.shape``, in the compute dtype
-        (float32 for integer ``x``); :math:`\\lfloor 256 y \\rfloor = x`.
+        (for integer ``x`` JAX's default float: float32, float64 with ``jax_enable_x64``);
+        :math:`\\lfloor 256 y \\rfloor = x`.
 
     Example:
         >>> import jax

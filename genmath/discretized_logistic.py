@@ -146,7 +146,8 @@ def sample(
 
     Returns:
         ``int32`` pixel values in :math:`\\{0, \\dots, 255\\}` of shape ``sample_shape +
-        broadcast(loc, log_scale).shape`` (discrete: no gradient).
+        broadcast(loc, log_scale).shape`` (discrete: no gradient); -1 where ``loc`` or
+        ``log_scale`` is NaN (no distribution), as ``categorical.sample`` labels one.
 
     Example:
         >>> import jax
@@ -187,7 +188,9 @@ def mixture_sample(
         sample_shape: shape of the independent draws, prepended to the batch shape.
 
     Returns:
-        ``int32`` pixel values of shape ``sample_shape + broadcast(...).shape[:-1]``.
+        ``int32`` pixel values of shape ``sample_shape + broadcast(...).shape[:-1]``; -1
+        where the weights define no distribution (every logit -inf, or a NaN or +inf one)
+        or the chosen component's parameters are NaN.
 
     Example:
         >>> import jax

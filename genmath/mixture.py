@@ -177,7 +177,9 @@ def select(component_values: ArrayLike, index: ArrayLike, *, axis: int = -1) -> 
     sample, mean or parameters of a chosen component (conditional generation, or with
     indices from :func:`genmath.categorical.sample`). Gradients flow to the selected
     entries of ``component_values``. Indices outside :math:`[0, K)` (negative ones
-    included) give NaN for floating values (the most negative value for signed integers).
+    included) give NaN for floating values; for integers and booleans JAX's fill value, which
+    can pass for a real one (the most negative signed integer, the largest unsigned one,
+    ``True``), so check the index there.
 
     Args:
         component_values: values of shape ``batch + (K,) + event``, any numeric dtype.

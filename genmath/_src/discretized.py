@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
+from genmath import categorical
 from genmath._src import special, validation, value_checks
 from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
@@ -445,8 +446,10 @@ _mixed.defjvp(_mixed_jvp, symbolic_zeros=True)
 
 
 def to_grid(y: Array) -> Array:
-    """Maps a continuous draw on the [0, 1] scale to its bin, an int32 in 0..255."""
-    return jnp.clip(jnp.round(y * _MAX_VALUE), 0.0, _MAX_VALUE).astype(jnp.int32)
+    """Maps a continuous draw on the [0, 1] scale to its bin, an int32 in 0..255; a NaN
+    draw (NaN parameters: no distribution) to -1, as ``categorical.sample`` labels one."""
+    pixel = jnp.clip(jnp.round(y * _MAX_VALUE), 0.0, _MAX_VALUE).astype(jnp.int32)
+    return jnp.where(jnp.isnan(y), -1, pixel)
 
 
 Noise = Callable[[Key, tuple[int, ...], object], Array]
@@ -469,12 +472,13 @@ def mixture_sample(
     out_shape = sample_shape + shape[:-1]
     key_component, key_noise = jax.random.split(key)
     logits = jax.lax.stop_gradient(jnp.broadcast_to(logits, shape))
-    component = jax.random.categorical(key_component, logits, axis=-1, shape=out_shape)
-    index = component[..., None]
+    # -1 where the weights define no distribution (all -inf, +inf or NaN).
+    component = categorical.sample(key_component, logits=logits, sample_shape=sample_shape)
+    index = jnp.maximum(component, 0)[..., None]
 
     def pick(param):
         param = jax.lax.stop_gradient(jnp.broadcast_to(param, out_shape + shape[-1:]))
         return jnp.take_along_axis(param, index, axis=-1)[..., 0]
 
     eps = noise(key_noise, out_shape, loc.dtype)
-    return to_grid(pick(loc) + jnp.exp(pick(log_scale)) * eps)
+    return jnp.where(component < 0, -1, to_grid(pick(loc) + jnp.exp(pick(log_scale)) * eps))

@@ -14,6 +14,7 @@ from jax import test_util
 from scipy import integrate, special, stats
 
 from genmath import bernoulli
+from genmath._src import sampling
 from tests.genmath.helpers import DTYPES, X64, f64, grad_tol, tol
 
 
@@ -652,6 +653,12 @@ def test_continuous_extremes_and_point_masses(dtype):
         assert np.isnan(float(fn(logits_p=nan, logits_q=np.array([inf], dtype))))
 
 
+def test_continuous_sample_of_a_nan_logit_is_nan():
+    logits = jnp.array([jnp.nan, jnp.inf, -jnp.inf])
+    x = bernoulli.continuous_sample(jax.random.key(0), logits=logits)
+    np.testing.assert_array_equal(x, [np.nan, 1.0, 0.0])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_continuous_sample_mean_distribution_and_range(dtype):
     eta = np.array([-1e4, -30.0, -3.0, -0.5, -1e-6, 0.0, 1e-6, 0.5, 3.0, 30.0, 1e4], dtype)
@@ -988,3 +995,32 @@ def test_errors_name_the_argument():
     # The checks fire at trace time under jit as well.
     with pytest.raises(TypeError, match="logits"):
         jax.jit(lambda lg: bernoulli.entropy(logits=lg))(np.zeros(3, np.int32))
+
+
+def test_fine_uniform_resolves_probabilities_far_below_the_float_step():
+    # (high, low) words: 0 only from (0, 0); the next value is 2^-64; a whole high word
+    # is 2^-32; the largest rounds to at most 1.
+    words = np.array([[0, 0], [0, 1], [1, 0], [2**32 - 1, 2**32 - 1]], np.uint32)
+    for dtype in DTYPES:
+        u = sampling.uniform_from_words(jnp.asarray(words[:, 0]), jnp.asarray(words[:, 1]), dtype)
+        np.testing.assert_array_equal(np.asarray(u)[:3], [0.0, 2.0**-64, 2.0**-32])
+        assert np.asarray(u)[3] <= 1.0 and u.dtype == dtype
+    # P(u < 2^-30) = 2^-30; a float32 uniform (step 2^-23) would give 2^-23, 128 times more:
+    # about 8 hits in 2^26 draws instead of 0.06.
+    count = jax.jit(
+        lambda key: jnp.sum(sampling.fine_uniform(key, (2**23,), jnp.float32) < 2.0**-30)
+    )
+    hits = sum(int(count(jax.random.key(seed))) for seed in range(8))
+    assert hits <= 2
+
+
+def test_sample_draws_rare_outcomes_at_their_rate():
+    # Logit -20 (p = 2.1e-9): a float32 uniform's step makes it 2^-23 = 1.2e-7, about 8 ones
+    # in 2^26 draws instead of 0.14.
+    draw = jax.jit(lambda key: bernoulli.sample(key, logits=jnp.float32(-20.0), sample_shape=2**23))
+    ones = sum(float(jnp.sum(draw(jax.random.key(seed)))) for seed in range(8))
+    assert ones <= 2
+    np.testing.assert_array_equal(
+        bernoulli.sample(jax.random.key(0), logits=jnp.array([jnp.nan, jnp.inf, -jnp.inf])),
+        [np.nan, 1.0, 0.0],
+    )

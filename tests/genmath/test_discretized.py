@@ -458,3 +458,19 @@ def test_empty_batches_have_empty_gradients(kind):
 
     grads = jax.jit(jax.grad(total, (0, 1)))(logits, loc)
     assert grads[0].shape == grads[1].shape == (0, 5, 3)
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_samples_where_no_distribution_is_defined_are_minus_one(kind):
+    module = MODULES[kind]
+    key = jax.random.key(0)
+    loc, log_scale = jnp.array([jnp.nan, 0.5, 0.5]), jnp.array([0.0, jnp.nan, -3.0])
+    draws = module.sample(key, loc=loc, log_scale=log_scale)
+    np.testing.assert_array_equal(np.asarray(draws)[:2], [-1, -1])
+    assert 0 <= int(draws[2]) <= 255
+    logits = jnp.array([[-jnp.inf, -jnp.inf], [jnp.nan, 0.0], [0.0, 0.0]])
+    mixed = module.mixture_sample(
+        key, logits=logits, loc=jnp.array([0.2, 0.8]), log_scale=-5.0, sample_shape=50
+    )
+    np.testing.assert_array_equal(np.asarray(mixed)[:, :2], -1)
+    assert np.all((np.asarray(mixed)[:, 2] >= 0) & (np.asarray(mixed)[:, 2] <= 255))
