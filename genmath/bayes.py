@@ -16,7 +16,9 @@ __all__ = ["evidence", "posterior"]
 
 def _log_joint(name: str, log_joint: ArrayLike, axis: Axis) -> tuple[Array, tuple[int, ...]]:
     (log_joint,) = validation.promote(name, {"log_joint": log_joint})
-    return log_joint, validation.check_axis(name, axis, log_joint.ndim)
+    axes = validation.check_axis(name, axis, log_joint.ndim)
+    validation.check_classes(name, "log_joint", log_joint.shape, axes)
+    return log_joint, axes
 
 
 def posterior(log_joint: ArrayLike, *, axis: Axis = -1) -> Array:

@@ -63,6 +63,7 @@ def _pair(name: str, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis):
     logits_p, logits_q = validation.promote(name, {"logits_p": logits_p, "logits_q": logits_q})
     logits_p, logits_q = jnp.broadcast_arrays(logits_p, logits_q)
     axes = validation.check_axis(name, axis, logits_p.ndim)
+    validation.check_classes(name, "logits_p", logits_p.shape, axes)
     return logits_p, logits_q, axes
 
 
@@ -192,6 +193,7 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike, axis: Axis | None = None) 
         labels = labels.astype(jnp.int32)
     if logits.ndim == 0:
         raise ValueError(f"{name}: `logits` needs a class axis, got a scalar.")
+    validation.check_classes(name, "logits", logits.shape, (logits.ndim - 1,))
     num_classes = logits.shape[-1]
     batch_shape = validation.check_broadcast(
         name, {"labels": labels.shape, "logits (without the class axis)": logits.shape[:-1]}
@@ -247,6 +249,7 @@ def entropy(*, logits: ArrayLike, axis: Axis = -1) -> Array:
     name = "categorical.entropy"
     (logits,) = validation.promote(name, {"logits": logits})
     axes = validation.check_axis(name, axis, logits.ndim)
+    validation.check_classes(name, "logits", logits.shape, axes)
     p = _normalise(logits, axes)
     # Where p = 0 exactly because s = -inf, p * s would be 0 * inf = NaN in the value and
     # the gradient: replace s *before* the product (then p = 0 gives 0 and a 0 gradient).
@@ -379,6 +382,7 @@ def sample(
     (logits,) = validation.promote(name, {"logits": logits})
     if logits.ndim == 0:
         raise ValueError(f"{name}: `logits` needs a class axis, got a scalar.")
+    validation.check_classes(name, "logits", logits.shape, (logits.ndim - 1,))
     sample_shape = validation.sample_shape(name, sample_shape)
     logits = jax.lax.stop_gradient(logits)
     labels = jax.random.categorical(key, logits, axis=-1, shape=sample_shape + logits.shape[:-1])

@@ -37,6 +37,7 @@ def _joint(name: str, component_log_probs: ArrayLike, logits: ArrayLike, axis: A
     )
     shape = jnp.broadcast_shapes(component_log_probs.shape, logits.shape)
     axes = validation.check_axis(name, axis, len(shape))
+    validation.check_classes(name, "logits", shape, axes)
     # Normalise the logits before broadcasting them over the batch (one log_softmax per
     # distinct set of weights), but over the full component axes: logits of size 1 along
     # one stand for K equal logits there.
@@ -145,6 +146,7 @@ def _component_layout(name: str, values: Array, logits: Array, axis: int, values
         raise TypeError(f"{name}: `axis` must be an int (one component axis), got {axis!r}.")
     (axis,) = validation.check_axis(name, axis, values.ndim)
     batch, num_components = values.shape[:axis], values.shape[axis]
+    validation.check_classes(name, values_name, values.shape, (axis,))
     if logits.ndim == 0 or logits.shape[-1] != num_components:
         raise ValueError(
             f"{name}: `logits` must have the K = {num_components} components of "
@@ -210,6 +212,7 @@ def select(component_values: ArrayLike, index: ArrayLike, *, axis: int = -1) -> 
     if not isinstance(axis, int):
         raise TypeError(f"{name}: `axis` must be an int (one component axis), got {axis!r}.")
     (axis,) = validation.check_axis(name, axis, values.ndim)
+    validation.check_classes(name, "component_values", values.shape, (axis,))
     batch, event = values.shape[:axis], values.shape[axis + 1 :]
     validation.check_broadcast(
         name, {"index": index.shape, "component_values (up to the component axis)": batch}

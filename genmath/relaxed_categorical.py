@@ -77,6 +77,7 @@ def _densities_inputs(name: str, data: dict, logits, temperature, axis: int):
     (data_name,) = data
     shape = validation.check_broadcast(name, {data_name: value.shape, "logits": logits.shape})
     axis = _class_axis(name, axis, len(shape))
+    validation.check_classes(name, "logits", shape, (axis,))
     batch = shape[:axis] + (shape[axis + 1 :] if axis != -1 else ())
     validation.check_broadcast(name, {"temperature": temperature.shape, "batch": batch})
     relaxed.check_temperature(name, temperature)
@@ -402,6 +403,7 @@ def _log_sample(name: str, key: Key, logits, temperature, sample_shape) -> Array
     )
     if logits.ndim == 0:
         raise ValueError(f"{name}: `logits` needs a class axis, got a scalar.")
+    validation.check_classes(name, "logits", logits.shape, (logits.ndim - 1,))
     batch = validation.check_broadcast(
         name,
         {"logits (without the class axis)": logits.shape[:-1], "temperature": temperature.shape},

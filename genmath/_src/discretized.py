@@ -319,6 +319,7 @@ def _mixture_args(name, x, logits, loc, log_scale):
     logits, loc, log_scale = promoted[-3:]
     if logits.ndim == 0:
         raise ValueError(f"{name}: `logits` needs a trailing component axis, got a scalar.")
+    validation.check_classes(name, "logits", logits.shape, (logits.ndim - 1,))
     shapes = {"logits": logits.shape, "loc": loc.shape, "log_scale": log_scale.shape}
     if x is not None:
         shapes = {"x (with a component axis appended)": (*x.shape, 1), **shapes}

@@ -151,3 +151,14 @@ def sample_shape(caller: str, value: SampleShape) -> Shape:
     if any(n < 0 for n in shape):
         raise ValueError(f"{caller}: `sample_shape` must not be negative, got {value!r}.")
     return shape
+
+
+def check_classes(caller: str, name: str, shape: Shape, axes: tuple[int, ...]) -> None:
+    """Raises ``ValueError`` naming ``name`` when its class (component) axes hold no class:
+    a distribution over nothing has no log-probability, entropy or sample."""
+    empty = [axis for axis in axes if shape[axis] == 0]
+    if empty:
+        raise ValueError(
+            f"{caller}: `{name}` has no classes (size 0 along axis {empty[0]} of shape "
+            f"{tuple(shape)}); a distribution needs at least one."
+        )
