@@ -25,7 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from genmath._src import validation, value_checks
+from genmath._src import sampling, validation, value_checks
 from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
 __all__ = ["cross_entropy", "entropy", "kl", "log_prob", "sample"]
@@ -385,7 +385,10 @@ def sample(
     validation.check_classes(name, "logits", logits.shape, (logits.ndim - 1,))
     sample_shape = validation.sample_shape(name, sample_shape)
     logits = jax.lax.stop_gradient(logits)
-    labels = jax.random.categorical(key, logits, axis=-1, shape=sample_shape + logits.shape[:-1])
+    # Gumbel-max, with a Gumbel upper tail to about 44 where jax.random.categorical's float32
+    # one stops near 16.6: a class 20 below the others is drawn at its rate, not never.
+    gumbel = sampling.gumbel_noise(key, sample_shape + logits.shape, logits.dtype)
+    labels = jnp.argmax(logits + gumbel, axis=-1)
     # The argmax would still pick a class of a row with no distribution; NaN fails both
     # comparisons.
     top = jnp.max(logits, axis=-1)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from genmath._src import relaxed, validation
+from genmath._src import relaxed, sampling, validation
 from genmath._src.typing import Array, ArrayLike, Axis, Key, SampleShape
 
 __all__ = [
@@ -253,7 +253,9 @@ def logit_sample(
     shape = validation.sample_shape(name, sample_shape) + jnp.broadcast_shapes(
         logits.shape, temperature.shape
     )
-    noise = jax.random.logistic(key, shape, logits.dtype)
+    # Both tails to about +-44: a hard sample 1[l + L > 0] is then Bernoulli(sigmoid(l))
+    # to 2^-64, where jax.random.logistic's float32 tails cut it off near logit +-16.
+    noise = sampling.logistic_noise(key, shape, logits.dtype)
     infinite = jnp.isinf(logits)
     # Double where: (inf + L) / lambda would give the temperature a gradient of -inf * 0.
     finite_part = (jnp.where(infinite, 0.0, logits) + noise) / temperature

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from genmath._src import relaxed, special, validation
+from genmath._src import relaxed, sampling, special, validation
 from genmath._src.typing import Array, ArrayLike, Key, SampleShape
 
 __all__ = [
@@ -410,7 +410,8 @@ def _log_sample(name: str, key: Key, logits, temperature, sample_shape) -> Array
     )
     relaxed.check_temperature(name, temperature)
     shape = validation.sample_shape(name, sample_shape) + batch + logits.shape[-1:]
-    gumbel = jax.random.gumbel(key, shape, logits.dtype)
+    # The upper tail to about 44 (jax.random.gumbel's float32 one stops near 16.6).
+    gumbel = sampling.gumbel_noise(key, shape, logits.dtype)
     temperature = temperature[..., None]
     dropped = logits == -jnp.inf
     # Double where: (-inf + g) / lambda would give the temperature a gradient of inf * 0.

@@ -28,8 +28,10 @@ def uniform_from_words(high: Array, low: Array, dtype) -> Array:
 
 def fine_uniform(key: Key, shape: Shape, dtype) -> Array:
     """Uniform variates of :func:`uniform_from_words`, from 64 random bits each."""
-    words = jax.random.bits(key, (2, *shape), jnp.uint32)
-    return uniform_from_words(words[0], words[1], dtype)
+    # The two words of a variate side by side (last axis): with partitionable threefry the
+    # first n draws of a longer sample are then those of a sample of n.
+    words = jax.random.bits(key, (*shape, 2), jnp.uint32)
+    return uniform_from_words(words[..., 0], words[..., 1], dtype)
 
 
 def bernoulli_draws(key: Key, logits: Array, shape: Shape) -> Array:
@@ -45,3 +47,48 @@ def bernoulli_draws(key: Key, logits: Array, shape: Shape) -> Array:
     rare = fine_uniform(key, shape, logits.dtype) < minority
     draws = jnp.where(logits >= 0.0, ~rare, rare).astype(logits.dtype)
     return jnp.where(jnp.isnan(logits), jnp.nan, draws)
+
+
+def _half_and_side(key: Key, shape: Shape, dtype) -> tuple[Array, Array]:
+    """A uniform ``v`` on :math:`(0, 1/2)` with a resolution of :math:`2^{-64}` near 0 (the
+    middle of cells of that width, so never 0) and a fair coin ``side``, from 64 random
+    bits: :math:`u = v` or :math:`1 - v` by the coin is uniform on :math:`(0, 1)`, fine near
+    both ends, for the noises whose two tails come from the two ends."""
+    words = jax.random.bits(key, (*shape, 2), jnp.uint32)  # side by side, as above
+    return half_and_side_from_words(words[..., 0], words[..., 1], dtype)
+
+
+def half_and_side_from_words(high: Array, low: Array, dtype) -> tuple[Array, Array]:
+    """:func:`_half_and_side` of given 32-bit words (the coin is the low word's last bit)."""
+    side = (low & 1) == 1
+    fraction = ((low >> 1).astype(dtype) + 0.5) * 2.0**-31
+    return (high.astype(dtype) + fraction) * 2.0**-33, side
+
+
+def logistic_noise(key: Key, shape: Shape, dtype) -> Array:
+    """Standard logistic variates :math:`\\log u - \\log(1 - u)`, with both tails out to
+    about :math:`\\pm 44` where ``jax.random.logistic`` (float32) stops near -87 and +16.6,
+    so that :math:`\\mathbb 1[\\ell + L > 0]` is :math:`\\mathrm{Bernoulli}(\\sigma(\\ell))`
+    down to probabilities of :math:`2^{-64}`."""
+    return logistic_from(*_half_and_side(key, shape, dtype))
+
+
+def logistic_from(v: Array, side: Array) -> Array:
+    """The logistic variate of ``u = 1 - v`` (``side``) or ``u = v``."""
+    # |L| = log((1 - v) / v) for the smaller of u and 1 - u; the coin gives the sign.
+    magnitude = jnp.log1p(-v) - jnp.log(v)
+    return jnp.where(side, magnitude, -magnitude)
+
+
+def gumbel_noise(key: Key, shape: Shape, dtype) -> Array:
+    """Standard Gumbel variates :math:`-\\log(-\\log u)`, the upper tail out to about 44
+    where ``jax.random.gumbel`` (float32) stops near 16.6, so that the Gumbel-max draw picks
+    a class whose logit is far below the others at its own rate."""
+    return gumbel_from(*_half_and_side(key, shape, dtype))
+
+
+def gumbel_from(v: Array, side: Array) -> Array:
+    """The Gumbel variate of ``u = 1 - v`` (``side``) or ``u = v``."""
+    # -log u for u = 1 - v is -log1p(-v), accurate where u is near 1 (the upper tail).
+    exponential = jnp.where(side, -jnp.log1p(-v), -jnp.log(v))
+    return -jnp.log(exponential)

@@ -1024,3 +1024,28 @@ def test_sample_draws_rare_outcomes_at_their_rate():
         bernoulli.sample(jax.random.key(0), logits=jnp.array([jnp.nan, jnp.inf, -jnp.inf])),
         [np.nan, 1.0, 0.0],
     )
+
+
+def test_logistic_and_gumbel_noise_reach_far_tails_and_follow_their_laws():
+    # The extreme cells of 64 random bits, v = 2^-65 on either side: |L| = log(2^65 - 1) =
+    # 45.06 and a Gumbel upper tail as far (jax.random's float32 ones stop near 16.6).
+    high, low = jnp.zeros(2, jnp.uint32), jnp.array([0, 1], jnp.uint32)
+    v, side = sampling.half_and_side_from_words(high, low, jnp.float32)
+    np.testing.assert_allclose(v, 2.0**-65, rtol=1e-7)
+    far = 65 * np.log(2.0)
+    np.testing.assert_allclose(sampling.logistic_from(v, side), [-far, far], rtol=1e-6)
+    np.testing.assert_allclose(sampling.gumbel_from(v, side), [-np.log(far), far], rtol=1e-6)
+    # Their laws: CDFs at a few points against the closed forms, to 5 standard errors.
+    key, n = jax.random.key(3), 2**20
+    logistic = sampling.logistic_noise(key, (n,), jnp.float32)
+    gumbel = sampling.gumbel_noise(key, (n,), jnp.float32)
+    for sample, cdf in ((logistic, special.expit), (gumbel, lambda t: np.exp(-np.exp(-t)))):
+        assert np.all(np.isfinite(sample))
+        for t in (-3.0, -1.0, 0.0, 0.5, 2.0, 5.0):
+            p = cdf(t)
+            assert abs(np.mean(np.asarray(sample) <= t) - p) <= 5 * np.sqrt(p * (1 - p) / n)
+    # A far tail's rate: P(L > 12) = 6.1e-6, about 411 of 2^26 draws.
+    count = jax.jit(lambda k: jnp.sum(sampling.logistic_noise(k, (2**23,), jnp.float32) > 12.0))
+    hits = sum(int(count(jax.random.key(seed))) for seed in range(8))
+    expected = 2**26 * special.expit(-12.0)
+    assert abs(hits - expected) <= 5 * np.sqrt(expected), (hits, expected)
