@@ -79,16 +79,18 @@ def main(argv: list[str] | None = None) -> dict:
     data = mnist.Mnist(shard.images, shard.labels, test_images, test_labels)
     # The shard holds exactly the examples to train on: no further subset.
     config = dataclasses.replace(config, train_examples=None)
-    metrics = train_and_evaluate(
-        config,
-        args.workdir,
-        data=data,
-        mesh=mesh,
-        resume=not args.no_resume,
-        progress=not args.no_progress,
-    )
-    if args.save_params:
-        save_params(args.workdir, config, data, mesh)
+    # A checkpoint trained otherwise is a usage error naming the flag, in every process.
+    with _cli.config_errors_as_usage(parser, flags.FLAGS):
+        metrics = train_and_evaluate(
+            config,
+            args.workdir,
+            data=data,
+            mesh=mesh,
+            resume=not args.no_resume,
+            progress=not args.no_progress,
+        )
+        if args.save_params:
+            save_params(args.workdir, config, data, mesh)
     if jax.process_index() == 0:
         metrics["rows_of_process_0"] = [shard.rows.start, shard.rows.stop]
         reporting.write_json(os.path.join(args.workdir, "metrics.json"), metrics)

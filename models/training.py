@@ -85,18 +85,33 @@ class ConfigError(ValueError):
         self.field = field
 
 
+_ABSENT = object()
+
+
 def differing_fields(a, b, prefix: str = "") -> list[str]:
-    """The dotted names of the leaves where two nested dicts (JSON values) differ."""
+    """The dotted names of the leaves where two nested dicts (JSON values) differ; a key
+    present on one side only is a difference, even where the other side's value is None."""
     if isinstance(a, dict) and isinstance(b, dict):
         found = []
         for key in sorted(set(a) | set(b)):
-            found += differing_fields(a.get(key), b.get(key), f"{prefix}{key}.")
+            found += differing_fields(a.get(key, _ABSENT), b.get(key, _ABSENT), f"{prefix}{key}.")
         return found
     return [] if a == b else [prefix.rstrip(".")]
 
 
+def _as_json(value) -> Any:
+    """``value`` through JSON: tuples become lists, NumPy scalars Python numbers."""
+
+    def plain(item):
+        if isinstance(item, np.generic):
+            return item.item()
+        raise TypeError(f"cannot record {type(item).__name__} value {item!r} as JSON")
+
+    return json.loads(json.dumps(value, default=plain))
+
+
 def training_settings(
-    config, *, ignore: tuple[str, ...] = (), epochs_shape_schedule: bool
+    config, *, num_train: int, ignore: tuple[str, ...] = (), epochs_shape_schedule: bool
 ) -> dict[str, Any]:
     """What of an example's ``config`` (a dataclass) shapes the trained model, as JSON.
 
@@ -104,10 +119,14 @@ def training_settings(
     which a resumed run may change) and ``train.keep_checkpoints``; ``train.epochs`` only
     when ``epochs_shape_schedule`` (a schedule that decays over the whole run, so that
     the run cannot be extended without changing its past: raising the epochs of a cosine
-    run would send its learning rate back up). A :class:`Trainer` given these refuses to
-    resume a checkpoint saved under other settings.
+    run would send its learning rate back up). The training set is recorded as its size,
+    ``num_train`` (the images the trainer gets), in place of a ``train_examples`` field:
+    ``None`` and the full count are the same data. A :class:`Trainer` given these refuses
+    to resume a checkpoint saved under other settings.
     """
-    settings = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples become lists
+    settings = _as_json(dataclasses.asdict(config))
+    settings.pop("train_examples", None)
+    settings["num_train"] = int(num_train)
     dropped = (*ignore, "train.keep_checkpoints")
     if not epochs_shape_schedule:
         dropped += ("train.epochs",)
@@ -319,7 +338,7 @@ class Trainer:
         settings: Mapping[str, Any] | None = None,
     ):
         self.config = config
-        self.settings = None if settings is None else json.loads(json.dumps(settings))
+        self.settings = None if settings is None else _as_json(settings)
         self.mesh = sharding.data_mesh() if mesh is None else mesh
         sharding.check_batch_size(config.batch_size, self.mesh)
         optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -379,8 +398,9 @@ class Trainer:
     def restore_latest(self) -> bool:
         """Restores the latest checkpoint in ``workdir``; returns whether there was one.
 
-        Raises :class:`ConfigError` (field ``workdir``) when the checkpoint was saved under
-        other ``settings`` than this trainer's.
+        Raises :class:`ConfigError`: field ``workdir`` when the checkpoint was saved under
+        other ``settings`` than this trainer's, ``epochs`` when it has trained more epochs
+        than ``config.epochs`` (the run would be reported as shorter than it was).
         """
         if self._checkpoints is None or self._checkpoints.latest_step() is None:
             return False
@@ -388,6 +408,12 @@ class Trainer:
         meta = self._checkpoints.restore(
             step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
         )["meta"]
+        if int(meta["epochs_done"]) > self.config.epochs:
+            raise ConfigError(
+                "epochs",
+                f"is {self.config.epochs}, but the checkpoint in the workdir has trained "
+                f"{int(meta['epochs_done'])}: ask for at least as many, or use another workdir",
+            )
         saved = meta.get("settings")
         if self.settings is not None and saved is not None and saved != self.settings:
             fields = ", ".join(differing_fields(saved, self.settings))

@@ -41,7 +41,9 @@ def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = N
     )
     loss_fn = factorized.make_loss_fn(num_train, pseudo_count=config.pseudo_count)
     # Adam with a cosine decay over the run: its length shapes the schedule.
-    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True)
+    settings = training_settings(
+        config, num_train=num_train, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True
+    )
     return Trainer(
         factorized.FactorizedBernoulli(),
         tx,

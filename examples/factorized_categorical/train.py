@@ -53,7 +53,9 @@ def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = N
     loss_fn = factorized.make_loss_fn(num_train, pseudo_count=config.pseudo_count)
     model = fc.FactorizedCategorical()
     # Adam with a cosine decay over the run: its length shapes the schedule.
-    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True)
+    settings = training_settings(
+        config, num_train=num_train, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True
+    )
     return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings)
 
 

@@ -66,7 +66,12 @@ def build(config: Config, train_images, *, mesh: Mesh | None = None, workdir=Non
     tx = make_optimizer(config.optimizer, config.train, steps_per_epoch)
     # A cosine decay spans the whole run, so its length shapes the schedule.
     cosine = config.optimizer.schedule == "cosine"
-    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=cosine)
+    settings = training_settings(
+        config,
+        num_train=train_images.shape[0],
+        ignore=EVALUATION_FIELDS,
+        epochs_shape_schedule=cosine,
+    )
     return Trainer(
         model, tx, made.loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings
     )

@@ -51,7 +51,12 @@ def build(config: Config, train_images, key, *, workdir=None, mesh: Mesh | None 
         weight_pseudo_count=config.weight_pseudo_count,
     )
     # Adam with a cosine decay over the run: its length shapes the schedule.
-    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True)
+    settings = training_settings(
+        config,
+        num_train=train_images.shape[0],
+        ignore=EVALUATION_FIELDS,
+        epochs_shape_schedule=True,
+    )
     return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings)
 
 

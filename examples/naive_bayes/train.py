@@ -46,7 +46,9 @@ def build(config: Config, num_train: int, *, workdir=None, mesh: Mesh | None = N
     )
     model = class_conditional.ClassConditionalBernoulli()
     # Adam with a cosine decay over the run: its length shapes the schedule.
-    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True)
+    settings = training_settings(
+        config, num_train=num_train, ignore=EVALUATION_FIELDS, epochs_shape_schedule=True
+    )
     return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings)
 
 
@@ -64,6 +66,7 @@ def build_baseline(
     # Its own epochs and rate (a cosine decay over them); the model's are not its.
     settings = training_settings(
         config,
+        num_train=num_train,
         ignore=("eval_seed", "test_examples", "pseudo_count", "class_pseudo_count"),
         epochs_shape_schedule=False,
     )

@@ -14,6 +14,7 @@ from examples import _cli
 from examples.pretrained import run as pretrained_run
 from examples.vae import configs
 from models import pretrained
+from models.training import ConfigError
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -50,13 +51,16 @@ def main(argv: list[str] | None = None) -> dict:
             if getattr(args, flag) is not None:
                 name = "--" + flag.replace("_", "-")
                 parser.error(f"argument {name}: has no effect with --export-from")
-        record = pretrained_run.export(
-            args.export_from,
-            configs.get_config(args.preset),
-            args.name,
-            eval_samples=args.eval_samples or 5000,
-            data_dir=args.data_dir,
-        )
+        try:
+            record = pretrained_run.export(
+                args.export_from,
+                configs.get_config(args.preset),
+                args.name,
+                eval_samples=args.eval_samples or 5000,
+                data_dir=args.data_dir,
+            )
+        except ConfigError as error:  # the run's checkpoints do not fit the preset
+            parser.error(f"argument --export-from: {error}")
         print(f"exported {args.name}: {record['epochs']} epochs, test {record['test']}")
         return record
     if args.name not in pretrained.available():

@@ -63,7 +63,12 @@ def build(config: Config, train_images, *, mesh: Mesh | None = None, workdir=Non
     loss_fn = vae.make_loss_fn(config.objective, steps_per_epoch=steps_per_epoch)
     # A cosine decay spans the whole run, so its length shapes the schedule.
     cosine = config.optimizer.schedule == "cosine"
-    settings = training_settings(config, ignore=EVALUATION_FIELDS, epochs_shape_schedule=cosine)
+    settings = training_settings(
+        config,
+        num_train=train_images.shape[0],
+        ignore=EVALUATION_FIELDS,
+        epochs_shape_schedule=cosine,
+    )
     return Trainer(model, tx, loss_fn, config.train, workdir=workdir, mesh=mesh, settings=settings)
 
 

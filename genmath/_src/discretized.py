@@ -319,11 +319,14 @@ def _mixture_args(name, x, logits, loc, log_scale):
     logits, loc, log_scale = promoted[-3:]
     if logits.ndim == 0:
         raise ValueError(f"{name}: `logits` needs a trailing component axis, got a scalar.")
-    validation.check_classes(name, "logits", logits.shape, (logits.ndim - 1,))
     shapes = {"logits": logits.shape, "loc": loc.shape, "log_scale": log_scale.shape}
     if x is not None:
         shapes = {"x (with a component axis appended)": (*x.shape, 1), **shapes}
     shape = validation.check_broadcast(name, shapes)
+    # Name the argument that is empty: a logit axis of size 1 broadcasts to loc's K = 0.
+    for argument in ("logits", "loc", "log_scale"):
+        if shapes[argument] and shapes[argument][-1] == 0:
+            validation.check_classes(name, argument, shapes[argument], (-1,))
     return x, logits, loc, log_scale, shape
 
 

@@ -59,6 +59,12 @@ CALLS = {
         ),
         "logits",
     ),
+    "discretized_logistic.mixture_log_prob (empty loc)": (
+        lambda: discretized_logistic.mixture_log_prob(
+            jnp.zeros(3), logits=jnp.zeros((3, 1)), loc=jnp.zeros((3, 0)), log_scale=0.0
+        ),
+        "loc",
+    ),
     "discretized_normal.mixture_sample": (
         lambda: discretized_normal.mixture_sample(KEY, logits=EMPTY, loc=EMPTY, log_scale=EMPTY),
         "logits",

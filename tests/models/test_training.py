@@ -22,6 +22,7 @@ from models.training import (
     TrainConfig,
     Trainer,
     burda_learning_rate,
+    differing_fields,
     make_optimizer,
     make_train_step,
     training_settings,
@@ -118,6 +119,17 @@ def test_resume_refuses_a_checkpoint_saved_under_other_settings(synthetic_mnist,
     assert trainer(None).restore_latest()
     trainer(None, "bare").fit(images, labels, progress=False)
     assert trainer(other, "bare").restore_latest()
+    # A run that has trained more epochs than asked for is not reported as the shorter one.
+    longer = Trainer(
+        small_vae(), optax.adam(1e-3), LOSS, TrainConfig(epochs=2), workdir=tmp_path / "long"
+    )
+    longer.fit(images, labels, progress=False)
+    shorter = Trainer(
+        small_vae(), optax.adam(1e-3), LOSS, TrainConfig(epochs=1), workdir=tmp_path / "long"
+    )
+    with pytest.raises(ConfigError, match="has trained 2") as error:
+        shorter.restore_latest()
+    assert error.value.field == "epochs"
 
 
 def test_training_settings_leave_out_evaluation_and_unshaping_fields():
@@ -127,15 +139,28 @@ def test_training_settings_leave_out_evaluation_and_unshaping_fields():
         hidden: tuple = (8, 4)
         eval_seed: int = 0
 
-    settings = training_settings(Config(), ignore=("eval_seed",), epochs_shape_schedule=False)
+    settings = training_settings(
+        Config(), num_train=500, ignore=("eval_seed",), epochs_shape_schedule=False
+    )
     assert settings == {
         "train": {"batch_size": 128, "learning_rate": 1e-3, "seed": 0, "binarization": "dynamic"},
         "hidden": [8, 4],
+        "num_train": 500,
     }
-    with_epochs = training_settings(Config(), epochs_shape_schedule=True)
+    with_epochs = training_settings(Config(), num_train=500, epochs_shape_schedule=True)
     assert with_epochs["train"]["epochs"] == 3 and with_epochs["eval_seed"] == 0
+    # NumPy scalars, which the configs accept, are recorded as numbers.
+    numpy_epochs = Config(train=TrainConfig(epochs=np.int64(3)))
+    assert training_settings(numpy_epochs, num_train=500, epochs_shape_schedule=True) == with_epochs
     with pytest.raises(KeyError, match=r"no field 'train\.nothing'"):
-        training_settings(Config(), ignore=("train.nothing",), epochs_shape_schedule=True)
+        training_settings(
+            Config(), num_train=500, ignore=("train.nothing",), epochs_shape_schedule=True
+        )
+
+
+def test_differing_fields_name_keys_present_on_one_side_only():
+    assert differing_fields({"a": 1, "b": {"c": None}}, {"a": 1, "b": {}}) == ["b.c"]
+    assert differing_fields({"a": [1, 2]}, {"a": [1, 2]}) == []
 
 
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(synthetic_mnist, tmp_path):
