@@ -22,8 +22,10 @@ bin width is used, with its Taylor correction up to :math:`h^4`. Values and grad
 finite at ``x = 0`` and ``255``, for log-scales in :math:`[-30, 30]` and locations far
 outside :math:`[0, 1]`. The bin edges are rounded to the compute dtype (under ``jit``
 XLA forms :math:`(x \\pm \\tfrac12)/255` with the rounded reciprocal of 255, within an ulp of
-the division), so a location within a few ulps of an edge at a scale below about
-:math:`10^{-5}` is ill-conditioned: the bin's mass then depends on that rounding. At
+the division), and a location near an edge inherits that rounding divided by the scale:
+in float32, with the location a few ulps from an edge, the log-probability was off by
+2e-5 at a scale of 1e-3, 2e-4 at 1e-4, 2e-3 at 1e-5 and 0.6 at 1e-7 (against 50-digit
+mpmath, for the rounded location and scale). At
 ``loc = 0.5``, the edge between bins 127 and 128, and a log-scale of -30 a compiled call
 has given -5e10 for a bin whose exact log-probability is :math:`\\log\\tfrac12` (whether it
 does depends on how XLA compiles the edges).

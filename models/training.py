@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -26,6 +27,8 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from models import mnist, sharding
+
+logger = logging.getLogger(__name__)
 
 
 class Batch(NamedTuple):
@@ -415,6 +418,14 @@ class Trainer:
                 f"{int(meta['epochs_done'])}: ask for at least as many, or use another workdir",
             )
         saved = meta.get("settings")
+        if self.settings is not None and saved is None:
+            # Saved before settings were recorded: nothing to compare, and the next save
+            # records this run's settings for it.
+            logger.warning(
+                "restoring %s/checkpoints without a settings check: its checkpoints record "
+                "none; it is continued as configured now",
+                self.workdir,
+            )
         if self.settings is not None and saved is not None and saved != self.settings:
             fields = ", ".join(differing_fields(saved, self.settings))
             raise ConfigError(

@@ -95,7 +95,7 @@ def test_resume_from_checkpoint_gives_the_same_parameters(synthetic_mnist, tmp_p
         np.testing.assert_array_equal(a, b)
 
 
-def test_resume_refuses_a_checkpoint_saved_under_other_settings(synthetic_mnist, tmp_path):
+def test_resume_refuses_a_checkpoint_saved_under_other_settings(synthetic_mnist, tmp_path, caplog):
     images, labels = synthetic_mnist.train_images[:256], synthetic_mnist.train_labels[:256]
     settings = {"seed": 0, "train": {"binarization": "dynamic", "learning_rate": 1e-3}}
 
@@ -118,7 +118,9 @@ def test_resume_refuses_a_checkpoint_saved_under_other_settings(synthetic_mnist,
     # A trainer told nothing, or a checkpoint saved without settings, is not checked.
     assert trainer(None).restore_latest()
     trainer(None, "bare").fit(images, labels, progress=False)
-    assert trainer(other, "bare").restore_latest()
+    with caplog.at_level(logging.WARNING, logger="models.training"):
+        assert trainer(other, "bare").restore_latest()
+    assert "without a settings check" in caplog.text
     # A run that has trained more epochs than asked for is not reported as the shorter one.
     longer = Trainer(
         small_vae(), optax.adam(1e-3), LOSS, TrainConfig(epochs=2), workdir=tmp_path / "long"
