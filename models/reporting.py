@@ -109,7 +109,7 @@ def _to_json(value):
     raise TypeError(f"write_json: cannot write {type(value).__name__} value {value!r} as JSON.")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The processor's name from ``/proc/cpuinfo`` (Linux), else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -132,7 +132,7 @@ def device_description() -> str:
     if platform_name == "cpu":
         host_cores = os.cpu_count()
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else host_cores
-        return f"cpu: {cores} of {host_cores} cores, {_cpu_model()} ({version})"
+        return f"cpu: {cores} of {host_cores} cores, {cpu_model()} ({version})"
     kinds = sorted({device.device_kind for device in devices})
     count = f"{len(devices)} x " if len(devices) > 1 else ""
     return f"{platform_name}: {count}{', '.join(kinds)} ({version})"

@@ -10,16 +10,7 @@ import re
 import jax
 import jaxlib
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from models.reporting import cpu_model
 
 
 def cpu_cores() -> int:

@@ -117,7 +117,7 @@ def test_device_description_names_the_processor_and_its_cores():
     if jax.devices()[0].platform == "cpu":
         cores = len(os.sched_getaffinity(0))
         assert description.startswith(f"cpu: {cores} of {os.cpu_count()} cores, ")
-        assert reporting._cpu_model() in description
+        assert reporting.cpu_model() in description
 
 
 def test_run_stamp_gives_device_and_a_utc_date():
