@@ -16,6 +16,9 @@ CDFs there (which cancels at most about fivefold, the narrow bins being handled 
 :math:`-10` (:math:`-20` in float64), where :math:`\\Phi` underflows, both CDFs are written
 as :math:`\\phi(t)\\,S(t)` with the asymptotic series :math:`S`, and the log is taken of
 :math:`S(b) - e^{-2h|c|} S(a)` plus :math:`\\log\\phi(b)`: one ``log`` per element either way.
+The series stops at :math:`t^{-6}`, so in float64 the log-probability just past the cut
+carries an absolute error of about 4e-9 (a relative 2e-11 of its value, -204 at a
+log-scale of -5, against 60-digit mpmath): about ten digits rather than the last ulp.
 Where the bin is narrow against the scale, the two CDFs agree to most of their digits and
 their difference cancels or underflows; there the log density at the bin centre plus the log
 bin width is used, with its Taylor correction up to :math:`h^4`. Values and gradients are
