@@ -410,7 +410,7 @@ def _log_sample(name: str, key: Key, logits, temperature, sample_shape) -> Array
     )
     relaxed.check_temperature(name, temperature)
     shape = validation.sample_shape(name, sample_shape) + batch + logits.shape[-1:]
-    # The upper tail to about 44 (jax.random.gumbel's float32 one stops near 16.6).
+    # The upper tail to about 44 (jax.random.gumbel's float32 one stops near 15.9).
     gumbel = sampling.gumbel_noise(key, shape, logits.dtype)
     temperature = temperature[..., None]
     dropped = logits == -jnp.inf

@@ -67,7 +67,7 @@ def half_and_side_from_words(high: Array, low: Array, dtype) -> tuple[Array, Arr
 
 def logistic_noise(key: Key, shape: Shape, dtype) -> Array:
     """Standard logistic variates :math:`\\log u - \\log(1 - u)`, with both tails out to
-    about :math:`\\pm 44` where ``jax.random.logistic`` (float32) stops near -87 and +16.6,
+    about :math:`\\pm 44` where ``jax.random.logistic`` (float32) stops near -87 and +15.9,
     so that :math:`\\mathbb 1[\\ell + L > 0]` is :math:`\\mathrm{Bernoulli}(\\sigma(\\ell))`
     down to probabilities of :math:`2^{-64}`."""
     return logistic_from(*_half_and_side(key, shape, dtype))
@@ -82,7 +82,7 @@ def logistic_from(v: Array, side: Array) -> Array:
 
 def gumbel_noise(key: Key, shape: Shape, dtype) -> Array:
     """Standard Gumbel variates :math:`-\\log(-\\log u)`, the upper tail out to about 44
-    where ``jax.random.gumbel`` (float32) stops near 16.6, so that the Gumbel-max draw picks
+    where ``jax.random.gumbel`` (float32) stops near 15.9, so that the Gumbel-max draw picks
     a class whose logit is far below the others at its own rate."""
     return gumbel_from(*_half_and_side(key, shape, dtype))
 

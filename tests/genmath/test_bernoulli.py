@@ -305,7 +305,7 @@ def test_continuous_extremes(dtype):
 # --- 0 * inf: underflowed probabilities, infinite logits and both together -----------
 
 # Logits whose probability (or its complement) underflows to 0: float32 below about -88
-# (-104 with subnormals), float64 below -745; -60 is representable in both.
+# (-104 with subnormals), float64 below -708 (-745 with subnormals); -60 is representable in both.
 UNDERFLOW_LOGITS = [-60.0, -100.0, -200.0, -800.0, -1e4]
 EDGE_LOGITS_Q = [-np.inf, -1e4, -30.0, 0.0, 30.0, 1e4, np.inf]
 
