@@ -167,6 +167,21 @@ def test_results_and_benchmarks_come_from_the_committed_files(built_site):
         assert path.name in bench
 
 
+def test_readme_tables_quote_the_docs_runs():
+    """Each docs run's row in the README's tables (found by its test NLL) quotes that run's
+    wall time: the runs are redone by ``docs/results/refresh.py`` and the README must follow."""
+    readme = (ROOT / "README.md").read_text().splitlines()
+    runs = json.loads((DOCS / "results" / "runs.json").read_text())
+    for run in runs:
+        metrics = json.loads((DOCS / "results" / run["name"] / "metrics.json").read_text())
+        nll = f"| {metrics['test_nll_nats']:.2f}"
+        rows = [line for line in readme if line.startswith("|") and nll in line]
+        assert rows, f"{run['name']}: no README table row with test NLL {nll[2:]}"
+        seconds = f"{metrics['wall_time_s']:.0f} s"
+        for row in rows:
+            assert f"| {seconds}" in row, f"{run['name']}: {row!r} should quote {seconds}"
+
+
 # -- the rendered math, in a browser ---------------------------------------------------------
 
 
