@@ -340,6 +340,9 @@ def mixture_log_prob(
         a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
         for a in (x[..., None], logits, loc, log_scale)
     )
+    # A component axis of size 1 in `logits` means K equal weights, so it is broadcast to
+    # loc's K before it is normalised (normalising one logit would give every weight 1).
+    logits = jnp.broadcast_to(logits, (*logits.shape[:-1], shape[-1]))
     return jnp.sum(_mixed(law, x, logits, loc, log_scale), axis=axes)
 
 

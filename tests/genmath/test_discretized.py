@@ -126,6 +126,23 @@ def test_mixture_is_the_log_sum_of_weighted_components_and_sums_to_one(kind, dty
     np.testing.assert_allclose(summed, mix.sum(-1), rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_a_single_logit_broadcast_over_the_components_weighs_them_equally(kind):
+    # logits of component size 1 broadcast to loc's K: K equal weights, as in
+    # mixture.log_prob and mixture_sample (normalising the one logit first gave weight 1
+    # to every component, probabilities summing to K).
+    module = MODULES[kind]
+    loc = jnp.array([0.2, 0.5, 0.8])
+    x = jnp.arange(256)[:, None]
+    f = jax.jit(lambda lg: module.mixture_log_prob(x, logits=lg, loc=loc, log_scale=-3.0, axis=()))
+    one, equal = f(jnp.zeros(1)), f(jnp.zeros(3))
+    np.testing.assert_allclose(one, equal, rtol=1e-6)
+    np.testing.assert_allclose(np.exp(np.asarray(one, np.float64)).sum(), 1.0, atol=2e-5)
+    gradient = jax.grad(lambda lg: jnp.sum(f(lg)[100:160]))(jnp.zeros(1))
+    # 0 up to the float32 rounding of 60 pixels' sums (it was -2 per pixel).
+    np.testing.assert_allclose(gradient, 0.0, atol=1e-4)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", sorted(MODULES))
 def test_a_loc_on_a_bin_edge_within_the_documented_conditioning(kind, dtype):
