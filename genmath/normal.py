@@ -247,8 +247,13 @@ def _kl_sum(caller: str, twice_elementwise: Array, axis: Axis) -> Array:
     # Halving after the reduction lets XLA:CPU keep its fast reduction kernel (a 0.5 inside
     # fused everything into one slower loop, ~1.2x here). e^r rounded to float
     # can fall a few ulps below 1 + r for r near 0; clamping the sum (one op per row, not
-    # per element) keeps KL >= 0 without touching the p == q zero.
-    return jnp.maximum(0.5 * _event_sum(caller, twice_elementwise, axis), 0.0)
+    # per element) keeps KL >= 0 without touching the p == q zero. The clamp is on the
+    # value only: its derivative would zero the whole row's gradient wherever rounding
+    # made the sum negative, near p == q, where the true gradient is small but well
+    # conditioned (e^r - 1 and the standardised difference).
+    kl = 0.5 * _event_sum(caller, twice_elementwise, axis)
+    # (Not max(kl, 0) - kl, which is inf - inf = NaN where the divergence overflows.)
+    return kl + jax.lax.stop_gradient(jnp.where(kl < 0.0, -kl, 0.0))
 
 
 def kl(
@@ -267,7 +272,8 @@ def kl(
         + \\Big(\\frac{\\mu_{p,i} - \\mu_{q,i}}{\\sigma_{q,i}}\\Big)^2 \\Big],
         \\qquad r_i = 2(\\log\\sigma_{p,i} - \\log\\sigma_{q,i}).
 
-    ``kl(p, p)`` is exactly 0 with a zero gradient, and the result is never negative.
+    ``kl(p, p)`` is exactly 0 with a zero gradient, and the result is never negative
+    (rounding below 0 is clamped in the value only; the gradient is the formula's).
     Accuracy is that of the textbook formula: the absolute error is a few ulps of
     :math:`\\max(1, \\mathrm{KL}_i)` per event element, i.e. a relative error of about
     ``eps / KL_i`` for small divergences; one of order ``eps`` per element (float32:

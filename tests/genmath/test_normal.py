@@ -233,6 +233,31 @@ def test_kl_of_nearby_distributions_is_within_a_few_ulps_and_never_negative(rng,
     assert np.all(np.asarray(value) >= 0.0)
 
 
+@pytest.mark.parametrize("kind", ["kl", "kl_standard"])
+def test_gradient_of_nearby_distributions_is_the_true_one(rng, kind):
+    """Where rounding takes a tiny divergence below 0 the value is clamped, not the gradient:
+    d/d log_scale_p = e^r - 1 and d/d loc_p = (mu_p - mu_q) / sigma_q^2 stay exact there
+    (the clamp's derivative had zeroed whole rows near p == q)."""
+    n = 400
+    loc_p = jnp.asarray(rng.uniform(-3e-4, 3e-4, (n, 2)), DTYPE)
+    log_scale_p = jnp.asarray(rng.uniform(-3e-4, 3e-4, (n, 2)), DTYPE)
+    zeros = jnp.zeros((n, 2), DTYPE)
+    if kind == "kl":
+        f = lambda m, s: normal.kl(loc_p=m, log_scale_p=s, loc_q=zeros, log_scale_q=zeros)
+    else:
+        f = lambda m, s: normal.kl_standard(loc=m, log_scale=s)
+    d_loc, d_log_scale = jax.jit(jax.grad(lambda m, s: jnp.sum(f(m, s)), argnums=(0, 1)))(
+        loc_p, log_scale_p
+    )
+    assert np.all(np.asarray(f(loc_p, log_scale_p)) >= 0.0)
+    m64, s64 = np.asarray(loc_p, np.float64), np.asarray(log_scale_p, np.float64)
+    # Absolute errors: float32 rounding of e^r - 1 near r = 0 (about eps) and of the rest.
+    np.testing.assert_allclose(d_loc, m64, rtol=tol(DTYPE), atol=4 * float(jnp.finfo(DTYPE).eps))
+    np.testing.assert_allclose(
+        d_log_scale, np.expm1(2 * s64), rtol=tol(DTYPE), atol=4 * float(jnp.finfo(DTYPE).eps)
+    )
+
+
 def test_kl_standard_matches_kl_and_formula(rng):
     loc, loc64 = _array(rng, (5, 8), -2.0, 2.0)
     log_scale, log_scale64 = _array(rng, (5, 8), -2.0, 1.0)
