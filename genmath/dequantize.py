@@ -66,7 +66,8 @@ def uniform(key: Key, x: ArrayLike, *, sample_shape: SampleShape = ()) -> Array:
     Returns:
         Floats in :math:`[0, 1)` of shape ``sample_shape + x.shape``, in the compute dtype
         (for integer ``x`` JAX's default float: float32, float64 with ``jax_enable_x64``);
-        :math:`\\lfloor 256 y \\rfloor = x`.
+        :math:`\\lfloor 256 y \\rfloor = x`. NaN where ``x`` is not an integer in 0..255
+        (with :mod:`genmath.debug` value checks on, an error naming ``x``).
 
     Example:
         >>> import jax
@@ -88,7 +89,10 @@ def uniform(key: Key, x: ArrayLike, *, sample_shape: SampleShape = ()) -> Array:
     u = jax.random.uniform(key, sample_shape + x.shape, x.dtype)
     # (x + u) / 256 may round up to the next bin edge for u just below 1: keep y in C_x.
     y = (x + u) * (1.0 / 256.0)
-    return jnp.minimum(y, jnp.nextafter((x + 1.0) * (1.0 / 256.0), 0.0).astype(x.dtype))
+    y = jnp.minimum(y, jnp.nextafter((x + 1.0) * (1.0 / 256.0), 0.0).astype(x.dtype))
+    # A value off the pixel grid has no bin: NaN, as in the discretised likelihoods.
+    on_grid = (x >= 0.0) & (x <= 255.0) & (x == jnp.round(x))
+    return jnp.where(on_grid, y, jnp.nan)
 
 
 def log_prob_lower_bound(log_density: ArrayLike, *, num_dims: int | ArrayLike) -> Array:

@@ -126,7 +126,8 @@ def check_count(caller: str, name: str, value) -> None:
     numeric = np.issubdtype(array.dtype, np.number) and not np.issubdtype(
         array.dtype, np.complexfloating
     )
-    if not numeric or not np.all((array > 0) & (array == np.round(array))):
+    # (inf passes both > 0 and == round(inf): it needs its own test.)
+    if not numeric or not np.all((array > 0) & np.isfinite(array) & (array == np.round(array))):
         raise ValueError(f"{caller}: `{name}` must be a positive integer, got {value!r}.")
 
 

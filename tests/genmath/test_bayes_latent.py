@@ -273,7 +273,8 @@ def test_errors_name_the_argument():
         latent.kl_monte_carlo(np.zeros((0, 3), np.float32), 0.0)
     with pytest.raises(TypeError, match="nll_nats"):
         latent.bits_per_dim(i32, num_dims=784)
-    for bad in (0, -3, True, 784.5, np.int64(0), np.array([784, 0]), jnp.asarray(-1), "784"):
+    bads = (0, -3, True, 784.5, np.int64(0), np.array([784, 0]), jnp.asarray(-1), "784", math.inf)
+    for bad in (*bads, np.nan):
         with pytest.raises(ValueError, match="`num_dims` must be a positive integer"):
             latent.bits_per_dim(f32, num_dims=bad)
     # Integer-valued counts of any numeric type pass; a traced one cannot be read.

@@ -68,12 +68,20 @@ def test_bits_per_dim_8bit_definition():
     assert round(float(bpd), 2) == 4.32
 
 
+def test_pixels_off_the_grid_are_nan():
+    # Like the discretised likelihoods: a value that is no 8-bit pixel has no bin.
+    x = jnp.array([-3.0, 0.0, 12.5, 255.0, 256.0, 300.0, jnp.nan])
+    y = jax.jit(dequantize.uniform)(jax.random.key(0), x)
+    np.testing.assert_array_equal(np.isnan(y), [True, False, True, False, True, True, True])
+    assert 0.0 <= float(y[1]) < 1.0 / 256 and 255.0 / 256 <= float(y[3]) < 1.0
+
+
 def test_bad_input_raises_naming_the_argument():
     with pytest.raises(ValueError, match="num_dims"):
         dequantize.bits_per_dim_8bit(-1.0, num_dims=0)
     with pytest.raises(ValueError, match="num_dims"):
         dequantize.log_prob_lower_bound(-1.0, num_dims=True)
-    for bad in (784.5, np.int64(0)):
+    for bad in (784.5, np.int64(0), math.inf, np.array([784.0, np.inf])):
         for fn in (dequantize.log_prob_lower_bound, dequantize.bits_per_dim_8bit):
             with pytest.raises(ValueError, match="`num_dims` must be a positive integer"):
                 fn(-1.0, num_dims=bad)
