@@ -37,7 +37,9 @@ def _joint(name: str, component_log_probs: ArrayLike, logits: ArrayLike, axis: A
     )
     shape = jnp.broadcast_shapes(component_log_probs.shape, logits.shape)
     axes = validation.check_axis(name, axis, len(shape))
-    validation.check_classes(name, "logits", shape, axes)
+    validation.check_classes_among(
+        name, {"logits": logits.shape, "component_log_probs": component_log_probs.shape}, axes
+    )
     # Normalise the logits before broadcasting them over the batch (one log_softmax per
     # distinct set of weights), but over the full component axes: logits of size 1 along
     # one stand for K equal logits there.

@@ -77,7 +77,9 @@ def _densities_inputs(name: str, data: dict, logits, temperature, axis: int):
     (data_name,) = data
     shape = validation.check_broadcast(name, {data_name: value.shape, "logits": logits.shape})
     axis = _class_axis(name, axis, len(shape))
-    validation.check_classes(name, "logits", shape, (axis,))
+    validation.check_classes_among(
+        name, {"logits": logits.shape, data_name: value.shape}, (axis % len(shape),)
+    )
     batch = shape[:axis] + (shape[axis + 1 :] if axis != -1 else ())
     validation.check_broadcast(name, {"temperature": temperature.shape, "batch": batch})
     relaxed.check_temperature(name, temperature)

@@ -163,3 +163,13 @@ def check_classes(caller: str, name: str, shape: Shape, axes: tuple[int, ...]) -
             f"{caller}: `{name}` has no classes (size 0 along axis {empty[0]} of shape "
             f"{tuple(shape)}); a distribution needs at least one."
         )
+
+
+def check_classes_among(caller: str, shapes: dict[str, Shape], axes: tuple[int, ...]) -> None:
+    """:func:`check_classes` for arguments that broadcast together, naming the one that is
+    empty along the class axes ``axes`` (non-negative, of the broadcast rank) with its own
+    shape and axis; an argument without such an axis (size 1 there) cannot be the empty one."""
+    ndim = max(len(shape) for shape in shapes.values())
+    for name, shape in shapes.items():
+        offset = ndim - len(shape)
+        check_classes(caller, name, shape, tuple(a - offset for a in axes if a >= offset))

@@ -65,6 +65,25 @@ CALLS = {
         ),
         "loc",
     ),
+    # Only the data is empty; a logit axis of size 1 would broadcast: the data is named.
+    "mixture.log_prob (empty data)": (
+        lambda: mixture.log_prob(EMPTY, logits=jnp.zeros(1)),
+        "component_log_probs",
+    ),
+    "mixture.posterior (empty data)": (
+        lambda: mixture.posterior(EMPTY, logits=jnp.zeros(1)),
+        "component_log_probs",
+    ),
+    "relaxed_categorical.log_prob (empty data)": (
+        lambda: relaxed_categorical.log_prob(EMPTY, logits=jnp.zeros(1), temperature=1.0),
+        "y",
+    ),
+    "relaxed_categorical.log_sample_log_prob (empty data)": (
+        lambda: relaxed_categorical.log_sample_log_prob(
+            EMPTY, logits=jnp.zeros(1), temperature=1.0
+        ),
+        "log_y",
+    ),
     "discretized_normal.mixture_sample": (
         lambda: discretized_normal.mixture_sample(KEY, logits=EMPTY, loc=EMPTY, log_scale=EMPTY),
         "logits",
