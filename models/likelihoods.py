@@ -146,8 +146,9 @@ class Gaussian(Likelihood):
       fixed_variance: a fixed pixel variance (the log-likelihood is then a constant minus
         a scaled squared error), or ``None`` (default) for a learned log-scale.
       scale: a learned log-scale per ``"pixel"`` (default) or one ``"global"`` log-scale.
-      min_scale: lower bound of a learned scale (default 0.01). Pixels that are constant in
-        the training set would otherwise drive their scale, and the density, to infinity.
+      min_scale: lower bound of a learned scale, in (0, 1) (default 0.01; the scale starts
+        at 1). Pixels that are constant in the training set would otherwise drive their
+        scale to 0 and the density to infinity.
 
     It is a density on [0, 1]^784: its "nats" are not comparable with a probability's.
     """
@@ -177,12 +178,15 @@ class Gaussian(Likelihood):
 
     @classmethod
     def check_options(cls, *, fixed_variance=None, scale="pixel", min_scale=1e-2) -> None:
-        if fixed_variance is not None and not fixed_variance > 0.0:
-            raise ConfigError("fixed_variance", f"must be positive, got {fixed_variance}")
+        if fixed_variance is not None and not 0.0 < fixed_variance < math.inf:
+            raise ConfigError(
+                "fixed_variance", f"must be a positive finite number, got {fixed_variance}"
+            )
         if scale not in cls.SCALES:
             raise ConfigError("scale", f"must be one of {cls.SCALES}, got {scale!r}")
-        if not min_scale > 0.0:
-            raise ConfigError("min_scale", f"must be positive, got {min_scale}")
+        # A learned scale starts at 1 (pixels in [0, 1]), which must lie above its bound.
+        if not 0.0 < min_scale < 1.0:
+            raise ConfigError("min_scale", f"must lie in (0, 1), got {min_scale}")
 
     def log_scale(self) -> jax.Array | float:
         """The log standard deviation: fixed (a Python float), per pixel or global."""

@@ -48,7 +48,8 @@ BINARIZATIONS = ("dynamic", "threshold", "grey", "8bit")
 #: Environment variable naming a folder with the four original MNIST IDX ``.gz`` files.
 MNIST_DIR_ENV = "GENMATH_MNIST_DIR"
 
-_SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+#: Examples in each split of MNIST.
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 # Bump the suffix whenever the cached layout changes, so stale caches are never read.
 _CACHE_NAME = "genmath-arrays-v1.npz"
 _PROBE_TIMEOUT_S = 3.0
@@ -146,8 +147,8 @@ def load_mnist_shard(
     """
     mesh = sharding.data_mesh() if mesh is None else mesh
     devices = sharding.data_axis_size(mesh)
-    total = _SPLIT_SIZES["train"] if num_examples is None else operator.index(num_examples)
-    if not 0 < total <= _SPLIT_SIZES["train"]:
+    total = SPLIT_SIZES["train"] if num_examples is None else operator.index(num_examples)
+    if not 0 < total <= SPLIT_SIZES["train"]:
         raise ValueError(f"num_examples must be in [1, 60000], got {num_examples}.")
     total -= total % devices
     if total == 0:
@@ -175,11 +176,11 @@ def read_mnist_rows(
     Returns:
         uint8 images ``(b - a, 28, 28)`` and int32 labels ``(b - a,)``, in tfds's order.
     """
-    if split not in _SPLIT_SIZES:
+    if split not in SPLIT_SIZES:
         raise ValueError(
-            f"read_mnist_rows: split must be one of {tuple(_SPLIT_SIZES)}, got {split!r}."
+            f"read_mnist_rows: split must be one of {tuple(SPLIT_SIZES)}, got {split!r}."
         )
-    size = _SPLIT_SIZES[split]
+    size = SPLIT_SIZES[split]
     start, stop, step = rows.indices(size)
     if step != 1 or stop <= start or (rows.stop is not None and rows.stop > size):
         raise ValueError(
@@ -544,10 +545,10 @@ def _can_connect(host: str, port: int, timeout: float) -> bool:
 
 def _has_mnist_layout(arrays: Mnist) -> bool:
     shapes = {
-        "train_images": (_SPLIT_SIZES["train"], 28, 28),
-        "train_labels": (_SPLIT_SIZES["train"],),
-        "test_images": (_SPLIT_SIZES["test"], 28, 28),
-        "test_labels": (_SPLIT_SIZES["test"],),
+        "train_images": (SPLIT_SIZES["train"], 28, 28),
+        "train_labels": (SPLIT_SIZES["train"],),
+        "test_images": (SPLIT_SIZES["test"], 28, 28),
+        "test_labels": (SPLIT_SIZES["test"],),
     }
     return all(
         array.shape == shapes[name] and array.dtype == (np.uint8 if "images" in name else np.int32)

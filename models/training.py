@@ -343,7 +343,13 @@ class Trainer:
         self.config = config
         self.settings = None if settings is None else _as_json(settings)
         self.mesh = sharding.data_mesh() if mesh is None else mesh
-        sharding.check_batch_size(config.batch_size, self.mesh)
+        devices = sharding.data_axis_size(self.mesh)
+        if config.batch_size % devices:  # a usage error naming the option, for the CLIs
+            raise ConfigError(
+                "batch_size",
+                f"is {config.batch_size}, which the {devices} devices cannot split evenly (each "
+                f"takes an equal slice of the global batch); choose a multiple of {devices}",
+            )
         optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         self.graphdef, state = nnx.split((model, optimizer))
         self.state = sharding.replicate(state, self.mesh)

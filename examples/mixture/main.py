@@ -73,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
 def build_config(args: argparse.Namespace) -> configs.Config:
     """The default configuration, overridden by every flag that was given."""
     base = configs.get_config()
+    em = (args.algorithm or base.algorithm) == "em"
+    why = "EM updates on every training image at once, without minibatches or an optimizer"
+    for name in ("batch_size", "learning_rate"):
+        _cli.refuse_unused(args, name, not em, why)
     return dataclasses.replace(
         base,
         train=_cli.train_config(args, base.train),

@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 
 from examples import _run
 from examples.mixture.configs import EVALUATION_FIELDS, Config
-from models import factorized, mixture, mnist, reporting
+from models import factorized, mixture, mnist, reporting, sharding
 from models.training import ConfigError, Trainer, run_key, training_settings
 
 
@@ -104,6 +104,14 @@ def train_and_evaluate(
 
     epochs_run = 0
     if config.algorithm == "em":
+        _check_em_workdir(workdir)
+        devices = sharding.data_axis_size(sharding.data_mesh() if mesh is None else mesh)
+        if num_train % devices:
+            raise ConfigError(
+                "train_examples",
+                f"is {num_train}, which the {devices} devices cannot split evenly (EM gives "
+                f"each an equal slice); choose a multiple of {devices}",
+            )
         model = mixture.MixtureOfBernoullis(
             config.num_components,
             key=init_key,
@@ -193,6 +201,23 @@ def train_and_evaluate(
     }
     reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
     return metrics
+
+
+def _check_em_workdir(workdir: str) -> None:
+    """EM keeps no checkpoints: a workdir with an Adam run's is refused (its metrics would
+    describe EM beside Adam's checkpoints and logs); the Adam logs left after ``resume=False``
+    deleted those checkpoints are removed."""
+    checkpoints = os.path.join(workdir, "checkpoints")
+    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
+        raise ConfigError(
+            "workdir",
+            f"holds the checkpoints of an Adam run ({checkpoints}), which EM cannot resume; "
+            "choose another workdir or start afresh (resume=False, --no-resume)",
+        )
+    for name in ("train_log.csv", "history.json"):
+        path = os.path.join(workdir, name)
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def summary(metrics: dict) -> str:

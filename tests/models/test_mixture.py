@@ -7,6 +7,7 @@ factorized model" trains on real MNIST.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -230,6 +231,9 @@ def fake_load(monkeypatch, synthetic):
         # Checked against the data: 2000 synthetic training images.
         (["--num-components", "2001"], "--num-components"),
         (["--test-examples", "501"], "--test-examples"),
+        # EM uses neither: given, they would be recorded but change nothing.
+        (["--algorithm", "em", "--batch-size", "50"], "--batch-size"),
+        (["--algorithm", "em", "--learning-rate", "0.5"], "--learning-rate"),
     ],
 )
 def test_cli_rejects_bad_flag_values(argv, flag, fake_load, tmp_path, capsys):
@@ -271,6 +275,22 @@ def test_example_end_to_end(algorithm, synthetic, tmp_path):
     assert (workdir / "checkpoints").is_dir() == (algorithm == "adam")
     if algorithm == "em":
         assert metrics["batch_size"] == 2000 and metrics["learning_rate"] is None
+
+
+def test_em_refuses_a_workdir_with_adam_checkpoints(synthetic, tmp_path):
+    workdir = tmp_path / "run"
+    train = TrainConfig(epochs=1, batch_size=128, learning_rate=0.03)
+    adam = configs.Config(train=train, num_components=5, test_examples=100)
+    example.train_and_evaluate(adam, workdir, data=synthetic, progress=False)
+    em = dataclasses.replace(adam, algorithm="em")
+    with pytest.raises(ConfigError, match="Adam run") as error:
+        example.train_and_evaluate(em, workdir, data=synthetic, progress=False)
+    assert error.value.field == "workdir"
+    assert json.loads((workdir / "metrics.json").read_text())["algorithm"] == "adam"
+    # Starting afresh deletes the checkpoints, and the Adam logs go with them.
+    example.train_and_evaluate(em, workdir, data=synthetic, resume=False, progress=False)
+    assert json.loads((workdir / "metrics.json").read_text())["algorithm"] == "em"
+    assert not (workdir / "train_log.csv").exists() and not (workdir / "history.json").exists()
 
 
 def test_cli_end_to_end(fake_load, tmp_path, capsys):

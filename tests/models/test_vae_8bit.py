@@ -335,6 +335,11 @@ def test_elbo_is_below_the_importance_sampled_bound_on_average(synthetic_mnist, 
         ({"min_scale": 0.0}, "dequantized-gaussian", "min_scale"),
         ({"min_scale": 2.0}, "dequantized-gaussian", "min_scale"),
         ({"fixed_variance": 1.0}, "logistic-mixture", "fixed_variance"),
+        # The grey-level Gaussian: its learned scale starts at 1, above a bound below 1.
+        ({"min_scale": 1.0}, "gaussian", "min_scale"),
+        ({"min_scale": math.inf}, "gaussian", "min_scale"),
+        ({"fixed_variance": math.inf}, "gaussian", "fixed_variance"),
+        ({"fixed_variance": math.nan}, "gaussian", "fixed_variance"),
     ],
 )
 def test_bad_options_name_the_field(options, name, field):

@@ -22,10 +22,12 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from examples.mixture import configs as mixture_configs
+from examples.mixture import train as mixture_example
 from genmath import bayes, bernoulli, categorical, latent, mvn, normal
 from models import factorized, mixture, sharding, vae
 from models.mnist import evaluation_images
-from models.training import TrainConfig, Trainer
+from models.training import ConfigError, TrainConfig, Trainer
 
 DEVICES = 8
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
@@ -265,8 +267,10 @@ def test_epoch_on_a_sharded_dataset_gathers_only_batch_indices(sharded_dataset_r
 
 def test_batch_size_must_split_over_the_devices():
     config = TrainConfig(batch_size=60)
-    with pytest.raises(ValueError, match=r"batch_size=60 .* 8 devices"):
+    # A ConfigError naming the option, which the examples turn into a usage line.
+    with pytest.raises(ConfigError, match=r"is 60, which the 8 devices cannot split") as error:
         Trainer(tiny_vae(), optax.adam(1e-3), LOSS, config, mesh=sharding.data_mesh())
+    assert error.value.field == "batch_size"
     # The same batch size is fine on a mesh it splits over.
     Trainer(tiny_vae(), optax.adam(1e-3), LOSS, config, mesh=sharding.data_mesh(jax.devices()[:4]))
 
@@ -352,3 +356,12 @@ def test_em_needs_images_divisible_by_the_devices(mnist):
     model = mixture.MixtureOfBernoullis(10, key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"fit_em: the number of `images` \(12\) .* 8 devices"):
         mixture.fit_em(model, mnist.train_images[:12], iterations=1, progress=False)
+
+
+def test_em_example_needs_a_training_set_divisible_by_the_devices(mnist, tmp_path):
+    config = mixture_configs.Config(
+        train=TrainConfig(epochs=1), algorithm="em", num_components=5, train_examples=12
+    )
+    with pytest.raises(ConfigError, match=r"is 12, which the 8 devices cannot split") as error:
+        mixture_example.train_and_evaluate(config, tmp_path, data=mnist, progress=False)
+    assert error.value.field == "train_examples"
