@@ -35,6 +35,7 @@ from examples import _cli
 from examples.vae import flags
 from examples.vae.train import build, summary, train_and_evaluate
 from models import mnist, reporting, sharding
+from models.training import ConfigError
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     with _cli.config_errors_as_usage(parser, flags.FLAGS):
         config = flags.build_config(args)
         _cli.check_eval_seed(args, config)
+        check_split_counts(config)
+    check_job_flags(parser, args)
     # JAX's own runtime connects the processes; it must run before any other JAX call.
     jax.distributed.initialize(
         coordinator_address=args.coordinator_address,
@@ -72,6 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
         process_id=args.process_id,
     )
     mesh = sharding.data_mesh()  # every device of every process
+    if config.train_examples is not None and config.train_examples < jax.device_count():
+        parser.error(
+            f"argument --train-examples: is {config.train_examples}, fewer than the "
+            f"{jax.device_count()} devices (each takes an equal slice)"
+        )
     shard = mnist.load_mnist_shard(args.data_dir, mesh=mesh, num_examples=config.train_examples)
     test_images, test_labels = mnist.read_mnist_rows(
         "test", slice(0, config.test_examples), data_dir=args.data_dir
@@ -96,6 +104,29 @@ def main(argv: list[str] | None = None) -> dict:
         reporting.write_json(os.path.join(args.workdir, "metrics.json"), metrics)
         print(f"{jax.process_count()} processes, {jax.device_count()} devices: {summary(metrics)}")
     return metrics
+
+
+def check_split_counts(config) -> None:
+    """``--train-examples`` and ``--test-examples`` within MNIST's splits, before any
+    process reads a row of them."""
+    for name, split in (("train_examples", "train"), ("test_examples", "test")):
+        count, size = getattr(config, name), mnist.SPLIT_SIZES[split]
+        if count is not None and count > size:
+            raise ConfigError(name, f"must be at most {size}, got {count}")
+
+
+def check_job_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The coordinator flags that can be checked before the runtime starts."""
+    if args.num_processes is not None and args.num_processes < 1:
+        parser.error(f"argument --num-processes: must be at least 1, got {args.num_processes}")
+    if args.process_id is not None:
+        if args.process_id < 0:
+            parser.error(f"argument --process-id: must be at least 0, got {args.process_id}")
+        if args.num_processes is not None and args.process_id >= args.num_processes:
+            parser.error(
+                f"argument --process-id: must lie in [0, {args.num_processes}) "
+                f"(--num-processes), got {args.process_id}"
+            )
 
 
 def save_params(workdir, config, data, mesh) -> None:

@@ -114,6 +114,25 @@ def test_replicate_and_to_local_round_trip():
 # ---------------------------------------------------------------- 8 devices, subprocess
 
 
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--train-examples", "70000"], "--train-examples"),
+        (["--test-examples", "20000"], "--test-examples"),
+        (["--num-processes", "0"], "--num-processes"),
+        (["--process-id", "-1"], "--process-id"),
+        (["--num-processes", "2", "--process-id", "2"], "--process-id"),
+    ],
+)
+def test_distributed_flags_are_checked_before_the_runtime_starts(argv, flag, capsys):
+    # A usage line, before jax.distributed.initialize could wait for other processes.
+    with pytest.raises(SystemExit) as exit_info:
+        distributed.main(["--coordinator-address", "localhost:1", "--workdir", "unused", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {flag}: " in err and "Traceback" not in err, err
+
+
 def test_checks_on_eight_forced_cpu_devices(subprocess_env):
     """Runs ``on_8_devices.py`` (kernels, VAE and mixture training, HLO) on 8 CPU devices."""
     result = subprocess_env(
