@@ -13,7 +13,7 @@ import sys
 from examples import _cli
 from examples.pretrained import run as pretrained_run
 from examples.vae import configs
-from models import pretrained
+from models import mnist, pretrained
 from models.training import ConfigError
 
 
@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> dict:
         return record
     if args.name not in pretrained.available():
         parser.error(f"argument --name: must be one of {pretrained.available()}")
+    if args.preset is not None:
+        parser.error("argument --preset: has no effect without --export-from")
+    test_size = mnist.SPLIT_SIZES["test"]
+    if args.test_examples is not None and args.test_examples > test_size:
+        parser.error(f"argument --test-examples: must be at most {test_size}")
     workdir = args.workdir or "runs/pretrained"
     metrics = pretrained_run.evaluate(
         args.name,

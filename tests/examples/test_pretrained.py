@@ -83,6 +83,8 @@ def test_bad_flags(capsys):
         (["--export-from", "somewhere"], "--preset"),
         (["--export-from", "run", "--preset", "flax", "--test-examples", "5"], "--test-examples"),
         (["--export-from", "run", "--preset", "flax", "--workdir", "out"], "--workdir"),
+        (["--preset", "flax"], "--preset"),
+        (["--test-examples", "20000"], "--test-examples"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             pretrained_main.main(flags)
