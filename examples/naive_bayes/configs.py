@@ -59,7 +59,9 @@ class Config:
 
 
 # Options that change what is measured or drawn, not the trained model: a resumed run may
-# change them (``models.training.training_settings``).
+# change them (``models.training.training_settings``). The logistic-regression baseline's
+# options do not shape the class-conditional model; its own checkpoint (workdir
+# ``logistic_regression/``) records them, so a resume that changes them is refused there.
 EVALUATION_FIELDS = (
     "eval_seed",
     "test_examples",

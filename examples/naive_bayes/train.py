@@ -31,7 +31,7 @@ from jax.sharding import Mesh
 from examples import _run
 from examples.naive_bayes.configs import EVALUATION_FIELDS, Config
 from models import class_conditional, factorized, mnist, reporting
-from models.training import Trainer, run_key, training_settings
+from models.training import ConfigError, Trainer, run_key, training_settings
 
 LOGREG_DIR = "logistic_regression"
 
@@ -138,7 +138,14 @@ def train_and_evaluate(
             config, num_train, workdir=os.path.join(workdir, LOGREG_DIR), mesh=mesh
         )
         tic = time.perf_counter()
-        baseline.fit(train_images, train_labels, progress=progress)
+        try:
+            baseline.fit(train_images, train_labels, progress=progress)
+        except ConfigError as error:
+            if error.field != "epochs":
+                raise
+            # The baseline's epochs are logreg_epochs: name the option that set them.
+            message = str(error).split("` ", 1)[1].rstrip(".")
+            raise ConfigError("logreg_epochs", message) from error
         logreg_seconds = time.perf_counter() - tic
         logreg_accuracy = class_conditional.classifier_accuracy(baseline.model, x_test, y_test)
 

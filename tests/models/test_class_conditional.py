@@ -331,3 +331,14 @@ def test_cli_end_to_end_without_baseline(fake_load, tmp_path, capsys):
     again = cli.main(["--workdir", str(workdir), *flags.split(), "--no-resume"])
     assert again["epochs_run_now"] == 1
     assert again["test_nll_nats"] == metrics["test_nll_nats"]
+
+
+def test_a_resume_with_fewer_baseline_epochs_names_logreg_epochs(fake_load, tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    flags = ["--workdir", workdir, "--epochs", "1", "--test-examples", "100", "--no-progress"]
+    cli.main([*flags, "--logreg-epochs", "2"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*flags, "--logreg-epochs", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument --logreg-epochs: is 1, but the checkpoint" in err, err
