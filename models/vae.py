@@ -34,6 +34,7 @@ A conditional VAE feeds the one-hot label to both networks as an extra input (th
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from typing import Any, NamedTuple
 
@@ -131,7 +132,7 @@ class Objective:
       kind: ``"elbo"`` or ``"iwae"``.
       num_samples: samples of ``z`` per example (``K``).
       kl_warmup_epochs: the ELBO's KL weight rises linearly from 0 to 1 over this many
-        epochs (an optax schedule of the step); 0 for none.
+        epochs (an optax schedule of the step, over the steps rounded up); 0 for none.
       free_bits: the ELBO's KL term counts each latent dimension's batch-mean KL as at
         least this many nats (Kingma et al. 2016); 0 for none.
     """
@@ -461,7 +462,8 @@ def make_loss_fn(objective: Objective, *, steps_per_epoch: int = 1):
     of the loss is weighted by ``optax.linear_schedule(0, 1, warm-up steps)`` of ``step``;
     with free bits, each latent dimension's batch-mean KL counts as at least ``free_bits``.
     """
-    warmup_steps = round(objective.kl_warmup_epochs * steps_per_epoch)
+    # Rounded up: a positive warm-up lasts at least one step (rounding to 0 dropped it).
+    warmup_steps = math.ceil(objective.kl_warmup_epochs * steps_per_epoch)
     kl_weight = optax.linear_schedule(0.0, 1.0, warmup_steps) if warmup_steps else None
 
     def loss_fn(model: VAE, batch: Batch, key: jax.Array, step: jax.Array):

@@ -89,6 +89,12 @@ def build_config(args: argparse.Namespace) -> configs.Config:
     ):
         if getattr(args, flag):
             model_fields[field] = False
+    num_masks = model_fields.get("num_masks", base.model.num_masks)
+    if args.natural_order and num_masks == 1:
+        # Mask 0 is the natural order whatever order_agnostic says (models.made).
+        raise training.ConfigError(
+            "natural_order", "has no effect with one mask (mask 0 is in the natural order)"
+        )
     return dataclasses.replace(
         base,
         model=dataclasses.replace(base.model, **model_fields),

@@ -116,6 +116,8 @@ def build_config(args: argparse.Namespace) -> configs.Config:
     _cli.refuse_unused(
         args, "top_hidden", model.top_latent_dim > 0, "no second layer (give --top-latent-dim)"
     )
+    why = "a conditional VAE's codes are not probed (its encoder is given the label)"
+    _cli.refuse_unused(args, "probe_steps", not model.conditional, why)
     fixed = "fixed_variance" in options
     for name in ("scale", "min_scale"):
         _cli.refuse_unused(args, name, not fixed, "the variance is fixed (--fixed-variance)")

@@ -121,6 +121,9 @@ def fake_load(monkeypatch, synthetic_mnist):
         # Checked against the data (synthetic: fewer than a million images).
         (["--train-examples", "1000000"], "--train-examples"),
         (["--test-examples", "1000000"], "--test-examples"),
+        # Mask 0 is in the natural order: with one mask the flag would change nothing.
+        (["--num-masks", "1", "--natural-order"], "--natural-order"),
+        (["--preset", "ordered", "--natural-order"], "--natural-order"),
     ],
 )
 def test_bad_flags_are_one_usage_error_naming_the_flag(flags, flag, fake_load, tmp_path, capsys):

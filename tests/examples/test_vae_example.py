@@ -119,6 +119,10 @@ FIXED_VARIANCE = ["--likelihood", "gaussian", "--fixed-variance", "0.1"]
             "--min-scale",
         ),
         (["--binarization", "threshold", "--eval-seed", "3"], "--eval-seed"),
+        (["--conditional", "--probe-steps", "7"], "--probe-steps"),
+        # The grey Gaussian's learned scale starts at 1, above its bound.
+        (["--likelihood", "gaussian", "--min-scale", "1"], "--min-scale"),
+        (["--likelihood", "gaussian", "--fixed-variance", "inf"], "--fixed-variance"),
     ],
 )
 def test_bad_flags_are_one_usage_error_naming_the_flag(flags, flag, capsys):

@@ -260,6 +260,12 @@ def test_kl_warmup_weights_the_kl_by_an_optax_linear_schedule():
         loss, metrics = loss_fn(model, batch, key, step)
         expected = metrics["reconstruction"] + weight * metrics["kl"]
         np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    # A warm-up shorter than a step still lasts one (rounded to 0 it had vanished).
+    short = jax.jit(vae.make_loss_fn(vae.Objective(kl_warmup_epochs=0.05), steps_per_epoch=5))
+    for step, weight in [(0, 0.0), (1, 1.0)]:
+        loss, metrics = short(model, batch, key, step)
+        expected = metrics["reconstruction"] + weight * metrics["kl"]
+        np.testing.assert_allclose(loss, expected, rtol=1e-6)
     # The reported ELBO is the unweighted bound throughout.
     _, metrics = loss_fn(model, batch, key, 0)
     np.testing.assert_allclose(
