@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from collections.abc import Iterator
 
-from models.training import ConfigError, TrainConfig
+from models.training import ConfigError, NonFiniteLossError, TrainConfig
 
 TRAIN_FIELDS = ("seed", "epochs", "batch_size", "learning_rate", "binarization")
 
@@ -125,8 +125,11 @@ def run_example(parse_args, build_config, train_and_evaluate, summary, argv, fla
 
 
 def run_or_exit(fn, *args, **kwargs):
-    """Calls ``fn``; a missing data folder becomes a one-line error instead of a traceback."""
+    """Calls ``fn``; a missing data folder, or training that diverged, becomes a one-line
+    error instead of a traceback."""
     try:
         return fn(*args, **kwargs)
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
+    except NonFiniteLossError as error:
+        sys.exit(f"error: {error} A lower --learning-rate usually helps.")

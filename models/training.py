@@ -70,7 +70,8 @@ class TrainConfig:
             check_positive_int(name, getattr(self, name))
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1e3):
             raise ConfigError(
-                "learning_rate", f"must be a positive number, got {self.learning_rate!r}"
+                "learning_rate",
+                f"must be a positive number below 1000, got {self.learning_rate!r}",
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError("seed", f"must be an integer, got {self.seed!r}")
@@ -468,11 +469,17 @@ class Trainer:
         steps = images.shape[0] // self.config.batch_size
         if first_bad >= 0:
             # self.state stays the state after the last good epoch (= the last checkpoint).
+            if epoch == 0:
+                kept = "No epoch had completed: the state is the initial one, nothing saved."
+            else:
+                kept = f"The state of the last good epoch ({epoch}) is kept" + (
+                    f", as is its checkpoint in {self.workdir}/checkpoints."
+                    if self.workdir
+                    else "."
+                )
             raise NonFiniteLossError(
                 f"non-finite loss or gradient at step {epoch * steps + int(first_bad)} "
-                f"(epoch {epoch + 1}, step {int(first_bad)} of {steps}); training stopped. "
-                f"The state and checkpoint of the last good epoch ({epoch}) are kept"
-                + (f" in {self.workdir}/checkpoints." if self.workdir else ".")
+                f"(epoch {epoch + 1}, step {int(first_bad)} of {steps}); training stopped. {kept}"
             )
         self.state, self.step_metrics = new_state, metrics
         self.epochs_done += 1

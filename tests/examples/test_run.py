@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from examples import _run
+from examples import _cli, _run
 from examples.mixture import configs as mixture_configs
 from examples.vae import configs as vae_configs
 from examples.vae.train import train_and_evaluate
-from models.training import ConfigError
+from models.training import ConfigError, NonFiniteLossError
 
 
 def test_counts_are_cut_and_checked(synthetic_mnist):
@@ -42,3 +42,13 @@ def test_a_batch_larger_than_the_training_set_is_a_config_error(synthetic_mnist,
     assert (
         _run.select_data(em, synthetic_mnist, None, minibatches=False).train_images.shape[0] == 100
     )
+
+
+def test_diverged_training_is_one_line_not_a_traceback():
+    def diverging():
+        raise NonFiniteLossError("non-finite loss or gradient at step 0 (...); training stopped.")
+
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.run_or_exit(diverging)
+    message = str(exit_info.value.code)
+    assert message.startswith("error: non-finite loss") and "--learning-rate" in message

@@ -191,6 +191,14 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(synthetic_m
     assert restored.restore_latest() and restored.epochs_done == 1
     for a, b in zip(good, params_of(restored), strict=True):
         np.testing.assert_array_equal(a, b)
+    # Diverging in the first epoch leaves nothing saved, and the message says so.
+    fresh = Trainer(
+        small_vae(), optax.adam(1e-3), poisoned_loss, TrainConfig(epochs=1), workdir=tmp_path / "b"
+    )
+    with pytest.raises(NonFiniteLossError, match="No epoch had completed") as error:
+        fresh.fit(images, np.full_like(labels, 10), progress=False)
+    assert "checkpoint" not in str(error.value)
+    assert not fresh.restore_latest()
 
 
 # ------------------------------------------------------------------------- optimisers
@@ -218,6 +226,8 @@ def test_burda_schedule_and_optimizer_configs():
         ({"batch_size": -1}, "batch_size"),
         ({"batch_size": True}, "batch_size"),
         ({"learning_rate": 0.0}, "learning_rate"),
+        ({"learning_rate": 1e5}, "learning_rate"),
+        ({"learning_rate": float("nan")}, "learning_rate"),
         ({"binarization": "otsu"}, "binarization"),
         ({"seed": 1.5}, "seed"),
     ],
@@ -226,6 +236,8 @@ def test_train_config_rejects_bad_values(overrides, field):
     with pytest.raises(ConfigError) as error:
         TrainConfig(**overrides)
     assert error.value.field == field
+    if field == "learning_rate":  # the message states the whole rule
+        assert "positive number below 1000" in str(error.value)
 
 
 # ----------------------------------------------------------------- batched evaluation
