@@ -20,7 +20,12 @@ def tol(dtype) -> dict:
 
 
 def grad_tol(dtype) -> dict:
-    """Finite-difference step and tolerance for ``check_grads`` in ``dtype``."""
+    """Finite-difference step and tolerance for ``check_grads`` in ``dtype``.
+
+    In float32 a finite difference is coarse (truncation of order eps^2 times the third
+    derivative, rounding of order 1e-7 / eps, and worse for second derivatives), so the
+    float32 check catches a wrong rule, not an inaccurate one; the float64 pass checks
+    the rules to 1e-6, and float32-only code paths are compared with float64 directly."""
     if np.dtype(dtype) == np.float64:
         return {"eps": 1e-5, "atol": 1e-6, "rtol": 1e-6}
     return {"eps": 1e-2, "atol": 2e-2, "rtol": 2e-2}

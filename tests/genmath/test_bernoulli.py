@@ -411,10 +411,19 @@ def test_entropy_and_log_prob_at_underflowed_probabilities(dtype):
     # sigma(l) underflows to 0 but l itself is finite: p log p = 0 * finite, no 0 * inf.
     lg = np.array([*UNDERFLOW_LOGITS, *(-np.array(UNDERFLOW_LOGITS)), -np.inf, np.inf], dtype)
     h = np.asarray(jax.jit(lambda a: bernoulli.entropy(logits=a, axis=()))(lg))
-    np.testing.assert_allclose(h, ref_entropy(lg, axis=()), atol=32 * np.finfo(dtype).eps)
-    g = jax.grad(lambda a: bernoulli.entropy(logits=a))(lg)
-    # dH/dl = -l sigma(l) sigma(-l): 0 to the dtype's resolution at these logits.
-    np.testing.assert_allclose(g, 0.0, atol=32 * np.finfo(dtype).eps)
+    # Exact forms in float64, relative (the values are as small as 1e-4000: an absolute
+    # tolerance would accept 0): H = |l| sigma(-|l|) + log1p(e^-|l|), and
+    # dH/dl = -l sigma(l) sigma(-l); both are 0 at l = +-inf.
+    a = np.abs(f64(lg))
+    with np.errstate(invalid="ignore"):
+        exact_h = np.where(np.isinf(a), 0.0, a * special.expit(-a) + np.log1p(np.exp(-a)))
+        exact_g = np.where(np.isinf(a), 0.0, -f64(lg) * special.expit(lg) * special.expit(-lg))
+    g = np.asarray(jax.grad(lambda a: bernoulli.entropy(logits=a))(lg))
+    tiny = float(np.finfo(dtype).tiny)  # XLA:CPU flushes subnormal results to 0
+    for value, exact in ((h, exact_h), (g, exact_g)):
+        normal = np.abs(exact) >= tiny
+        np.testing.assert_allclose(value[normal], exact[normal], rtol=tol(dtype)["rtol"], atol=0)
+        assert np.all(np.abs(value[~normal]) < tiny), value[~normal]
     for x in (0.0, 1.0, 0.5):
         xs = np.full_like(lg, x)
         value = bernoulli.log_prob(xs, logits=lg, axis=())
@@ -586,11 +595,9 @@ def test_continuous_cross_entropy_kl_and_identity(dtype):
     # KL = H(p, q) - H(p).
     assert np.all(np.abs(kl - (ce - h)) <= 2 * bound)
     # H(p, p) = H(p), and summing over an axis.
-    np.testing.assert_allclose(
-        bernoulli.continuous_cross_entropy(logits_p=lp, logits_q=lp, axis=()),
-        h,
-        atol=float(np.max(bound)),
-    )
+    same = np.asarray(bernoulli.continuous_cross_entropy(logits_p=lp, logits_q=lp, axis=()))
+    own_bound = 8 * np.finfo(dtype).eps * (1 + 2 * np.abs(f64(lp)))  # each element's own
+    assert np.all(np.abs(same - h) <= own_bound), np.max(np.abs(same - h) / own_bound)
     total = bernoulli.continuous_kl(logits_p=lp.reshape(2, 23), logits_q=lq.reshape(2, 23))
     np.testing.assert_allclose(total, kl.reshape(2, 23).sum(-1), rtol=tol(dtype)["rtol"])
 
@@ -1049,3 +1056,38 @@ def test_logistic_and_gumbel_noise_reach_far_tails_and_follow_their_laws():
     hits = sum(int(count(jax.random.key(seed))) for seed in range(8))
     expected = 2**26 * special.expit(-12.0)
     assert abs(hits - expected) <= 5 * np.sqrt(expected), (hits, expected)
+
+
+@pytest.mark.skipif(not X64, reason="compares float32 with float64: the float64 pass runs it")
+def test_continuous_float32_series_and_derivatives_agree_with_float64(rng):
+    """The float32 series are shorter than the float64 ones (``_src.continuous_bernoulli``);
+    values and gradients from float32 inputs must match the float64 ones to float32 accuracy,
+    on both sides of the series limit |eta| = 3 (finite differences in float32 are too
+    coarse to check this)."""
+    lp = np.concatenate([rng.uniform(-3.5, 3.5, 200), [-3.0, -1e-4, 0.0, 1e-4, 3.0]])
+    lq = np.concatenate([rng.uniform(-3.5, 3.5, 200), [3.0, 0.0, 1e-3, -2.9, -3.0]])
+    x = rng.uniform(0.0, 1.0, lp.shape)
+    fns = {
+        "log_normalizer": lambda a, b, x: bernoulli.continuous_log_normalizer(logits=a),
+        "log_prob": lambda a, b, x: bernoulli.continuous_log_prob(x, logits=a, axis=()),
+        "mean": lambda a, b, x: bernoulli.continuous_mean(logits=a),
+        "entropy": lambda a, b, x: bernoulli.continuous_entropy(logits=a, axis=()),
+        "cross_entropy": lambda a, b, x: bernoulli.continuous_cross_entropy(
+            logits_p=a, logits_q=b, axis=()
+        ),
+        "kl": lambda a, b, x: bernoulli.continuous_kl(logits_p=a, logits_q=b, axis=()),
+    }
+    eps32 = float(np.finfo(np.float32).eps)
+    for name, fn in fns.items():
+        value_and_grads = jax.jit(
+            jax.vmap(jax.value_and_grad(lambda a, b, x, fn=fn: fn(a, b, x), argnums=(0, 1)))
+        )
+        inputs = [np.asarray(v, np.float32) for v in (lp, lq, x)]
+        single = value_and_grads(*inputs)
+        double = value_and_grads(*(f64(v) for v in inputs))  # the same inputs, in float64
+        assert single[0].dtype == np.float32 and double[0].dtype == np.float64
+        for got, want in zip(jax.tree.leaves(single), jax.tree.leaves(double), strict=True):
+            # A few float32 ulps of the result's size (of 1 where it is near 0).
+            bound = 32 * eps32 * (1.0 + np.abs(f64(want)))
+            error = np.abs(f64(got) - f64(want))
+            assert np.all(error <= bound), (name, float(np.max(error / bound)))

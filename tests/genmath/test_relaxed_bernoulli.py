@@ -38,7 +38,7 @@ def test_logit_log_prob_is_scipys_logistic(rng, dtype):
     ).sum(-1)
     chex.assert_shape(value, (4,))
     assert value.dtype == dtype
-    np.testing.assert_allclose(value, expected, rtol=10 * tol(dtype)["rtol"], atol=1e-4)
+    np.testing.assert_allclose(value, expected, rtol=tol(dtype)["rtol"], atol=0.0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
