@@ -61,9 +61,10 @@ def _expectation(p: _Normalised, values: Array, axes: tuple[int, ...]) -> Array:
 
 def _pair(name: str, logits_p: ArrayLike, logits_q: ArrayLike, axis: Axis):
     logits_p, logits_q = validation.promote(name, {"logits_p": logits_p, "logits_q": logits_q})
+    shapes = {"logits_p": logits_p.shape, "logits_q": logits_q.shape}
     logits_p, logits_q = jnp.broadcast_arrays(logits_p, logits_q)
     axes = validation.check_axis(name, axis, logits_p.ndim)
-    validation.check_classes(name, "logits_p", logits_p.shape, axes)
+    validation.check_classes_among(name, shapes, axes)
     return logits_p, logits_q, axes
 
 
@@ -388,8 +389,10 @@ def sample(
     # Gumbel-max, with a Gumbel upper tail to about 44 where jax.random.categorical's float32
     # one stops near 15.9: a class 20 below the others is drawn at its rate, not never.
     gumbel = sampling.gumbel_noise(key, sample_shape + logits.shape, logits.dtype)
-    labels = jnp.argmax(logits + gumbel, axis=-1)
+    top = jnp.max(logits, axis=-1)
+    # Shifted by the row maximum first: at logits near 1e4 a float32 sum is rounded to steps
+    # of 2^-10, and the ties it makes (2e-4 of pairs) all went to the lower index.
+    labels = jnp.argmax((logits - top[..., None]) + gumbel, axis=-1)
     # The argmax would still pick a class of a row with no distribution; NaN fails both
     # comparisons.
-    top = jnp.max(logits, axis=-1)
     return jnp.where((top > -jnp.inf) & (top < jnp.inf), labels, -1)

@@ -471,6 +471,17 @@ def test_sample_frequencies_shape_and_dtype():
     assert categorical.sample(jax.random.key(1), logits=logits).shape == (2,)
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_sampling_ignores_a_constant_added_to_the_logits(offset):
+    # float32 sums near 1e6 step by 1/16: without the shift by the row maximum, ties
+    # between logit + Gumbel went to class 0 (P = 0.508 here, 32 standard errors off).
+    logits = jnp.full((2,), offset, jnp.float32)
+    n = 2**22
+    y = jax.jit(lambda k: categorical.sample(k, logits=logits, sample_shape=n))(KEY)
+    share = float(jnp.mean(y == 0))
+    assert abs(share - 0.5) <= 5 * 0.5 / np.sqrt(n), share
+
+
 def test_a_row_without_a_distribution_samples_the_out_of_range_label():
     logits = jnp.array([[0.0, 1.0], [-jnp.inf, -jnp.inf], [jnp.inf, 0.0], [jnp.nan, 0.0]])
     y = np.asarray(jax.jit(lambda lg: categorical.sample(KEY, logits=lg, sample_shape=5))(logits))

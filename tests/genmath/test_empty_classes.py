@@ -31,6 +31,14 @@ CALLS = {
         lambda: categorical.cross_entropy(logits_p=EMPTY, logits_q=EMPTY),
         "logits_p",
     ),
+    "categorical.kl (empty q)": (
+        lambda: categorical.kl(logits_p=jnp.zeros((2, 1)), logits_q=EMPTY),
+        "logits_q",
+    ),
+    "categorical.cross_entropy (empty q)": (
+        lambda: categorical.cross_entropy(logits_p=jnp.zeros((2, 1)), logits_q=EMPTY),
+        "logits_q",
+    ),
     "categorical.sample": (lambda: categorical.sample(KEY, logits=EMPTY), "logits"),
     "mixture.log_prob": (lambda: mixture.log_prob(EMPTY, logits=EMPTY), "logits"),
     "mixture.posterior": (lambda: mixture.posterior(EMPTY, logits=EMPTY), "logits"),
