@@ -132,4 +132,4 @@ def run_or_exit(fn, *args, **kwargs):
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
     except NonFiniteLossError as error:
-        sys.exit(f"error: {error} A lower --learning-rate usually helps.")
+        sys.exit(f"error: {error} A lower learning rate usually helps.")

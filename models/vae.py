@@ -462,8 +462,9 @@ def make_loss_fn(objective: Objective, *, steps_per_epoch: int = 1):
     of the loss is weighted by ``optax.linear_schedule(0, 1, warm-up steps)`` of ``step``;
     with free bits, each latent dimension's batch-mean KL counts as at least ``free_bits``.
     """
-    # Rounded up: a positive warm-up lasts at least one step (rounding to 0 dropped it).
-    warmup_steps = math.ceil(objective.kl_warmup_epochs * steps_per_epoch)
+    # Rounded up: a positive warm-up lasts at least one step (rounding to 0 dropped it);
+    # rounded to 9 places first, so that 1.1 * 3000 = 3300.0000000000005 stays 3300.
+    warmup_steps = math.ceil(round(objective.kl_warmup_epochs * steps_per_epoch, 9))
     kl_weight = optax.linear_schedule(0.0, 1.0, warmup_steps) if warmup_steps else None
 
     def loss_fn(model: VAE, batch: Batch, key: jax.Array, step: jax.Array):

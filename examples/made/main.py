@@ -90,6 +90,8 @@ def build_config(args: argparse.Namespace) -> configs.Config:
         if getattr(args, flag):
             model_fields[field] = False
     num_masks = model_fields.get("num_masks", base.model.num_masks)
+    if args.natural_order and not base.model.order_agnostic:
+        raise training.ConfigError("natural_order", f"has no effect: {args.preset!r} is ordered")
     if args.natural_order and num_masks == 1:
         # Mask 0 is the natural order whatever order_agnostic says (models.made).
         raise training.ConfigError(

@@ -124,6 +124,7 @@ def fake_load(monkeypatch, synthetic_mnist):
         # Mask 0 is in the natural order: with one mask the flag would change nothing.
         (["--num-masks", "1", "--natural-order"], "--natural-order"),
         (["--preset", "ordered", "--natural-order"], "--natural-order"),
+        (["--preset", "ordered", "--num-masks", "4", "--natural-order"], "--natural-order"),
     ],
 )
 def test_bad_flags_are_one_usage_error_naming_the_flag(flags, flag, fake_load, tmp_path, capsys):

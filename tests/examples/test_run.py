@@ -51,4 +51,4 @@ def test_diverged_training_is_one_line_not_a_traceback():
     with pytest.raises(SystemExit) as exit_info:
         _cli.run_or_exit(diverging)
     message = str(exit_info.value.code)
-    assert message.startswith("error: non-finite loss") and "--learning-rate" in message
+    assert message.startswith("error: non-finite loss") and "learning rate" in message

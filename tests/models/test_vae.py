@@ -279,6 +279,18 @@ def test_kl_warmup_weights_the_kl_by_an_optax_linear_schedule():
         loss, metrics = short(model, batch, key, step)
         expected = metrics["reconstruction"] + weight * metrics["kl"]
         np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    # A product that is whole up to float rounding is not rounded up a step: the weight is
+    # 1 at step 3300 (3300/3301 had it been rounded up; the KL, ~10 nats with the encoder's
+    # outputs at 1, makes the difference 3e-3 against rounding of 5e-5).
+    decimal = jax.jit(vae.make_loss_fn(vae.Objective(kl_warmup_epochs=1.1), steps_per_epoch=3000))
+    wide = small_vae()
+    wide.encoder.layers[-1].bias[...] = jnp.ones_like(wide.encoder.layers[-1].bias[...])
+    for step, weight in [(3299, 3299 / 3300), (3300, 1.0)]:
+        loss, metrics = decimal(wide, batch, key, step)
+        assert metrics["kl"] > 5.0
+        np.testing.assert_allclose(
+            loss - metrics["reconstruction"], weight * metrics["kl"], rtol=0, atol=2e-4
+        )
     # The reported ELBO is the unweighted bound throughout.
     _, metrics = loss_fn(model, batch, key, 0)
     np.testing.assert_allclose(
