@@ -87,6 +87,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="time the batch-size sweep only, not the cost-against-dimension sweep",
     )
     parser.add_argument(
+        "--headline-only",
+        action="store_true",
+        help="time each workload at its headline size only (no sweeps): a short device window",
+    )
+    parser.add_argument(
         "--tag",
         default=None,
         help="results file <device>-<tag>.json instead of <device>.json, so that a run of "
@@ -105,9 +110,15 @@ def _case_seed(*parts) -> int:
 
 
 def _cases(
-    workload: Workload, quick: bool, accelerator: bool, dim_sweep: bool = True
+    workload: Workload,
+    quick: bool,
+    accelerator: bool,
+    dim_sweep: bool = True,
+    headline_only: bool = False,
 ) -> list[tuple[int, int, tuple[str, ...]]]:
     """(batch, dim, sweeps) to measure; a point in both sweeps is measured once."""
+    if headline_only:
+        return [(workload.headline_batch(quick), workload.dim, ("batch",))]
     batches = workload.quick_batches if quick else workload.batches
     if accelerator and not quick:
         batches = batches + workload.accelerator_batches
@@ -339,7 +350,9 @@ def main(argv=None) -> int:
         path.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
 
     for workload in selected:
-        cases = _cases(workload, quick, info["backend"] != "cpu", not args.no_dim_sweep)
+        cases = _cases(
+            workload, quick, info["backend"] != "cpu", not args.no_dim_sweep, args.headline_only
+        )
         for batch, dim, sweeps in cases:
             for dtype in dtypes:
                 case = run_case(

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import pathlib
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -98,7 +99,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="few repetitions")
     parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions")
-    parser.add_argument("--out", default=None, help="results file (default under results/)")
+    parser.add_argument(
+        "--out", default=None, help="results file (default under results/; --quick: a temp dir)"
+    )
     return parser.parse_args(argv)
 
 
@@ -116,7 +119,9 @@ def main(argv=None) -> dict:
         "load_average": os.getloadavg(),
         "records": records,
     }
-    out = pathlib.Path(args.out) if args.out else RESULTS_DIR / f"minor-axis-{info['slug']}.json"
+    # A smoke run never replaces the committed results: it goes to a temporary folder.
+    results = pathlib.Path(tempfile.mkdtemp(prefix="genmath-bench-")) if args.quick else RESULTS_DIR
+    out = pathlib.Path(args.out) if args.out else results / f"minor-axis-{info['slug']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")

@@ -54,9 +54,10 @@ Run the suites with
     bash benchmarks/gpu.sh                  # all of it on a GPU in under 10 minutes
                                             # (--quick: a CPU dry run of the script)
 
-Every suite listed above but `report` takes `--quick` (a smoke run into a temporary directory) and
-`--out DIR`; `python -m benchmarks.burda` and `python -m benchmarks.made`, whose sections
-below summarise committed training runs, take `--results DIR` instead.
+Every suite listed above but `report` takes `--quick` (a smoke run, written to a temporary
+directory: it never replaces a committed result) and `--out` (where the results go);
+`python -m benchmarks.burda` and `python -m benchmarks.made`, whose sections below summarise
+committed training runs, take `--results DIR` instead.
 """
 
 

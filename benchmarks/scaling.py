@@ -87,7 +87,7 @@ def worker(args: argparse.Namespace) -> dict:
     from benchmarks._src import data as bench_data
     from examples.vae import configs
     from examples.vae.train import build
-    from models import sharding
+    from models import reporting, sharding
 
     count = args.worker
     if jax.device_count() < count:
@@ -118,6 +118,8 @@ def worker(args: argparse.Namespace) -> dict:
         "host_load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "devices": count,
         "device_kind": jax.devices()[0].device_kind,
+        # The worker's own backend (the parent may see another: a GPU host forcing CPUs).
+        "device": reporting.device_description(),
         "steps_per_epoch": steps,
         "examples_per_epoch": steps * config.batch_size,
         "epoch_seconds": seconds,
@@ -207,7 +209,9 @@ def main(argv=None) -> dict | None:
         "suite": "scaling",
         "schema_version": SCHEMA_VERSION,
         "backend": args.backend,
+        # The date from the stamp (UTC); the device from the workers, which ran the figures.
         **reporting.run_stamp(),
+        "device": runs[0]["device"],
         "forced_host_devices": forced,
         "note": (
             "Forced CPU devices share the machine's cores: this measures the overhead of the "
@@ -228,7 +232,6 @@ def main(argv=None) -> dict | None:
         },
         "jax_version": jax.__version__,
         "command": "python -m benchmarks.scaling " + " ".join(argv or sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"),
         "quick": args.quick,
         "runs": runs,
     }

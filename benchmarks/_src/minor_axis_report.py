@@ -38,6 +38,7 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
     return (
         f"### {result['backend']}: {result['device']}\n\n"
         f"Results file `results/{result['_file']}` ({result['date'][:10]}, jax {result['jax']}, "
+        f"{'quick' if result.get('quick') else 'full'} run, "
         f"{result['reps']} interleaved repetitions; 1-minute load average "
         f"{result['load_average'][0]:.1f} at the end). Medians (ratio to the flat layout):\n\n"
         + table(["minor axis", *expressions], rows, markdown=True)

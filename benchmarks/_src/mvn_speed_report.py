@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
+from benchmarks._src import checks
 from benchmarks._src.render import fmt_time, table
 
 TITLE = "Full-covariance Gaussian (mvn): speed and conditioning"
@@ -35,9 +36,22 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
         speedup = ratio["solve_form_over_genmath"]
         torch = ratio.get("torch_over_genmath")
         torch_text = f"{torch:.2f}×" if torch else ""
-        rows.append([f"{workload} ({batch})", mode, *times, f"{speedup:.2f}×", torch_text])
-        verdicts.append(speedup >= BAR)
-    headers = ["workload (batch)", "mode", *CONTENDERS, "solve form / genmath", "torch / genmath"]
+        # A fast wrong answer meets no bar: genmath's forward value against float64.
+        error = by_key[(workload, "forward", "genmath")].get("max_rel_err")
+        correct = error is not None and checks.is_correct(error, "float32")
+        error_text = f"{error:.1e}" if error is not None else "not checked"
+        rows.append(
+            [f"{workload} ({batch})", mode, *times, f"{speedup:.2f}×", torch_text, error_text]
+        )
+        verdicts.append(speedup >= BAR and correct)
+    headers = [
+        "workload (batch)",
+        "mode",
+        *CONTENDERS,
+        "solve form / genmath",
+        "torch / genmath",
+        "genmath error (forward, vs float64)",
+    ]
     accuracy_rows = [
         [
             f"{row['kappa_L']:.0e}",
@@ -72,6 +86,7 @@ def section(result: dict, results_dir: pathlib.Path) -> str:
     return (
         f"### {result['backend']}: {result['device']}\n\n"
         f"Results file `results/{result['_file']}` ({result['date'][:10]}, jax {result['jax']}, "
+        f"{'quick' if result.get('quick') else 'full'} run, "
         f"{result['reps']} interleaved repetitions, torch on {result.get('torch_threads')} "
         f"thread(s); 1-minute load average {result['load_average'][0]:.1f} at the end). "
         "Medians:\n\n" + table(headers, rows, markdown=True) + f"\n\nBar: {verdict}\n\n"

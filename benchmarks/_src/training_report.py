@@ -57,7 +57,8 @@ alone: per-step dispatch and host-to-device transfer.
 
 **Quality for cost.** `examples.vae.train.train_and_evaluate` with `configs.burda()`
 (Burda et al.'s 200-200-50 tanh network, batch 20, their Adam schedule) for a fixed number
-of epochs, and with `configs.flax()` (784-500-20) for 10 epochs: test negative ELBO and the
+of epochs, and with `configs.flax()` (784-500-20) for `--flax-epochs` (the table gives each
+run's epochs): test negative ELBO and the
 importance-sampled test NLL (IWAE bound with the example's K) on the fixed test
 binarisation, with the wall time of the whole call (training, evaluation, probe, pictures).
 """

@@ -321,3 +321,12 @@ def test_target_verdict_flags_a_slow_kernel_against_jnp():
     genmath, jnp_ = _timing(1.2, 1.15, 1.25), _timing(1.0, 0.95, 1.05)
     row = {"genmath": genmath, "jnp": jnp_, "best": None, "vs_jnp": 1.2, "vs_best": None}
     assert render._verdict(row) == "✗ > 1.10× jnp"
+
+
+@pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
+def test_headline_only_times_one_size_even_on_an_accelerator(workload):
+    # The GPU script's short window: one case per workload, at the summary table's size.
+    cases = kernels._cases(workload, False, True, True, headline_only=True)
+    assert cases == [(workload.headline_batch(False), workload.dim, ("batch",))]
+    full = kernels._cases(workload, False, True, True)
+    assert (workload.headline_batch(False), workload.dim) in {(b, d) for b, d, _ in full}
