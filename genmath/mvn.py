@@ -17,14 +17,14 @@ core of a 2-core Intel Xeon, float32, D = 64, against the textbook form with LAP
 triangular solve). :func:`log_prob` of a factor shared by at least as many points as it
 has rows inverts the factor once (the blocked solve of ``genmath._src.triangular`` against
 the identity) and applies the inverse as one matrix product: 4096 points of one
-distribution, 3.3x faster forward and 2.9x with gradients. With fewer points per factor it
+distribution, 3.0x faster forward and 2.8x with gradients. With fewer points per factor it
 solves with LAPACK from the right, the points staying rows and the factor read in place
 (its row-major memory is :math:`L^\\top` column-major), differentiated by a closed-form
-rule for the squared norms: 256 distributions x 16 points, 2.1x forward and 1.7x with
+rule for the squared norms: 256 distributions x 16 points, 2.0x forward and 1.7x with
 gradients. :func:`kl` and :func:`cross_entropy` solve with the blocked solve, reduce the
 squares of its strict lower triangle block by block, and differentiate that sum by a
 closed-form rule (one blocked back substitution): 256 pairs, 2.3x forward and 2.5x with
-gradients. PyTorch's ``MultivariateNormal`` (one thread) took 2.2-3.8x genmath's time on
+gradients. PyTorch's ``MultivariateNormal`` (one thread) took 2.8-4.2x genmath's time on
 every workload in that run.
 
 Conditioning: a triangular solve loses up to about :math:`\\kappa(L)\\,\\varepsilon` of
@@ -219,8 +219,8 @@ def _rows_squared_norms(tril: Array, rows: Array) -> Array:
 
     With at least as many vectors as rows of the factor the inverse (:math:`D^3/3`
     multiply-adds, once per factor) is shared by the vectors and applied as one matrix
-    product: for 4096 points of one factor at D = 64 on one XLA:CPU core, 3.3x faster than
-    the textbook LAPACK solve forward and 2.9x with gradients (``benchmarks/mvn_speed.py``),
+    product: for 4096 points of one factor at D = 64 on one XLA:CPU core, 3.0x faster than
+    the textbook LAPACK solve forward and 2.8x with gradients (``benchmarks/mvn_speed.py``),
     and faster at every shape tried from 64 points per factor up. With fewer it costs more
     than the solve, and LAPACK solves from the right (:func:`_lapack_squared_norms`).
     """
@@ -254,7 +254,7 @@ def _lapack_squared_norms(tril: Array, rows: Array) -> Array:
     """:math:`\\|z\\|^2` for the rows :math:`z = L^{-1}v` of :func:`_trsm_right`, with the
     derivative rule below.
 
-    For 256 factors x 16 points at D = 64 on one XLA:CPU core, 2.1x faster forward than
+    For 256 factors x 16 points at D = 64 on one XLA:CPU core, 2.0x faster forward than
     the textbook solve from the left on the vectors transposed into columns, and 1.7x with
     gradients (``benchmarks/mvn_speed.py``; 1.4x with the rule written for the solve).
     """
