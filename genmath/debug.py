@@ -22,11 +22,22 @@ that would otherwise silently give NaN, through JAX's own
 
 The switch is read when a function is traced. Off (the default), nothing is added: the
 traced program is identical to one without checks, so they cost nothing. On, each check is
-a ``checkify.check``, which a caller functionalises with ``checkify.checkify`` (or
-:func:`checked`, which also jit-compiles and raises); called eagerly, a failing check
-raises at once. The switch is part of JAX's jit cache key, so a jitted function is traced
-again when it is called in the other mode. ``GENMATH_VALUE_CHECKS=1`` in the environment
-turns the checks on for a whole process.
+a ``checkify.check``, and a failure surfaces in one of three ways:
+
+* under :func:`checked` (``checkify``, ``jit`` and raise in one) a
+  ``checkify.JaxRuntimeError`` whose message names the function and the argument; under
+  your own ``checkify.checkify``, the same message in the returned error;
+* under a plain ``jax.jit`` or ``lax.scan`` (a training step left as it is): while the
+  checks are on, genmath also turns on JAX's
+  ``jax_experimental_unsafe_xla_runtime_errors``, so that the compiled program raises
+  when it runs, on CPU and GPU, a ``JaxRuntimeError`` whose message ends with the same
+  text. On TPU, and for programs sharded over several devices, which that switch does
+  not cover, wrap the step in :func:`checked` or ``checkify.checkify`` instead;
+* called eagerly, a failing check raises at once.
+
+The switch is part of JAX's jit cache key, so a jitted function is traced again when it is
+called in the other mode. ``GENMATH_VALUE_CHECKS=1`` in the environment turns the checks
+on for a whole process, so that an existing script runs with them unchanged.
 
 Example:
     >>> import jax.numpy as jnp
@@ -92,7 +103,8 @@ def checks(*, enabled: bool = True) -> Iterator[None]:
         >>> print(error.get())
         categorical.log_prob: `labels` must hold class indices in [0, 3), got 3. (`check` failed)
     """
-    with value_checks.require_switch("debug.checks")(bool(enabled)):
+    switch = value_checks.require_switch("debug.checks")
+    with switch(bool(enabled)), value_checks.raising_under_jit(bool(enabled)):
         yield
 
 
@@ -111,6 +123,10 @@ def enable_checks(enabled: bool) -> None:
     """
     value_checks.require_switch("debug.enable_checks")
     jax.config.update("genmath_value_checks", bool(enabled))
+    if enabled:
+        # Left on when the checks are turned off: it only changes programs that contain
+        # unfunctionalised checks, which fail to compile without it.
+        value_checks.raise_under_jit_for_the_process()
 
 
 def _cache_key(value):
@@ -128,9 +144,12 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
     The returned function traces ``fn`` with the checks on, runs it through
     ``checkify.checkify`` and ``jax.jit``, and raises the first failed check as a
     ``checkify.JaxRuntimeError`` (a ``ValueError``) naming the function and the argument;
-    otherwise it returns ``fn``'s value. Pass ``fn`` itself, not ``jax.jit(fn)``. Keyword
-    arguments that are not arrays (``axis=-1``, ``sample_shape=3``, a Python float) are
-    options, fixed at trace time: one compilation per distinct set of them.
+    otherwise it returns ``fn``'s value. It is the outermost wrapper: transformations go
+    inside (``debug.checked(jax.grad(f))``, and ``debug.checked(jax.jit(f))`` works too),
+    and calling the checked function on traced values, under ``jax.jit``, ``vmap`` or
+    ``grad``, is a ``TypeError`` (to check inside a jitted function, see :func:`checks`).
+    Keyword arguments that are not arrays (``axis=-1``, ``sample_shape=3``, a Python
+    float) are options, fixed at trace time: one compilation per distinct set of them.
 
     Args:
         fn: any function calling genmath functions.
@@ -169,6 +188,14 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs))):
+            # Raising is a Python-level step on the error's value, which a trace only has
+            # as an abstract array: under jit the throw could not compile.
+            raise TypeError(
+                "debug.checked: the checked function was called on traced values (inside "
+                "jax.jit, vmap, grad, scan, ...); wrap the transformation instead, as in "
+                "debug.checked(jax.jit(f)), or use debug.checks() inside the jitted function."
+            )
         arrays = {k: v for k, v in kwargs.items() if isinstance(v, (jax.Array, np.ndarray))}
         options = {k: v for k, v in kwargs.items() if k not in arrays}
         error, value = compile_for(options)(*args, **arrays)

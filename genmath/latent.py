@@ -48,8 +48,8 @@ def iwae_bound(log_weights: ArrayLike, *, axis: Axis = 0) -> Array:
         >>> import jax.numpy as jnp
         >>> from genmath import latent
         >>> log_w = jnp.log(jnp.array([[0.1], [0.3]]))  # K = 2 samples, batch of 1
-        >>> print(latent.iwae_bound(log_w).round(4))  # log 0.2
-        [-1.6094]
+        >>> print(round(float(latent.iwae_bound(log_w)[0]), 4))  # log 0.2
+        -1.6094
 
     References:
         Y. Burda, R. Grosse and R. Salakhutdinov, "Importance Weighted Autoencoders",

@@ -136,9 +136,9 @@ def log_prob_terms(
     Example:
         >>> import jax.numpy as jnp
         >>> from genmath import normal
-        >>> t = normal.log_prob_terms(jnp.array([1.0, -1.0]), loc=0.0, log_scale=0.0)
-        >>> print([round(float(v), 4) for v in t])
-        [-1.8379, 0.0, -1.0]
+        >>> t = normal.log_prob_terms(jnp.array([1.0, -1.0]), loc=0.0, log_scale=jnp.log(2.0))
+        >>> print([round(float(v), 4) for v in t])  # -log 2pi, -2 log 2, -(1/4 + 1/4) / 2
+        [-1.8379, -1.3863, -0.25]
 
     References:
         C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §1.2.4.

@@ -13,6 +13,9 @@ checks on, and vice versa.
 
 from __future__ import annotations
 
+import contextlib
+
+import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
 
@@ -43,6 +46,43 @@ def _make_switch():
 ENABLED = _make_switch()
 
 
+def _make_runtime_errors():
+    """JAX's switch that lowers a ``checkify.check`` left unfunctionalised under ``jit``
+    to a run-time error on CPU and GPU, or ``None`` where this jax lacks it."""
+    # Private JAX API too (`xla_runtime_errors`, the jax_experimental_unsafe_xla_runtime_errors
+    # flag): without it, a plain `jax.jit` of code that contains a check fails to compile
+    # ("Cannot abstractly evaluate a checkify.check which was not functionalized"), even
+    # on valid input, so turning the checks on for a whole process would break every
+    # jitted training step that does not call `checkify.checkify` itself.
+    try:
+        from jax._src import config as jax_config
+
+        return jax_config.xla_runtime_errors
+    except (ImportError, AttributeError):
+        return None
+
+
+RUNTIME_ERRORS = _make_runtime_errors()
+
+
+def raising_under_jit(on: bool):
+    """A context in which checks that no ``checkify.checkify`` functionalises raise when
+    the compiled program runs (``on``), or one that changes nothing."""
+    if on and RUNTIME_ERRORS is not None:
+        return RUNTIME_ERRORS(True)
+    return contextlib.nullcontext()
+
+
+def raise_under_jit_for_the_process() -> None:
+    """Turns on the run-time errors of unfunctionalised checks for the whole process."""
+    if RUNTIME_ERRORS is not None and not RUNTIME_ERRORS.value:
+        jax.config.update(RUNTIME_ERRORS.name, True)
+
+
+if ENABLED is not None and ENABLED.value:  # GENMATH_VALUE_CHECKS=1 in the environment
+    raise_under_jit_for_the_process()
+
+
 def require_switch(caller: str):
     """The switch, or a ``RuntimeError`` naming ``caller`` where this jax has none."""
     if ENABLED is None:
@@ -69,7 +109,10 @@ def _check(caller: str, name: str, ok: Array, value: Array, requirement: str) ->
     """
     ok = jnp.broadcast_to(ok, jnp.shape(value)).reshape(-1)
     flat = jnp.reshape(value, -1)
-    first_bad = flat[jnp.argmin(ok)] if flat.size else jnp.zeros((), flat.dtype)
+    # Picked by a masked sum, not by indexing: an index into an array sharded in explicit
+    # mode is a dynamic slice that JAX refuses on a sharded dimension.
+    first = jnp.arange(flat.size) == jnp.argmin(ok)
+    first_bad = jnp.sum(jnp.where(first, flat, 0)) if flat.size else jnp.zeros((), flat.dtype)
     checkify.check(
         jnp.all(ok),
         f"{caller}: `{name}` {requirement}, got {{}}.",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +26,7 @@ from genmath._src import value_checks
 from tests.genmath.helpers import DTYPE
 
 KEY = jax.random.key(0)
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 L_BAD = jnp.array([[1.0, 0.0], [0.5, 0.0]], DTYPE)  # zero diagonal: singular covariance
 L_GOOD = jnp.array([[1.0, 0.0], [0.5, -2.0]], DTYPE)  # a negative diagonal entry is allowed
 L_NAN = jnp.array([[1.0, 0.0], [jnp.nan, 2.0]], DTYPE)
@@ -230,14 +236,80 @@ def test_the_switch_is_part_of_the_jit_cache_key():
 
 
 def test_enable_checks_for_the_process():
+    runtime_errors = value_checks.RUNTIME_ERRORS.value
     debug.enable_checks(True)
     try:
         assert debug.checks_enabled()
         error, _ = checkify.checkify(jax.jit(bernoulli.logits_from_probs))(jnp.array([-1.0]))
         assert "`probs`" in error.get()
+        # A plain jitted function, as an existing script has it, runs and raises.
+        plain = jax.jit(bernoulli.logits_from_probs)
+        np.testing.assert_array_equal(plain(jnp.array([0.5], DTYPE)), [0.0])
+        with pytest.raises(jax.errors.JaxRuntimeError, match="`probs` must lie in"):
+            plain(jnp.array([-1.0], DTYPE))
     finally:
         debug.enable_checks(False)
+        jax.config.update(value_checks.RUNTIME_ERRORS.name, runtime_errors)
     assert not debug.checks_enabled()
+
+
+@pytest.mark.parametrize("case", _ids())
+def test_plain_jit_inside_checks_runs_and_raises_naming_the_argument(case):
+    # Before, any jax.jit of genmath code failed to compile with the checks on, even on
+    # valid input ("Cannot abstractly evaluate a checkify.check which was not
+    # functionalized"): the checks are now lowered to run-time errors there.
+    fn, bad, good, message, _ = CASES[case]
+    plain = jax.jit(fn)
+    with debug.checks():
+        np.testing.assert_array_equal(plain(good), jax.jit(fn)(good))
+        with pytest.raises(jax.errors.JaxRuntimeError) as raised:
+            jax.block_until_ready(plain(bad))
+    # JAX's message carries the callback's traceback, then the check's own message.
+    last_line = str(raised.value).rstrip().splitlines()[-1]
+    assert message in last_line, str(raised.value)[-300:]
+    assert not value_checks.RUNTIME_ERRORS.value  # restored on leaving the context
+
+
+def test_a_training_loop_under_scan_raises_at_the_bad_step():
+    def step(total, x):
+        return total + bernoulli.log_prob(x, logits=jnp.zeros(2, DTYPE)), None
+
+    run = jax.jit(lambda xs: jax.lax.scan(step, jnp.zeros((), DTYPE), xs)[0])
+    xs = jnp.zeros((4, 2), DTYPE)
+    with debug.checks():
+        np.testing.assert_allclose(run(xs), 8 * np.log(0.5), rtol=1e-6)
+        with pytest.raises(jax.errors.JaxRuntimeError, match=r"`x` must lie in \[0, 1\], got 3"):
+            jax.block_until_ready(run(xs.at[2, 1].set(3.0)))
+
+
+def test_the_environment_variable_checks_a_plain_jitted_script(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import jax, jax.numpy as jnp\n"
+        "from genmath import bernoulli, debug\n"
+        "assert debug.checks_enabled()\n"
+        "f = jax.jit(lambda x: bernoulli.log_prob(x, logits=jnp.zeros(2)))\n"
+        "print(float(f(jnp.array([1.0, 0.0]))))\n"
+        "f(jnp.array([1.0, 1.5])).block_until_ready()\n"
+    )
+    env = {**os.environ, "GENMATH_VALUE_CHECKS": "1", "JAX_PLATFORMS": "cpu"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    np.testing.assert_allclose(float(result.stdout), 2 * np.log(0.5), rtol=1e-6)
+    assert "bernoulli.log_prob: `x` must lie in [0, 1], got 1.5" in result.stderr, result.stderr
+
+
+def test_checked_is_the_outermost_wrapper():
+    fn = lambda x: bernoulli.log_prob(x, logits=jnp.zeros(2, DTYPE))
+    x = jnp.array([1.0, 0.0], DTYPE)
+    np.testing.assert_array_equal(debug.checked(jax.jit(fn))(x), jax.jit(fn)(x))
+    with pytest.raises(checkify.JaxRuntimeError, match="`x` must lie"):
+        debug.checked(jax.jit(fn))(x.at[1].set(2.0))
+    with pytest.raises(TypeError, match=r"debug\.checked: .*traced values"):
+        jax.jit(debug.checked(fn))(x)
 
 
 def test_masked_out_values_are_not_checked():

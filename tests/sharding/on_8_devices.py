@@ -19,12 +19,13 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from jax.experimental import checkify
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from examples.mixture import configs as mixture_configs
 from examples.mixture import train as mixture_example
-from genmath import bayes, bernoulli, categorical, latent, mvn, normal
+from genmath import bayes, bernoulli, categorical, debug, latent, mvn, normal
 from models import factorized, mixture, sharding, vae
 from models.mnist import evaluation_images
 from models.training import ConfigError, TrainConfig, Trainer
@@ -160,6 +161,23 @@ def test_kernel_output_stays_sharded_along_the_batch(name):
 def test_shared_parameter_kernel_output_stays_sharded(name):
     fn, batched = SHARED_PARAMETER_KERNELS[name]
     _check_kernel_keeps_batch_sharded(name, fn, batched)
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["auto-mesh", "explicit-mesh"])
+def test_value_checks_on_sharded_inputs(explicit):
+    # The check reports the first offending value; picking it by indexing was a dynamic
+    # slice that JAX refuses on a dimension sharded in explicit mode, even on valid input.
+    axis_types = (jax.sharding.AxisType.Explicit if explicit else jax.sharding.AxisType.Auto,)
+    mesh = jax.make_mesh((DEVICES,), ("data",), axis_types=axis_types)
+    place = lambda x: jax.device_put(x, NamedSharding(mesh, P("data")))
+    logits = jnp.zeros(D)
+    checked = debug.checked(lambda x: bernoulli.log_prob(x, logits=logits))
+    good = np.full((B, D), 0.25, jnp.zeros(()).dtype)
+    np.testing.assert_array_equal(checked(place(good)), bernoulli.log_prob(good, logits=logits))
+    bad = good.copy()
+    bad[B - 1, 2], bad[B - 1, 3] = 1.5, 7.0
+    with pytest.raises(checkify.JaxRuntimeError, match=r"`x` must lie in \[0, 1\], got 1\.5"):
+        checked(place(bad))
 
 
 # ------------------------------------------------------------------------ VAE training
