@@ -185,6 +185,7 @@ def log_prob(labels: ArrayLike, *, logits: ArrayLike, axis: Axis | None = None) 
         C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §4.3.4.
     """
     name = "categorical.log_prob"
+    validation.check_array_like(name, "labels", labels)
     labels_dtype = jnp.result_type(labels)
     if not jnp.issubdtype(labels_dtype, jnp.integer):
         raise TypeError(f"{name}: `labels` must be an integer array, got dtype {labels_dtype}.")

@@ -18,7 +18,9 @@ that would otherwise silently give NaN, through JAX's own
   distribution: entropy :math:`-\\infty`);
 * :mod:`genmath.discretized_logistic`, :mod:`genmath.discretized_normal` (``log_prob``,
   ``mixture_log_prob``) and :func:`genmath.dequantize.uniform`: ``x`` not an integer in
-  0..255.
+  0..255;
+* :func:`genmath.dequantize.bits_per_dim_8bit`: a ``log_prob`` above 0 (a negative
+  log-likelihood, which :func:`genmath.latent.bits_per_dim` takes, given by mistake).
 
 The switch is read when a function is traced. Off (the default), nothing is added: the
 traced program is identical to one without checks, so they cost nothing. On, each check is

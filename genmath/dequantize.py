@@ -144,6 +144,8 @@ def bits_per_dim_8bit(log_prob: ArrayLike, *, num_dims: int | ArrayLike) -> Arra
     ``log_prob`` must be a log-*probability* of the 8-bit image (in nats, at most 0): from a
     discretised likelihood, a 256-way categorical, or :func:`log_prob_lower_bound` of a
     dequantised density (then the result is an upper bound). A uniform model gives 8.
+    :func:`genmath.latent.bits_per_dim` takes the opposite sign, a negative log-likelihood;
+    under :mod:`genmath.debug` a positive ``log_prob`` here raises.
 
     Args:
         log_prob: :math:`\\log P(x)` of whole examples in nats, floating.
@@ -167,4 +169,5 @@ def bits_per_dim_8bit(log_prob: ArrayLike, *, num_dims: int | ArrayLike) -> Arra
     name = "dequantize.bits_per_dim_8bit"
     validation.check_count(name, "num_dims", num_dims)
     num_dims, log_prob = validation.promote(name, {"log_prob": log_prob}, {"num_dims": num_dims})
+    value_checks.check_log_probability(name, "log_prob", log_prob)
     return -log_prob / (num_dims * _LN_TWO)

@@ -138,6 +138,10 @@ def elbo(log_likelihood: ArrayLike, kl: ArrayLike) -> Array:
 def bits_per_dim(nll_nats: ArrayLike, *, num_dims: int | ArrayLike) -> Array:
     """Converts a negative log-likelihood in nats to bits per dimension.
 
+    The argument is the *negative* log-likelihood (a loss), as a training loop has it;
+    :func:`genmath.dequantize.bits_per_dim_8bit` takes the log-probability of 8-bit data
+    instead.
+
     .. math::
 
         \\mathrm{bpd} = \\frac{\\mathrm{NLL}}{D \\ln 2}

@@ -144,8 +144,7 @@ def _component_layout(name: str, values: Array, logits: Array, axis: int, values
     Returns ``(axis, batch_shape, K)``: ``values`` has shape ``batch + (K,) + event`` and
     ``logits`` (components last) must broadcast to ``batch + (K,)``.
     """
-    if not isinstance(axis, int):
-        raise TypeError(f"{name}: `axis` must be an int (one component axis), got {axis!r}.")
+    axis = validation.one_axis(name, axis, "one component axis")
     (axis,) = validation.check_axis(name, axis, values.ndim)
     batch, num_components = values.shape[:axis], values.shape[axis]
     validation.check_classes(name, values_name, values.shape, (axis,))
@@ -211,8 +210,7 @@ def select(component_values: ArrayLike, index: ArrayLike, *, axis: int = -1) -> 
     index = jnp.asarray(index)
     if not jnp.issubdtype(index.dtype, jnp.integer):
         raise TypeError(f"{name}: `index` must be an integer array, got dtype {index.dtype}.")
-    if not isinstance(axis, int):
-        raise TypeError(f"{name}: `axis` must be an int (one component axis), got {axis!r}.")
+    axis = validation.one_axis(name, axis, "one component axis")
     (axis,) = validation.check_axis(name, axis, values.ndim)
     validation.check_classes(name, "component_values", values.shape, (axis,))
     batch, event = values.shape[:axis], values.shape[axis + 1 :]

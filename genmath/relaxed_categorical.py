@@ -59,8 +59,7 @@ __all__ = [
 
 
 def _class_axis(name: str, axis: int, ndim: int) -> int:
-    if not isinstance(axis, int) or isinstance(axis, bool):
-        raise TypeError(f"{name}: `axis` must be an int (the class axis), got {axis!r}.")
+    axis = validation.one_axis(name, axis, "the class axis")
     if ndim == 0:
         raise ValueError(f"{name}: the arguments need a class axis, got scalars.")
     (axis,) = validation.check_axis(name, axis, ndim)
@@ -202,8 +201,9 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
     with respect to Lebesgue measure on :math:`K - 1` coordinates of the simplex, computed
     from :func:`log_sample_log_prob` (in log space: the powers :math:`y_k^{-\\lambda}`
     overflow). ``y`` must lie on the simplex: where its coordinates do not sum to 1 within
-    :math:`\\sqrt{\\epsilon}` of the compute dtype (:math:`3.5 \\times 10^{-4}` in float32) the
-    result is NaN, as it is where a coordinate is negative. On the boundary (a coordinate 0 of
+    :math:`\\sqrt{\\epsilon}` of the coarser of ``y``'s own dtype and the compute dtype
+    (:math:`3.5 \\times 10^{-4}` for float32 ``y``, also against float64 logits) the result
+    is NaN, as it is where a coordinate is negative. On the boundary (a coordinate 0 of
     a class with finite logit), where samples at small temperatures land by underflow, the
     density is not defined and the result is NaN: use :func:`log_sample` and
     :func:`log_sample_log_prob` there. Classes of logit :math:`-\\infty` are dropped and need
@@ -232,9 +232,17 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
         Relaxation of Discrete Random Variables", ICLR 2017, Definition 1 and eq. (4).
     """
     name = "relaxed_categorical.log_prob"
+    given = jnp.result_type(y)  # y's own precision, before promotion
     y, logits, temperature, axis = _densities_inputs(name, {"y": y}, logits, temperature, axis)
     y, logits = jnp.broadcast_arrays(y, logits)
-    return _log_prob(y, logits, temperature, axis)
+    # The simplex test allows sqrt(eps) of the coarser of y's own dtype and the compute
+    # dtype: a float32 (or bfloat16) sample promoted to float64 (or float32) keeps the
+    # rounding of its own dtype, and was judged off the simplex at the finer one.
+    coarsest = y.dtype
+    if jnp.issubdtype(given, jnp.floating) and jnp.finfo(given).eps > jnp.finfo(coarsest).eps:
+        coarsest = given
+    tolerance = float(jnp.finfo(coarsest).eps) ** 0.5
+    return _log_prob(y, logits, temperature, axis, tolerance)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -256,10 +264,10 @@ def _row_sums_jvp(axis, primals, tangents):
     return _row_sums(arrays, axis), tuple(jnp.sum(a, axis=axis) for a in arrays_dot)
 
 
-def _defined(value: Array, y_sum: Array, temperature: Array, axis: int) -> Array:
+def _defined(value: Array, y_sum: Array, temperature: Array, axis: int, tolerance: float) -> Array:
     """``value``, NaN off the simplex (NaN fails the comparison) or for a non-positive
     temperature."""
-    on_simplex = jnp.abs(y_sum - 1.0) <= float(jnp.finfo(y_sum.dtype).eps) ** 0.5
+    on_simplex = jnp.abs(y_sum - 1.0) <= tolerance
     value = jnp.where(on_simplex, value, jnp.nan)
     return relaxed.nan_unless_positive(_per_row(temperature, axis), value)
 
@@ -282,7 +290,9 @@ class _Parts(NamedTuple):
     num_active: Array
 
 
-def _plain_parts(y: Array, logits: Array, temperature: Array, axis: int) -> _Parts:
+def _plain_parts(
+    y: Array, logits: Array, temperature: Array, axis: int, tolerance: float
+) -> _Parts:
     """:func:`log_prob` without a mask, right wherever no logit is -inf: then every
     undefined case comes out of the arithmetic as NaN (y < 0 or NaN, a NaN logit; y = 0 or a
     logit of +inf give +inf in both the own terms and the logsumexp, hence inf - inf)."""
@@ -306,11 +316,17 @@ def _plain_parts(y: Array, logits: Array, temperature: Array, axis: int) -> _Par
     )
     num_active = jnp.full_like(total, classes)
     return _Parts(
-        _defined(value, y_sum, temperature, axis), log_y, exps, classes / total, num_active
+        _defined(value, y_sum, temperature, axis, tolerance),
+        log_y,
+        exps,
+        classes / total,
+        num_active,
     )
 
 
-def _masked_parts(y: Array, logits: Array, temperature: Array, axis: int) -> _Parts:
+def _masked_parts(
+    y: Array, logits: Array, temperature: Array, axis: int, tolerance: float
+) -> _Parts:
     """:func:`log_prob` with dropped classes (logit -inf)."""
     dropped = logits == -jnp.inf
     # A dropped class at y = 0 is the one case plain arithmetic gets wrong (-inf + inf):
@@ -335,26 +351,26 @@ def _masked_parts(y: Array, logits: Array, temperature: Array, axis: int) -> _Pa
         + own_sum
         - num_active * log_sum_exp
     )
-    value = _defined(value, y_sum, temperature, axis)
+    value = _defined(value, y_sum, temperature, axis, tolerance)
     return _Parts(value, log_y, exps, num_active / total, num_active)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _log_prob(y: Array, logits: Array, temperature: Array, axis: int) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _log_prob(y: Array, logits: Array, temperature: Array, axis: int, tolerance: float) -> Array:
     """The forward pass: the plain form, and the masked one only if some result is not
     finite (a dropped class gives -inf or NaN in the plain form; the masked form then
     decides), chosen once for the whole batch with ``lax.cond``. The masked form took about
     1.2x the plain one's time forward on one XLA:CPU core, and a batch with no -inf logit
     never needs it."""
-    plain = _plain_parts(y, logits, temperature, axis).value
+    plain = _plain_parts(y, logits, temperature, axis, tolerance).value
     return jax.lax.cond(
         jnp.all(jnp.isfinite(plain)),
         lambda: plain,
-        lambda: _masked_parts(y, logits, temperature, axis).value,
+        lambda: _masked_parts(y, logits, temperature, axis, tolerance).value,
     )
 
 
-def _log_prob_jvp(axis, primals, tangents):
+def _log_prob_jvp(axis, tolerance, primals, tangents):
     """Derivatives in closed form, only for the arguments that have a tangent (symbolic
     zeros): with :math:`w_k = K'\\operatorname{softmax}_k`,
     :math:`\\partial/\\partial\\ell_k = 1 - w_k`,
@@ -372,8 +388,8 @@ def _log_prob_jvp(axis, primals, tangents):
     parts = jax.lax.cond(
         # An empty batch has no minimum (and needs no mask).
         jnp.min(logits, initial=jnp.inf) > -jnp.inf,
-        functools.partial(_plain_parts, axis=axis),
-        functools.partial(_masked_parts, axis=axis),
+        functools.partial(_plain_parts, axis=axis, tolerance=tolerance),
+        functools.partial(_masked_parts, axis=axis, tolerance=tolerance),
         y,
         logits,
         temperature,

@@ -20,6 +20,22 @@ def _is_python_scalar(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def check_array_like(caller: str, name: str, value) -> None:
+    """``TypeError`` naming ``name`` unless ``value`` is what ``jax.typing.ArrayLike`` admits
+    (a JAX or NumPy array, a NumPy scalar, a Python scalar): lists, tuples, ``None`` and
+    strings are refused here, as ``jax.numpy`` refuses them, rather than by a message of
+    ``jnp.result_type`` or ``jnp.asarray`` that names neither the function nor the argument."""
+    if isinstance(value, (jax.Array, np.ndarray, np.generic, bool, int, float, complex)):
+        return
+    if hasattr(value, "__jax_array__"):
+        return
+    raise TypeError(
+        f"{caller}: `{name}` must be an array or a scalar, got {type(value).__name__}"
+        + (" (use jnp.asarray)" if isinstance(value, (list, tuple)) else "")
+        + "."
+    )
+
+
 def compute_dtype(*values: ArrayLike) -> np.dtype:
     """The floating dtype to compute in: the promoted dtype, at least float32.
 
@@ -55,6 +71,8 @@ def promote(
         common compute dtype (see :func:`compute_dtype`).
     """
     data = dict(data or {})
+    for name, value in {**data, **params}.items():
+        check_array_like(caller, name, value)
     for name, value in params.items():
         if _is_python_scalar(value):
             continue
@@ -98,6 +116,18 @@ def _ints(caller: str, name: str, value) -> tuple[int, ...]:
         raise TypeError(
             f"{caller}: `{name}` must be an int or a tuple of ints, got {value!r}."
         ) from None
+
+
+def one_axis(caller: str, axis, what: str) -> int:
+    """A single axis (a Python or NumPy integer, or a concrete integer array of size 1, as
+    :func:`check_axis` takes them; not a tuple, not a bool) as a Python int; ``TypeError``
+    naming ``axis`` and ``what`` it is for anything else."""
+    if isinstance(axis, (tuple, list, bool, np.bool_)):
+        raise TypeError(f"{caller}: `axis` must be an int ({what}), got {axis!r}.")
+    try:
+        return operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{caller}: `axis` must be an int ({what}), got {axis!r}.") from None
 
 
 def check_axis(caller: str, axis: Axis, ndim: int) -> tuple[int, ...]:

@@ -126,6 +126,12 @@ def check_in_unit_interval(caller: str, name: str, value: Array) -> None:
         _check(caller, name, (value >= 0) & (value <= 1), value, "must lie in [0, 1]")
 
 
+def check_log_probability(caller: str, name: str, value: Array) -> None:
+    """Every element a log-probability, at most 0 (NaN fails)."""
+    if enabled():
+        _check(caller, name, value <= 0, value, "must be a log-probability (at most 0)")
+
+
 def check_pixels(caller: str, name: str, value: Array) -> None:
     """Every element an integer in 0..255 (an 8-bit pixel value)."""
     if enabled():

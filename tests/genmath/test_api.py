@@ -165,3 +165,41 @@ def test_numpy_integer_axes_are_ints():
     expected = genmath.bernoulli.log_prob(x, logits=x, axis=(0, 1))
     got = genmath.bernoulli.log_prob(x, logits=x, axis=(np.int64(0), np.int32(-1)))
     np.testing.assert_array_equal(got, expected)
+
+
+SINGLE_AXIS_CALLS = {
+    "mixture.select": lambda axis: genmath.mixture.select(
+        jnp.arange(6.0).reshape(2, 3), jnp.array([0, 2]), axis=axis
+    ),
+    "mixture.mean": lambda axis: genmath.mixture.mean(
+        jnp.arange(6.0).reshape(2, 3), logits=jnp.zeros((2, 3)), axis=axis
+    ),
+    "relaxed_categorical.log_prob": lambda axis: genmath.relaxed_categorical.log_prob(
+        jnp.full((2, 3), 1 / 3), logits=jnp.zeros((2, 3)), temperature=0.5, axis=axis
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_AXIS_CALLS))
+def test_a_single_axis_may_be_a_numpy_integer(name):
+    call = SINGLE_AXIS_CALLS[name]
+    np.testing.assert_array_equal(call(np.int64(-1)), call(-1))
+    np.testing.assert_array_equal(call(np.int32(1)), call(1))
+    for bad in ((1,), True, 1.0):
+        with pytest.raises(TypeError, match="`axis` must be an int"):
+            call(bad)
+
+
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda: genmath.bernoulli.log_prob([1.0, 0.0], logits=jnp.zeros(2)), "x"),
+        (lambda: genmath.bernoulli.log_prob(jnp.ones(2), logits=[0.0, 1.0]), "logits"),
+        (lambda: genmath.normal.log_prob(jnp.ones(2), loc=None, log_scale=0.0), "loc"),
+        (lambda: genmath.categorical.log_prob([1, 0], logits=jnp.zeros((2, 3))), "labels"),
+    ],
+)
+def test_a_list_or_none_is_refused_naming_the_argument(call, argument):
+    # As jax.numpy refuses lists; the error came from jnp.result_type without a name.
+    with pytest.raises(TypeError, match=rf"`{argument}` must be an array or a scalar"):
+        call()

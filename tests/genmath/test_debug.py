@@ -35,7 +35,7 @@ MIXTURE = {"logits": jnp.zeros((3, 2), DTYPE), "loc": jnp.full((3, 2), 0.5, DTYP
 
 
 # id: (function of one array, bad value, good value, the message's start, value with the
-# checks off for the bad input: "nan", "-inf", "inf" or "not finite")
+# checks off for the bad input: "nan", "-inf", "not finite" or "negative")
 CASES = {
     "bernoulli.log_prob": (
         lambda x: bernoulli.log_prob(x, logits=jnp.zeros(3, DTYPE)),
@@ -138,12 +138,19 @@ CASES = {
         "discretized_logistic.mixture_log_prob: `x` must hold integers in 0..255, got -1",
         "nan",
     ),
+    "dequantize.bits_per_dim_8bit": (
+        lambda lp: dequantize.bits_per_dim_8bit(lp, num_dims=784),
+        jnp.array([-900.0, 88.0], DTYPE),  # 88: a negative log-likelihood given by mistake
+        jnp.array([-900.0, -88.0], DTYPE),
+        "dequantize.bits_per_dim_8bit: `log_prob` must be a log-probability (at most 0), got 88.0",
+        "negative",
+    ),
     "dequantize.uniform": (
         lambda x: dequantize.uniform(KEY, x),
         jnp.array([0.0, 300.0], DTYPE),
         jnp.array([0.0, 255.0], DTYPE),
         "dequantize.uniform: `x` must hold integers in 0..255, got 300",
-        None,  # no NaN: the noise is added to whatever x is
+        "nan",
     ),
 }
 
@@ -215,6 +222,8 @@ def test_checks_off_leave_the_program_unchanged_and_the_documented_value(case, m
         assert (value == -np.inf).any()
     elif documented == "not finite":
         assert not np.isfinite(value).all()
+    elif documented == "negative":
+        assert (value < 0).any()
 
 
 def test_eager_call_with_checks_on_raises_at_once():

@@ -16,7 +16,7 @@ from scipy import special as sp
 
 from genmath import relaxed_bernoulli as rb
 from genmath import relaxed_categorical as rc
-from tests.genmath.helpers import DTYPES, X64, f64, grad_tol
+from tests.genmath.helpers import DTYPE, DTYPES, X64, f64, grad_tol
 
 
 def concrete_density(y, logits, temperature):
@@ -463,7 +463,8 @@ def test_plain_and_masked_forms_agree_without_dropped_classes(dtype, rng):
     logits[4, 0], logits[5, 1] = np.nan, np.inf
     temperature = np.full((64, 1), 0.7, dtype)
     temperature[6] = -1.0
-    args = (jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1)
+    tolerance = float(np.finfo(dtype).eps) ** 0.5  # y's own dtype is the compute dtype
+    args = (jnp.asarray(y), jnp.asarray(logits), jnp.asarray(temperature), -1, tolerance)
     plain, masked = _plain_parts(*args), _masked_parts(*args)
     np.testing.assert_array_equal(np.isnan(plain.value), np.isnan(masked.value))
     assert np.isnan(plain.value[:7]).all() and np.isfinite(plain.value[7:]).all()
@@ -547,3 +548,35 @@ def test_empty_batch_has_a_zero_temperature_gradient():
         return jnp.sum(rc.log_prob(y, logits=jnp.zeros((0, 3)), temperature=temperature))
 
     assert float(jax.jit(jax.grad(total))(1.0)) == 0.0
+
+
+@pytest.mark.parametrize("classes", [3, 10, 100])
+def test_a_sample_of_lower_precision_than_the_logits_is_on_the_simplex(classes):
+    # A float32 sample scored against float64 logits (or a bfloat16 one against float32)
+    # keeps its own rounding: judged at the finer dtype's sqrt(eps), most rows were NaN.
+    logits = jax.random.normal(jax.random.key(0), (500, classes), DTYPE)
+    y = rc.sample(jax.random.key(1), logits=logits, temperature=0.5)
+    coarse = jnp.float32 if X64 else jnp.bfloat16
+    y_coarse = y.astype(coarse)
+    got = jax.jit(lambda y: rc.log_prob(y, logits=logits, temperature=0.5))(y_coarse)
+    assert got.dtype == DTYPE
+    # The density of the rounded sample itself, computed from its own values in float64.
+    y64 = np.asarray(y_coarse.astype(jnp.float32), np.float64)
+    log_y = np.log(y64)
+    l64 = np.asarray(logits, np.float64)
+    scaled = l64 - 0.5 * log_y
+    reference = (
+        sp.gammaln(classes)
+        + (classes - 1) * np.log(0.5)
+        + np.sum(scaled - log_y, axis=-1)
+        - classes * sp.logsumexp(scaled, axis=-1)
+    )
+    on_simplex = np.abs(y64.sum(-1) - 1.0) <= np.sqrt(np.finfo(np.dtype(coarse)).eps)
+    assert on_simplex.mean() > 0.99
+    np.testing.assert_allclose(
+        np.asarray(got, np.float64)[on_simplex],
+        reference[on_simplex],
+        rtol=1e-10 if X64 else 1e-5,
+        # float32 rounding of the O(1) terms summed, where the sum is near 0
+        atol=0.0 if X64 else 1e-5,
+    )
