@@ -27,7 +27,10 @@ the face of the simplex spanned by the other :math:`K'` classes, and the densiti
 respect to its :math:`K' - 1` coordinates (with one class left, a point mass of density 1,
 log-density 0, at its vertex). A logit of :math:`+\\infty` or NaN defines no distribution and
 gives NaN. The classes lie along the last axis for the samplers and along ``axis`` for the
-densities; ``temperature`` has the batch shape (no class axis) or broadcasts with it.
+densities; ``temperature`` has the batch shape (no class axis) or broadcasts with it. So a
+temperature per row of logits ``(B, K)`` has shape ``(B,)``: one of shape ``(B, 1)``, as
+other libraries take it, broadcasts against the batch ``(B,)`` to a ``(B, B)`` batch of
+distributions, one per pair of rows and temperatures.
 Temperatures are checked when they are concrete (``ValueError`` for a non-positive one); under
 ``jax.jit`` a non-positive temperature gives NaN.
 
