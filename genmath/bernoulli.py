@@ -148,7 +148,10 @@ def _pair_terms_jvp(kind, primals, tangents):
     slope = logits_p - logits_q if kind == "kl" else -logits_q
     # The slope is infinite (or NaN) only where p (1 - p) is exactly 0 (an infinite l_p)
     # or in a mismatch; dropping it there keeps the coefficient finite for the reverse pass.
-    coefficient_p = jnp.where(jnp.abs(slope) < jnp.inf, p.prob * p.prob_not * slope, 0.0)
+    # Double where: an infinite slope must not reach the product either, or reverse-over-
+    # reverse differentiation of this coefficient meets 0 * inf = NaN.
+    finite_slope = jnp.abs(slope) < jnp.inf
+    coefficient_p = p.prob * p.prob_not * jnp.where(finite_slope, slope, 0.0)
     tangent = coefficient_p * tangent_p + (q.prob - p.prob) * tangent_q
     return value, jnp.where(mismatch, 0.0, tangent)
 

@@ -98,7 +98,10 @@ def _divergence_terms(logits_p: Array, logits_q: Array, axes: tuple[int, ...], k
     row_sum = jnp.sum(weighted, axis=axes)
     # Divide the row sum by Z once rather than every e^s_k: one pass fewer over the
     # classes (10-30 % faster than p = exp(log_softmax) on CPU).
-    expectation = row_sum / p.z
+    # Double where: a row's +-inf marker must not meet 1/Z in the chain rule (the derivative
+    # rule differentiates this value again for second derivatives: 0 * inf = NaN there).
+    marked = jnp.isinf(row_sum)
+    expectation = jnp.where(marked, row_sum, jnp.where(marked, 0.0, row_sum) / p.z)
     if kind == "kl":
         # KL = E_p[s_p - s_q] - log Z_p + log Z_q (the log-normalisers are constants under p),
         # clamped at 0: rounding of the O(1) pieces (error ~ eps) pushed tiny divergences

@@ -337,7 +337,9 @@ def _masked_parts(
     # out of the arithmetic as in _plain_parts; a dropped class with mass gives an own
     # term of -inf, hence -inf.
     at_zero = dropped & (y == 0)
-    log_y = jnp.where(at_zero, 0.0, jnp.log(y))
+    # Double where: log(0) there would send 0 * inf = NaN through reverse-over-reverse
+    # differentiation of the derivative rule's coefficients.
+    log_y = jnp.where(at_zero, 0.0, jnp.log(jnp.where(at_zero, 1.0, y)))
     own = jnp.where(at_zero, 0.0, logits) - (temperature + 1.0) * log_y
     shared = logits - temperature * log_y  # -inf exactly at the dropped classes
     own_sum, y_sum, num_active = _row_sums((own, y, (~dropped).astype(y.dtype)), axis)

@@ -286,8 +286,10 @@ def _quantile_parts(logits: Array, uniform: Array):
     ``y`` of the mirrored distribution with logit ``-a`` (``x = y`` for eta <= 0,
     ``1 - y`` for eta > 0); ``arg = e^{-a y}``; the mask of ``a`` below sqrt(eps), where
     first-order expansions in ``a`` are used, and that of finite ``a``."""
-    a = jnp.abs(logits)
     positive = logits > 0
+    # |eta| as a select on the same test as the mirror (jnp.abs has derivative +1 at 0,
+    # where eta = 0 takes the unmirrored branch): second derivatives right at eta = 0.
+    a = jnp.where(positive, logits, -logits)
     # For eta > 0 use the mirror image, 1 - x ~ CB(-eta) at 1 - u: every quantity is then
     # in e^{-a} (no overflow), and each tail keeps its precision.
     v = jnp.where(positive, 1.0 - uniform, uniform)

@@ -105,8 +105,10 @@ def logistic_bin_partials(x: Array, loc: Array, log_scale: Array) -> tuple[Array
     inv_scale = jnp.exp(-log_scale)
     lower, upper = _edges(x, loc, inv_scale)
     # sigma(-b) and sigma(a) from e^-|t|, the exponential log_sigmoid computes.
-    tail_upper = jnp.exp(-jnp.abs(upper))
-    tail_lower = jnp.exp(-jnp.abs(-lower))  # as log_sigmoid(-lower) writes it: one exp
+    # |t| as selects on the tests of the branches below (jnp.abs has derivative +1 at 0,
+    # wrong for the lower edge, where t = 0 takes the `lower >= 0` branch).
+    tail_upper = jnp.exp(-jnp.where(upper >= 0.0, upper, -upper))
+    tail_lower = jnp.exp(-jnp.where(lower >= 0.0, lower, -lower))
     sigmoid_neg_upper = jnp.where(upper >= 0.0, tail_upper, 1.0) / (1.0 + tail_upper)
     sigmoid_lower = jnp.where(lower >= 0.0, 1.0, tail_lower) / (1.0 + tail_lower)
     d_upper = jnp.where(has_upper, sigmoid_neg_upper, 0.0)
@@ -199,7 +201,9 @@ def _normal_bin_parts(x: Array, loc: Array, log_scale: Array):
     e_hi = 0.5 * jax.lax.erfc(jnp.where(hi > 0.0, hi, -hi) * _SQRT_HALF)
     cdf_hi = jnp.where(hi > 0.0, 1.0 - e_hi, e_hi)
     e_lo = 0.5 * jax.lax.erfc(-lo * _SQRT_HALF)  # Phi(lo), lo < 0 where it is used
-    ratio = jnp.exp(-2.0 * h * jnp.abs(c))  # the reflected centre is -|c|
+    # The reflected centre is -|c|, |c| as a select on `right` (jnp.abs has derivative +1
+    # at c = 0, where the bin is not reflected and the ratio is e^(2hc)).
+    ratio = jnp.exp(-2.0 * h * jnp.where(right, c, -c))
     body = cdf_hi - jnp.where(interior, e_lo, 0.0)
     series_hi, series_lo = _normal_tail(hi, cut), _normal_tail(lo, cut)
     tail_body = series_hi - jnp.where(interior, ratio * series_lo, 0.0)
