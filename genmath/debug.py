@@ -126,9 +126,9 @@ def enable_checks(enabled: bool) -> None:
     value_checks.require_switch("debug.enable_checks")
     jax.config.update("genmath_value_checks", bool(enabled))
     if enabled:
-        # Left on when the checks are turned off: it only changes programs that contain
-        # unfunctionalised checks, which fail to compile without it.
         value_checks.raise_under_jit_for_the_process()
+    else:
+        value_checks.restore_for_the_process()
 
 
 def _cache_key(value):
@@ -140,16 +140,23 @@ def _cache_key(value):
     return (type(value).__name__, value)
 
 
+def _staging() -> bool:
+    """Whether the caller is being staged out (``jit``, ``scan``, ...); ``True`` where this
+    jax lacks the probe, so that a traced call is refused rather than failing to compile."""
+    probe = getattr(jax.core, "unsafe_am_i_under_a_jit_DO_NOT_USE", None)
+    return True if probe is None else bool(probe())
+
+
 def checked(fn: Callable, *, jit: bool = True) -> Callable:
     """``fn`` with the value checks on, functionalised, (by default) jitted and raising.
 
     The returned function traces ``fn`` with the checks on, runs it through
     ``checkify.checkify`` and ``jax.jit``, and raises the first failed check as a
     ``checkify.JaxRuntimeError`` (a ``ValueError``) naming the function and the argument;
-    otherwise it returns ``fn``'s value. It is the outermost wrapper: transformations go
-    inside (``debug.checked(jax.grad(f))``, and ``debug.checked(jax.jit(f))`` works too),
-    and calling the checked function on traced values, under ``jax.jit``, ``vmap`` or
-    ``grad``, is a ``TypeError`` (to check inside a jitted function, see :func:`checks`).
+    otherwise it returns ``fn``'s value. It is the outermost staged wrapper:
+    ``debug.checked(jax.jit(f))`` works, and so do ``jax.vmap`` and ``jax.grad`` of the
+    checked function, but calling it inside ``jax.jit`` or ``lax.scan`` is a ``TypeError``
+    (the throw cannot be compiled; to check inside a jitted function see :func:`checks`).
     Keyword arguments that are not arrays (``axis=-1``, ``sample_shape=3``, a Python
     float) are options, fixed at trace time: one compilation per distinct set of them.
 
@@ -190,7 +197,11 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs))):
+        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs)))
+        # Only a staging trace (jit, scan, ...) cannot throw: under an eager vmap or grad,
+        # error.throw() raises as it did before this guard (jax.vmap(debug.checked(f)) and
+        # jax.grad(debug.checked(f)) gave the value or the JaxRuntimeError).
+        if traced and _staging():
             # Raising is a Python-level step on the error's value, which a trace only has
             # as an abstract array: under jit the throw could not compile.
             raise TypeError(

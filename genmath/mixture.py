@@ -204,6 +204,8 @@ def select(component_values: ArrayLike, index: ArrayLike, *, axis: int = -1) -> 
         (ancestral sampling of a mixture, §8.1.2).
     """
     name = "mixture.select"
+    validation.check_array_like(name, "component_values", component_values)
+    validation.check_array_like(name, "index", index)
     values = jnp.asarray(component_values)
     if not (jnp.issubdtype(values.dtype, jnp.number) or values.dtype == jnp.bool_):
         raise TypeError(f"{name}: `component_values` must be numeric, got dtype {values.dtype}.")
@@ -285,6 +287,7 @@ def sample(key: Key, *, logits: ArrayLike, component_samples: ArrayLike, axis: i
     """
     name = "mixture.sample"
     (logits,) = validation.promote(name, {"logits": logits})
+    validation.check_array_like(name, "component_samples", component_samples)
     samples = jnp.asarray(component_samples)
     if not (jnp.issubdtype(samples.dtype, jnp.number) or samples.dtype == jnp.bool_):
         raise TypeError(f"{name}: `component_samples` must be numeric, got dtype {samples.dtype}.")

@@ -146,7 +146,7 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: A
         >>> from genmath import relaxed_bernoulli
         >>> lp = relaxed_bernoulli.log_prob(jnp.array([0.25]), logits=jnp.array([0.0]),
         ...                                 temperature=1.0)
-        >>> print(round(float(lp), 4))  # lambda = 1, l = 0: uniform on (0, 1)
+        >>> print(round(float(lp), 4) + 0.0)  # lambda = 1, l = 0: uniform on (0, 1)
         0.0
 
     References:

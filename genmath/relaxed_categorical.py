@@ -235,6 +235,7 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
         Relaxation of Discrete Random Variables", ICLR 2017, Definition 1 and eq. (4).
     """
     name = "relaxed_categorical.log_prob"
+    validation.check_array_like(name, "y", y)  # before jnp.result_type names nothing
     given = jnp.result_type(y)  # y's own precision, before promotion
     y, logits, temperature, axis = _densities_inputs(name, {"y": y}, logits, temperature, axis)
     y, logits = jnp.broadcast_arrays(y, logits)

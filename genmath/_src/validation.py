@@ -119,9 +119,9 @@ def _ints(caller: str, name: str, value) -> tuple[int, ...]:
 
 
 def one_axis(caller: str, axis, what: str) -> int:
-    """A single axis (a Python or NumPy integer, or a concrete integer array of size 1, as
-    :func:`check_axis` takes them; not a tuple, not a bool) as a Python int; ``TypeError``
-    naming ``axis`` and ``what`` it is for anything else."""
+    """A single axis (a Python or NumPy integer, or a concrete 0-d integer array; not a
+    tuple, not a bool) as a Python int; ``TypeError`` naming ``axis`` and ``what`` it is
+    for anything else."""
     if isinstance(axis, (tuple, list, bool, np.bool_)):
         raise TypeError(f"{caller}: `axis` must be an int ({what}), got {axis!r}.")
     try:

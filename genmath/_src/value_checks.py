@@ -75,8 +75,23 @@ def raising_under_jit(on: bool):
 
 def raise_under_jit_for_the_process() -> None:
     """Turns on the run-time errors of unfunctionalised checks for the whole process."""
-    if RUNTIME_ERRORS is not None and not RUNTIME_ERRORS.value:
+    # The global value, not `.value`: inside `debug.checks()` the thread-local True
+    # would hide a global False that stays after the block.
+    global _TURNED_ON
+    if RUNTIME_ERRORS is not None and not RUNTIME_ERRORS.get_global():
         jax.config.update(RUNTIME_ERRORS.name, True)
+        _TURNED_ON = True
+
+
+_TURNED_ON = False
+
+
+def restore_for_the_process() -> None:
+    """JAX's flag back off, if :func:`raise_under_jit_for_the_process` turned it on."""
+    global _TURNED_ON
+    if _TURNED_ON:
+        jax.config.update(RUNTIME_ERRORS.name, False)
+        _TURNED_ON = False
 
 
 if ENABLED is not None and ENABLED.value:  # GENMATH_VALUE_CHECKS=1 in the environment

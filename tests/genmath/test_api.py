@@ -203,3 +203,27 @@ def test_a_list_or_none_is_refused_naming_the_argument(call, argument):
     # As jax.numpy refuses lists; the error came from jnp.result_type without a name.
     with pytest.raises(TypeError, match=rf"`{argument}` must be an array or a scalar"):
         call()
+
+
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda: genmath.mixture.select([1.0, 2.0], jnp.array(0)), "component_values"),
+        (lambda: genmath.mixture.select(jnp.ones(2), [0]), "index"),
+        (
+            lambda: genmath.mixture.sample(
+                jax.random.key(0), logits=jnp.zeros(2), component_samples=[1.0, 2.0]
+            ),
+            "component_samples",
+        ),
+        (
+            lambda: genmath.relaxed_categorical.log_prob(
+                [0.5, 0.5], logits=jnp.zeros(2), temperature=0.5
+            ),
+            "y",
+        ),
+    ],
+)
+def test_a_list_is_refused_naming_the_argument_outside_promote_too(call, argument):
+    with pytest.raises(TypeError, match=rf"`{argument}` must be an array or a scalar"):
+        call()

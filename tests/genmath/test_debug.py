@@ -258,8 +258,8 @@ def test_enable_checks_for_the_process():
             plain(jnp.array([-1.0], DTYPE))
     finally:
         debug.enable_checks(False)
-        jax.config.update(value_checks.RUNTIME_ERRORS.name, runtime_errors)
     assert not debug.checks_enabled()
+    assert value_checks.RUNTIME_ERRORS.value == runtime_errors  # restored
 
 
 @pytest.mark.parametrize("case", _ids())
@@ -319,6 +319,29 @@ def test_checked_is_the_outermost_wrapper():
         debug.checked(jax.jit(fn))(x.at[1].set(2.0))
     with pytest.raises(TypeError, match=r"debug\.checked: .*traced values"):
         jax.jit(debug.checked(fn))(x)
+    # Eager transformations of the checked function work, and raise on a bad value.
+    rows = jnp.stack([x, x])
+    np.testing.assert_array_equal(jax.vmap(debug.checked(fn))(rows), jax.vmap(fn)(rows))
+    with pytest.raises(checkify.JaxRuntimeError, match="`x` must lie"):
+        jax.vmap(debug.checked(fn))(rows.at[1, 0].set(-1.0))
+    grad = jax.grad(lambda x: debug.checked(fn)(x).sum())
+    np.testing.assert_allclose(grad(x), jax.grad(lambda x: fn(x).sum())(x), rtol=1e-6)
+
+
+def test_enable_checks_inside_a_checks_block_stays_on_after_it():
+    assert not value_checks.RUNTIME_ERRORS.value
+    plain = jax.jit(bernoulli.logits_from_probs)
+    try:
+        with debug.checks():
+            debug.enable_checks(True)
+        assert debug.checks_enabled()
+        np.testing.assert_array_equal(plain(jnp.array([0.5], DTYPE)), [0.0])
+        with pytest.raises(jax.errors.JaxRuntimeError, match="`probs` must lie in"):
+            plain(jnp.array([-1.0], DTYPE))
+    finally:
+        debug.enable_checks(False)
+    # Turned off again by the call that turned the checks off: nothing leaks to later code.
+    assert not debug.checks_enabled() and not value_checks.RUNTIME_ERRORS.value
 
 
 def test_masked_out_values_are_not_checked():

@@ -4,7 +4,8 @@ Hessians where a value is infinite with a documented zero gradient.
 ``jnp.abs`` has derivative +1 at 0; a formula that switches branches on ``t > 0`` (or
 ``t >= 0``) and writes ``|t|`` with it takes the wrong sign there in the second derivative.
 A ``where`` that drops an infinite factor after the product still sends ``0 * inf`` through
-the reverse pass of the derivative rule. Each case here failed before its fix.
+the reverse pass of the derivative rule. Each case here failed before its fix, except the
+plain discretised logistic (another code path), kept beside its mixture as a guard.
 """
 
 from __future__ import annotations
