@@ -63,6 +63,8 @@ def _make_runtime_errors():
 
 
 RUNTIME_ERRORS = _make_runtime_errors()
+# Whether genmath turned RUNTIME_ERRORS on for the process (and so may turn it off again).
+_TURNED_ON = False
 
 
 def raising_under_jit(on: bool):
@@ -81,9 +83,6 @@ def raise_under_jit_for_the_process() -> None:
     if RUNTIME_ERRORS is not None and not RUNTIME_ERRORS.get_global():
         jax.config.update(RUNTIME_ERRORS.name, True)
         _TURNED_ON = True
-
-
-_TURNED_ON = False
 
 
 def restore_for_the_process() -> None:
