@@ -147,9 +147,9 @@ def _pair_terms_jvp(kind, primals, tangents):
     value, p, q, mismatch = _pair_value(logits_p, logits_q, kind)
     slope = logits_p - logits_q if kind == "kl" else -logits_q
     # The slope is infinite (or NaN) only where p (1 - p) is exactly 0 (an infinite l_p)
-    # or in a mismatch; dropping it there keeps the coefficient finite for the reverse pass.
-    # Double where: an infinite slope must not reach the product either, or reverse-over-
-    # reverse differentiation of this coefficient meets 0 * inf = NaN.
+    # or in a mismatch. Dropped before the product (a double where), so that the
+    # coefficient stays finite for the reverse pass, and its own derivative (reverse over
+    # reverse) meets no 0 * inf.
     finite_slope = jnp.abs(slope) < jnp.inf
     coefficient_p = p.prob * p.prob_not * jnp.where(finite_slope, slope, 0.0)
     tangent = coefficient_p * tangent_p + (q.prob - p.prob) * tangent_q

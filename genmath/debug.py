@@ -198,15 +198,12 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
     @functools.wraps(fn)
     def run(*args, **kwargs):
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs)))
-        # Only a staging trace (jit, scan, ...) cannot throw: under an eager vmap or grad,
-        # error.throw() raises as it did before this guard (jax.vmap(debug.checked(f)) and
-        # jax.grad(debug.checked(f)) gave the value or the JaxRuntimeError).
+        # Under a staging trace (jit, scan, ...) the throw, a Python-level step on the
+        # error's value, could not compile; under an eager vmap or grad it raises as usual.
         if traced and _staging():
-            # Raising is a Python-level step on the error's value, which a trace only has
-            # as an abstract array: under jit the throw could not compile.
             raise TypeError(
-                "debug.checked: the checked function was called on traced values (inside "
-                "jax.jit, vmap, grad, scan, ...); wrap the transformation instead, as in "
+                "debug.checked: the checked function was called on traced values inside "
+                "jax.jit or lax.scan; wrap the other way round, as in "
                 "debug.checked(jax.jit(f)), or use debug.checks() inside the jitted function."
             )
         arrays = {k: v for k, v in kwargs.items() if isinstance(v, (jax.Array, np.ndarray))}

@@ -242,10 +242,10 @@ def log_prob(y: ArrayLike, *, logits: ArrayLike, temperature: ArrayLike, axis: i
     # The simplex test allows sqrt(eps) of the coarser of y's own dtype and the compute
     # dtype: a float32 (or bfloat16) sample promoted to float64 (or float32) keeps the
     # rounding of its own dtype, and was judged off the simplex at the finer one.
-    coarsest = y.dtype
-    if jnp.issubdtype(given, jnp.floating) and jnp.finfo(given).eps > jnp.finfo(coarsest).eps:
-        coarsest = given
-    tolerance = float(jnp.finfo(coarsest).eps) ** 0.5
+    eps = jnp.finfo(y.dtype).eps
+    if jnp.issubdtype(given, jnp.floating):
+        eps = max(eps, jnp.finfo(given).eps)
+    tolerance = float(eps) ** 0.5
     return _log_prob(y, logits, temperature, axis, tolerance)
 
 

@@ -122,12 +122,13 @@ def one_axis(caller: str, axis, what: str) -> int:
     """A single axis (a Python or NumPy integer, or a concrete 0-d integer array; not a
     tuple, not a bool) as a Python int; ``TypeError`` naming ``axis`` and ``what`` it is
     for anything else."""
+    error = TypeError(f"{caller}: `axis` must be an int ({what}), got {axis!r}.")
     if isinstance(axis, (tuple, list, bool, np.bool_)):
-        raise TypeError(f"{caller}: `axis` must be an int ({what}), got {axis!r}.")
+        raise error
     try:
         return operator.index(axis)
     except TypeError:
-        raise TypeError(f"{caller}: `axis` must be an int ({what}), got {axis!r}.") from None
+        raise error from None
 
 
 def check_axis(caller: str, axis: Axis, ndim: int) -> tuple[int, ...]:
